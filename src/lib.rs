@@ -1,0 +1,24 @@
+//! consolegate: a stateless, ticket-checking WebSocket-to-TCP proxy for VM consoles.
+//!
+//! An engine signs a short-lived Ed25519 ticket naming a console's `host:port`
+//! ([`ticket`]); the proxy ([`front`]) checks it against its trusted keys ([`keys`]) and
+//! its target and origin policy ([`policy`]), connects to the console server and relays
+//! bytes ([`relay`]) until the session ends. No database, token files or RPC: any proxy
+//! holding the public key serves any ticket.
+//!
+//! A request flows one way: `front` (accept, HTTP) → `ticket` (rules 1–6) → `policy`
+//! (single use, target) → backend connect → `relay` → close and log, with `session`
+//! keeping the live-session limit and drain.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo;
+pub mod front;
+pub mod keys;
+pub mod policy;
+pub mod relay;
+pub mod session;
+pub mod ticket;
+
+pub use keys::KeySet;
+pub use ticket::{Claims, Signer, TicketError, Verified, VerifyOptions};
