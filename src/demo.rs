@@ -4,7 +4,10 @@
 use tokio::net::{TcpListener, TcpStream};
 
 /// Serves RFB clients from `listener` until the task is dropped.
-pub async fn run_rfb_server(listener: TcpListener, password: Option<String>) -> std::io::Result<()> {
+pub async fn run_rfb_server(
+    listener: TcpListener,
+    password: Option<String>,
+) -> std::io::Result<()> {
     let _ = (listener, password);
     todo!()
 }

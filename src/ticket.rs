@@ -84,7 +84,11 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { leeway_secs: 30, max_lifetime_secs: 600, audiences: Vec::new() }
+        VerifyOptions {
+            leeway_secs: 30,
+            max_lifetime_secs: 600,
+            audiences: Vec::new(),
+        }
     }
 }
 
