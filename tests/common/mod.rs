@@ -98,7 +98,10 @@ pub fn raw_ticket(key: &SigningKey, header: &str, claims: &str) -> String {
 
 /// The standard header with the key's id.
 pub fn header_for(key: &SigningKey) -> String {
-    format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, keys::thumbprint(&key.verifying_key()))
+    format!(
+        r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#,
+        keys::thumbprint(&key.verifying_key())
+    )
 }
 
 /// A console-server stand-in that accepts one connection and hands it to the test.
@@ -131,7 +134,11 @@ pub async fn refused_with(url: &str, headers: &[(&str, &str)]) -> (u16, String) 
     match tokio_tungstenite::connect_async(req).await {
         Ok(_) => panic!("handshake to {url} was accepted"),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).to_string()).unwrap_or_default();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
             (resp.status().as_u16(), body)
         }
         Err(e) => panic!("unexpected error: {e}"),
