@@ -24,12 +24,16 @@ use std::path::{Path, PathBuf};
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Why a key could not be loaded or written. Every variant about a file names it.
+///
+/// Each message is complete on its own, cause included (`cause` fields are not
+/// `source()`s), so a log line with `%err` says everything and an anyhow chain does
+/// not print the cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{} is readable or writable by group or others (mode {mode:04o}); a signing key must be private: run `chmod 600 {}`",
@@ -37,24 +41,21 @@ pub enum KeyError {
         path.display()
     )]
     Permissions { path: PathBuf, mode: u32 },
-    #[error("{} is not a PKCS#8 PEM Ed25519 private key: {source}", path.display())]
+    #[error("{} is not a PKCS#8 PEM Ed25519 private key: {cause}", path.display())]
     PrivateKey {
         path: PathBuf,
-        source: ed25519_dalek::pkcs8::Error,
+        cause: ed25519_dalek::pkcs8::Error,
     },
     #[error("not an SPKI PEM Ed25519 public key: {0}")]
-    PublicPem(#[source] ed25519_dalek::pkcs8::spki::Error),
+    PublicPem(ed25519_dalek::pkcs8::spki::Error),
     #[error("the public key is a small-order point, under which forged signatures verify")]
     WeakKey,
-    #[error("{}: {source}", path.display())]
-    PublicKeyFile {
-        path: PathBuf,
-        source: Box<KeyError>,
-    },
-    #[error("cannot list {}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
+    PublicKeyFile { path: PathBuf, cause: Box<KeyError> },
+    #[error("cannot list {}: {cause}", path.display())]
     ReadDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "no trusted keys found in {} (a directory contributes its *.pub files)",
@@ -65,15 +66,15 @@ pub enum KeyError {
     BadName { name: String },
     #[error("{} already exists; refusing to overwrite a key (choose another --name or directory)", path.display())]
     Exists { path: PathBuf },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("cannot encode the new private key as PKCS#8 PEM: {0}")]
-    EncodePrivate(#[source] ed25519_dalek::pkcs8::Error),
+    EncodePrivate(ed25519_dalek::pkcs8::Error),
     #[error("cannot encode the new public key as SPKI PEM: {0}")]
-    EncodePublic(#[source] ed25519_dalek::pkcs8::spki::Error),
+    EncodePublic(ed25519_dalek::pkcs8::spki::Error),
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -128,9 +129,9 @@ pub fn thumbprint(key: &VerifyingKey) -> String {
 /// The mode is checked on the opened file, not the path, so a file swapped between
 /// the check and the read cannot slip through.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let read_err = |source| KeyError::Read {
+    let read_err = |cause| KeyError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let file = File::open(path).map_err(read_err)?;
     let mode = file.metadata().map_err(read_err)?.permissions().mode();
@@ -141,9 +142,9 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
         });
     }
     let pem = read_bounded(file).map_err(read_err)?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|source| KeyError::PrivateKey {
+    SigningKey::from_pkcs8_pem(&pem).map_err(|cause| KeyError::PrivateKey {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -164,17 +165,17 @@ pub fn parse_public_pem(pem: &str) -> Result<VerifyingKey, KeyError> {
 }
 
 fn load_public_file(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let file = File::open(path).map_err(|source| KeyError::Read {
+    let file = File::open(path).map_err(|cause| KeyError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
-    let pem = read_bounded(file).map_err(|source| KeyError::Read {
+    let pem = read_bounded(file).map_err(|cause| KeyError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     parse_public_pem(&pem).map_err(|e| KeyError::PublicKeyFile {
         path: path.to_owned(),
-        source: Box::new(e),
+        cause: Box::new(e),
     })
 }
 
@@ -188,9 +189,9 @@ pub fn load_trusted(paths: &[PathBuf]) -> Result<KeySet, KeyError> {
     let mut set = KeySet::new();
     for path in paths {
         if path.is_dir() {
-            let dir_err = |source| KeyError::ReadDir {
+            let dir_err = |cause| KeyError::ReadDir {
                 path: path.clone(),
-                source,
+                cause,
             };
             let mut files = Vec::new();
             for entry in std::fs::read_dir(path).map_err(dir_err)? {
@@ -266,15 +267,15 @@ fn create_new(path: &Path, mode: u32) -> Result<File, KeyError> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
+        .map_err(|cause| {
+            if cause.kind() == std::io::ErrorKind::AlreadyExists {
                 KeyError::Exists {
                     path: path.to_owned(),
                 }
             } else {
                 KeyError::Write {
                     path: path.to_owned(),
-                    source,
+                    cause,
                 }
             }
         })
@@ -283,9 +284,9 @@ fn create_new(path: &Path, mode: u32) -> Result<File, KeyError> {
 fn write_all(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|source| KeyError::Write {
+        .map_err(|cause| KeyError::Write {
             path: path.to_owned(),
-            source,
+            cause,
         })
 }
 

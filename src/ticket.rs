@@ -605,7 +605,7 @@ pub enum TicketError {
     TooLong { len: usize },
     #[error("ticket is an encrypted JWE (five segments); only signed tickets are accepted")]
     Jwe,
-    #[error("ticket has {found} dot-separated segments; a ticket has three")]
+    #[error("ticket is not three dot-separated segments (found {found})")]
     Segments { found: usize },
     #[error("ticket {part} is not canonical base64url: {problem}")]
     Base64 { part: Part, problem: Base64Problem },
