@@ -36,7 +36,7 @@ pub enum KeyError {
         cause: std::io::Error,
     },
     #[error(
-        "{} is readable or writable by group or others (mode {mode:04o}); a signing key must be private: run `chmod 600 {}`",
+        "{} is accessible to group or others (mode {mode:04o}); a signing key must be private: run `chmod 600 {}`",
         path.display(),
         path.display()
     )]

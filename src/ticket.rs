@@ -812,7 +812,12 @@ impl Signer {
     }
 }
 
-/// Rules 1–6 of the contract, in order.
+/// Rules 1–6 of the contract, in order; the first failure is the answer.
+///
+/// The claims are read strictly as part of rule 1 (a claims object of the wrong shape
+/// is malformed, 400), before the header and signature are judged; nothing in them is
+/// trusted until rule 3 passes. `now_unix` is the caller's clock, so tests and the
+/// proxy's single clock read per request decide time alike.
 pub fn verify(
     ticket: &str,
     keys: &KeySet,
@@ -848,6 +853,8 @@ pub fn verify(
             })
         }
     }
+    // `typ` is not checked: the contract's header carries it, but some libraries omit
+    // it and it means nothing to verification. Unknown members are ignored likewise.
     if header.contains_key("crit") {
         return Err(TicketError::Crit);
     }
@@ -997,6 +1004,8 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
         Ok(Value::from(v))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // serde_json never yields a non-finite f64 from text (it refuses 1e400), so the
+        // Null branch only exists to avoid a panic path.
         Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
