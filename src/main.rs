@@ -137,18 +137,153 @@ fn main() -> ExitCode {
 }
 
 fn keygen(args: KeygenArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let kid = consolegate::keys::generate(&args.out_dir, &args.name)?;
+    let key = args.out_dir.join(format!("{}.key", args.name));
+    let public = args.out_dir.join(format!("{}.pub", args.name));
+    eprintln!(
+        "wrote {} (private, mode 0600) and {} (give this one to the proxies)",
+        key.display(),
+        public.display()
+    );
+    println!("{kid}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sign(args: SignArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    use anyhow::Context as _;
+    use consolegate::ticket::{Claims, Kind, Signer, TargetTls};
+    let ttl = parse_duration(&args.ttl).with_context(|| format!("--ttl {:?}", args.ttl))?;
+    let kind = match args.kind.as_deref() {
+        None => Kind::default(),
+        Some(k) => k
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--kind {k:?}: expected vnc, spice or serial"))?,
+    };
+    let tls = match args.tls.as_deref() {
+        None => TargetTls::default(),
+        Some(t) => t
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--tls {t:?}: expected none, tls or vencrypt"))?,
+    };
+    let key = consolegate::keys::load_signing_key(&args.key)?;
+    let now = unix_now()?;
+    let exp = now
+        .checked_add(ttl)
+        .context("--ttl is too long to express as a time")?;
+    let mut claims = Claims::new(args.host, args.port, exp)
+        .with_iat(now)
+        .with_kind(kind)
+        .with_tls(tls);
+    claims.aud = args.aud;
+    claims.sub = args.sub;
+    claims.jti = match (args.no_jti, args.jti) {
+        (true, _) => None,
+        (false, Some(jti)) => Some(jti),
+        (false, None) => Some(consolegate::keys::random_jti()),
+    };
+    claims.validate().context("refusing to sign")?;
+    let default_max = consolegate::ticket::VerifyOptions::default().max_lifetime_secs;
+    if ttl > default_max {
+        eprintln!(
+            "warning: a {ttl} s ticket is refused by proxies with the default maximum \
+             lifetime of {default_max} s"
+        );
+    }
+
+    let signer = Signer::new(key);
+    let ticket = signer.sign(&claims);
+    let url = args
+        .url
+        .map(|base| format!("{}/{ticket}", base.trim_end_matches('/')));
+    if args.json {
+        let out = serde_json::json!({
+            "ticket": ticket,
+            "url": url,
+            "kid": signer.kid(),
+            "exp": exp,
+            "jti": claims.jti,
+        });
+        println!("{out}");
+    } else {
+        println!("{}", url.as_deref().unwrap_or(&ticket));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    if args.leeway < 0 {
+        anyhow::bail!("--leeway must be 0 or more seconds");
+    }
+    if args.max_lifetime <= 0 {
+        anyhow::bail!("--max-lifetime must be more than 0 seconds");
+    }
+    let keys = consolegate::keys::load_trusted(&args.trust)?;
+    let ticket = if args.ticket == "-" {
+        // Bounded: a ticket is at most 4 KiB, and anything far larger is a mistake.
+        let mut text = String::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .context("cannot read the ticket from standard input")?;
+        text.trim().to_owned()
+    } else {
+        args.ticket
+    };
+    let opts = consolegate::ticket::VerifyOptions {
+        leeway_secs: args.leeway,
+        max_lifetime_secs: args.max_lifetime,
+        audiences: args.aud,
+    };
+    match consolegate::ticket::verify(&ticket, &keys, &opts, unix_now()?) {
+        Ok(v) => {
+            println!(
+                "{}",
+                serde_json::json!({ "kid": v.kid, "claims": v.claims })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("refused: {err} ({})", err.code());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Seconds since 1970 by the system clock.
+fn unix_now() -> Result<i64> {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("the system clock is before 1970"))?;
+    Ok(i64::try_from(since.as_secs())?)
+}
+
+/// A ticket lifetime: `120`, `120s`, `5m` or `1h`; more than zero, at most a day
+/// (a longer bearer ticket is never what anyone wants, and no proxy accepts it).
+fn parse_duration(text: &str) -> Result<i64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => anyhow::bail!("expected a number of seconds, or a number followed by s, m or h"),
+    };
+    let secs = digits
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| anyhow::anyhow!("expected a number like 120s, 5m or 1h"))?;
+    if !(1..=86_400).contains(&secs) {
+        anyhow::bail!("a ticket lifetime must be between 1 s and 24 h");
+    }
+    Ok(secs)
 }
 
 fn init_logging(format: LogFormat, level: &str) -> Result<()> {
@@ -341,5 +476,35 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn ttl_accepts_seconds_minutes_and_hours() {
+        for (text, secs) in [("120", 120), ("120s", 120), ("5m", 300), ("1h", 3600)] {
+            assert_eq!(parse_duration(text).unwrap(), secs, "{text}");
+        }
+    }
+
+    #[test]
+    fn ttl_refuses_zero_junk_negative_and_overflow() {
+        for text in [
+            "",
+            "0",
+            "0s",
+            "s",
+            "-5",
+            "5 m",
+            "5d",
+            "1.5m",
+            "25h",
+            "99999999999999999999",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
     }
 }
