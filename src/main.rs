@@ -169,7 +169,7 @@ fn sign(args: SignArgs) -> Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("--tls {t:?}: expected none, tls or vencrypt"))?,
     };
     let key = consolegate::keys::load_signing_key(&args.key)?;
-    let now = unix_now()?;
+    let now = consolegate::front::unix_now();
     let exp = now
         .checked_add(ttl)
         .context("--ttl is too long to express as a time")?;
@@ -239,7 +239,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         max_lifetime_secs: args.max_lifetime,
         audiences: args.aud,
     };
-    match consolegate::ticket::verify(&ticket, &keys, &opts, unix_now()?) {
+    match consolegate::ticket::verify(&ticket, &keys, &opts, consolegate::front::unix_now()) {
         Ok(v) => {
             println!(
                 "{}",
@@ -254,36 +254,19 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     }
 }
 
-/// Seconds since 1970 by the system clock.
-fn unix_now() -> Result<i64> {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| anyhow::anyhow!("the system clock is before 1970"))?;
-    Ok(i64::try_from(since.as_secs())?)
-}
-
-/// A ticket lifetime: `120`, `120s`, `5m` or `1h`; more than zero, at most a day
-/// (a longer bearer ticket is never what anyone wants, and no proxy accepts it).
+/// A ticket lifetime (`120`, `120s`, `5m`, `1h`, as every duration option reads):
+/// more than zero and at most a day; a longer bearer ticket is never what anyone
+/// wants, and no proxy accepts it.
 fn parse_duration(text: &str) -> Result<i64> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => anyhow::bail!("expected a number of seconds, or a number followed by s, m or h"),
-    };
-    let secs = digits
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
+    let secs = consolegate::config::parse_duration(text)
+        .flatten()
+        .filter(|d| d.subsec_nanos() == 0)
+        .map(|d| d.as_secs())
         .ok_or_else(|| anyhow::anyhow!("expected a number like 120s, 5m or 1h"))?;
     if !(1..=86_400).contains(&secs) {
         anyhow::bail!("a ticket lifetime must be between 1 s and 24 h");
     }
-    Ok(secs)
+    Ok(secs as i64)
 }
 
 fn init_logging(format: LogFormat, level: &str) -> Result<()> {
@@ -498,8 +481,7 @@ mod tests {
             "0s",
             "s",
             "-5",
-            "5 m",
-            "5d",
+            "5x",
             "1.5m",
             "25h",
             "99999999999999999999",

@@ -11,7 +11,11 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -45,8 +49,14 @@ async fn the_printed_url_reaches_the_demo_console_server() {
     assert!(url.starts_with(&format!("ws://127.0.0.1:{port}/")), "{url}");
     assert_eq!(password.unwrap().len(), 8);
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("the printed URL is accepted");
-    let banner = timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("the printed URL is accepted");
+    let banner = timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match banner {
         Message::Binary(b) => assert_eq!(b.as_ref(), b"RFB 003.008\n"),
         other => panic!("expected the RFB banner, got {other:?}"),
