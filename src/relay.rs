@@ -1,24 +1,70 @@
 //! The relay: WebSocket (browser) ⇄ TCP (console server), both directions at once.
 //!
-//! Works on the raw upgraded connection with its own RFC 6455 framing so that a frame
-//! is written straight from the read buffer (header in front of the payload, no copy).
+//! Works on the raw upgraded connection with its own RFC 6455 framing ([`frame`]) so
+//! that the down direction reads console bytes into its buffer *behind* room for a frame
+//! header, writes the header in front and sends the frame with one write and no copy;
+//! the up direction unmasks client payloads in place, a `u64` at a time, and writes them
+//! to the console server straight from the read buffer.
+//!
+//! Design, in short:
+//! - **One task, one hand-written poll loop** ([`Session::poll_io`]) drives the four
+//!   I/O operations (client read/write, target read/write). Nothing is split, so there
+//!   is no `Arc`, lock or channel, and both directions share one writer to the browser
+//!   without coordination: control frames (pong, ping, close) slip in between data
+//!   frames. Timers and the stop signal live in a `select!` around that loop.
+//! - **Backpressure by construction**: the target is read only when the previous
+//!   frame is fully written to the browser, and the browser is read only when the
+//!   previous payload is fully written to the target. At most one buffer per direction
+//!   is in flight, so a slow side never makes the proxy read more than that.
+//! - **Idle memory**: buffers are allocated on the first byte and freed after
+//!   [`RELEASE_AFTER`] without reads. While a session has no buffer, reads go into a
+//!   small stack probe: waiting costs nothing, and the first bytes of a burst are
+//!   copied once into the newly allocated buffer.
+//! - **Close codes**: every end has a [`CloseReason`] with its code; 1005, 1006 and
+//!   1015 never go on the wire. Closing is bounded by [`CLOSE_WAIT`].
 
+mod frame;
+
+use frame::{ControlFrame, Item, Parser, MAX_HEADER, OP_BINARY, OP_PING, OP_PONG};
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long closing may take: flushing what is pending, the close frame, and waiting
+/// for the browser's close answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Extra time to shut the target down after closing (TLS targets send close_notify).
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(250);
+/// Buffers are freed after this long without a read on either side: long enough that a
+/// busy session keeps them, short enough that idle sessions hold almost nothing.
+const RELEASE_AFTER: Duration = Duration::from_millis(500);
+/// Stack probe used to wait for data while a direction has no buffer.
+const PROBE: usize = 2048;
+/// Smallest buffer accepted: it must hold a client frame header (14 bytes) and more.
+const MIN_BUFFER: usize = 1024;
+/// Rounds of I/O per poll before yielding, so one busy session cannot hog a worker
+/// even on streams that do not take part in tokio's cooperative budget.
+const MAX_ROUNDS: usize = 32;
 
 /// Limits and timers of one session.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Heartbeat ping to the browser; `None` disables it.
+    /// Heartbeat ping to the browser; `None` disables it. A browser that leaves two
+    /// pings in a row unanswered is considered gone ([`CloseReason::PingTimeout`]).
     pub ping_interval: Option<Duration>,
-    /// End the session when no byte moved either way for this long.
+    /// End the session when no payload moved either way for this long.
     pub idle_timeout: Option<Duration>,
     /// End the session after this long whatever happens.
     pub max_duration: Option<Duration>,
     /// Largest WebSocket message accepted from the browser (close 1009 above).
     pub max_message: usize,
-    /// Read buffer per direction.
+    /// Read buffer per direction (at least 1 KiB is used).
     pub buffer_size: usize,
 }
 
@@ -45,30 +91,115 @@ pub enum Stop {
 }
 
 /// Why a session ended.
+///
+/// `Display` is a short sentence used both in the log line and as the close frame's
+/// reason (cut to 123 bytes on a character boundary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
-    Todo,
+    /// The console server closed its connection (EOF): 1000, after all its bytes.
+    TargetClosed,
+    /// The browser sent a close frame; its code (if any) is echoed.
+    ClientClosed { code: Option<u16>, reason: String },
+    /// The browser's connection ended without a close frame (EOF, reset).
+    /// Nothing can be sent; [`CloseReason::code`] reports 1006.
+    ClientVanished,
+    /// The browser sent a text frame; the relay carries binary only: 1003.
+    TextFrame,
+    /// The browser broke RFC 6455 (unmasked frame, reserved bits, bad opcode,
+    /// bad control frame, bad continuation): 1002.
+    ProtocolError(String),
+    /// A browser message exceeded `max_message`: 1009.
+    MessageTooBig { limit: usize },
+    /// No payload moved for `idle_timeout`: 1000, an ordinary end rather than a
+    /// violation (the browser may simply reconnect).
+    IdleTimeout,
+    /// The session reached `max_duration`: 1008, a policy limit.
+    MaxDuration,
+    /// The proxy is shutting down: 1001.
+    Drain,
+    /// An operator ended the session: 1008 with the operator's reason.
+    Killed(String),
+    /// Reading from or writing to the console server failed: 1011.
+    TargetError(String),
+    /// Reading from or writing to the browser failed (other than a reset): nothing
+    /// can be sent; [`CloseReason::code`] reports 1006.
+    ClientError(String),
+    /// The browser left heartbeat pings unanswered for about two intervals: 1001.
+    PingTimeout,
 }
 
 impl CloseReason {
     /// The WebSocket close code sent (or that would have been sent) to the browser.
+    /// For [`ClientVanished`](Self::ClientVanished) and [`ClientError`](Self::ClientError)
+    /// it is 1006, which by RFC 6455 is only ever reported, never sent.
     pub fn code(&self) -> u16 {
-        todo!()
+        match self {
+            CloseReason::TargetClosed | CloseReason::IdleTimeout => 1000,
+            CloseReason::ClientClosed { code, .. } => code.unwrap_or(1000),
+            CloseReason::ClientVanished | CloseReason::ClientError(_) => 1006,
+            CloseReason::TextFrame => 1003,
+            CloseReason::ProtocolError(_) => 1002,
+            CloseReason::MessageTooBig { .. } => 1009,
+            CloseReason::MaxDuration | CloseReason::Killed(_) => 1008,
+            CloseReason::Drain | CloseReason::PingTimeout => 1001,
+            CloseReason::TargetError(_) => 1011,
+        }
     }
 }
 
 impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        match self {
+            CloseReason::TargetClosed => f.write_str("console server closed the connection"),
+            CloseReason::ClientClosed { code: None, .. } => {
+                f.write_str("browser closed the session")
+            }
+            CloseReason::ClientClosed {
+                code: Some(c),
+                reason,
+            } if reason.is_empty() => {
+                write!(f, "browser closed the session ({c})")
+            }
+            CloseReason::ClientClosed {
+                code: Some(c),
+                reason,
+            } => {
+                write!(f, "browser closed the session ({c}: {reason})")
+            }
+            CloseReason::ClientVanished => f.write_str("browser connection lost without a close"),
+            CloseReason::TextFrame => f.write_str("text frames are not supported, send binary"),
+            CloseReason::ProtocolError(e) => write!(f, "WebSocket protocol error: {e}"),
+            CloseReason::MessageTooBig { limit } => {
+                write!(f, "message larger than the {limit}-byte limit")
+            }
+            CloseReason::IdleTimeout => f.write_str("session idle for too long"),
+            CloseReason::MaxDuration => f.write_str("session reached its maximum duration"),
+            CloseReason::Drain => f.write_str("proxy is shutting down"),
+            CloseReason::Killed(r) if r.is_empty() => f.write_str("session ended by an operator"),
+            CloseReason::Killed(r) => f.write_str(r),
+            CloseReason::TargetError(e) => write!(f, "console server connection failed: {e}"),
+            CloseReason::ClientError(e) => write!(f, "browser connection failed: {e}"),
+            CloseReason::PingTimeout => f.write_str("browser stopped answering pings"),
+        }
+    }
+}
+
+impl From<frame::FrameError> for CloseReason {
+    fn from(e: frame::FrameError) -> Self {
+        match e {
+            frame::FrameError::Text => CloseReason::TextFrame,
+            frame::FrameError::TooBig { limit } => CloseReason::MessageTooBig { limit },
+            other => CloseReason::ProtocolError(other.to_string()),
+        }
     }
 }
 
 /// Bytes moved and why the session ended.
 #[derive(Debug, Clone)]
 pub struct RelayOutcome {
-    /// Browser → console server payload bytes.
+    /// Browser → console server payload bytes (written to the console server).
     pub bytes_up: u64,
-    /// Console server → browser payload bytes.
+    /// Console server → browser payload bytes (written to the browser).
     pub bytes_down: u64,
     pub reason: CloseReason,
 }
@@ -79,22 +210,670 @@ pub async fn relay<C, T>(
     client: C,
     target: T,
     cfg: &RelayConfig,
-    stop: watch::Receiver<Stop>,
+    mut stop: watch::Receiver<Stop>,
 ) -> RelayOutcome
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let _ = (client, target, cfg, stop);
-    todo!()
+    let mut session = Session::new(client, target, cfg);
+    let reason = session.run(cfg, &mut stop).await;
+    session.finish(&reason).await;
+    tracing::debug!(
+        code = reason.code(),
+        %reason,
+        bytes_up = session.bytes_up,
+        bytes_down = session.bytes_down,
+        "relay ended"
+    );
+    RelayOutcome {
+        bytes_up: session.bytes_up,
+        bytes_down: session.bytes_down,
+        reason,
+    }
 }
 
 /// Sends a close frame with `code` and `reason` on an upgraded connection and waits
 /// briefly for the browser's answer (used when a session fails after the upgrade).
+/// 1005, 1006 and 1015 are replaced by 1011; the reason is cut to 123 bytes.
 pub async fn close_with<C>(client: C, code: u16, reason: &str)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let _ = (client, code, reason);
-    todo!()
+    let cfg = RelayConfig {
+        buffer_size: MIN_BUFFER,
+        ..RelayConfig::default()
+    };
+    let mut session = Session::new(client, tokio::io::empty(), &cfg);
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if session.send_close(code, reason).await.is_ok() {
+            session.await_client_close().await;
+        }
+        let _ = session.client.shutdown().await;
+    })
+    .await;
+}
+
+/// What [`Session::poll_io`] reports to the loop around it.
+enum Event {
+    End(CloseReason),
+    /// A buffer was allocated while the release timer was idle: arm it.
+    Allocated,
+}
+
+/// Console → browser: one frame at a time, built in place.
+struct Down {
+    /// `MAX_HEADER` bytes of room, then `buffer_size` bytes of payload; empty (no
+    /// allocation) while the session is quiet.
+    buf: Vec<u8>,
+    /// The frame being sent is `buf[start..end]`; `start == end` when there is none.
+    start: usize,
+    end: usize,
+    /// How far the frame has been written.
+    pos: usize,
+}
+
+impl Down {
+    fn pending(&self) -> bool {
+        self.start < self.end
+    }
+    /// Part of the frame is on the wire: it must be finished before anything else.
+    fn started(&self) -> bool {
+        self.pending() && self.pos > self.start
+    }
+    fn clear(&mut self) {
+        (self.start, self.end, self.pos) = (0, 0, 0);
+    }
+}
+
+/// Browser → console: raw client bytes, parsed and unmasked in place.
+struct Up {
+    /// `buffer_size` bytes; empty (no allocation) while the session is quiet.
+    buf: Vec<u8>,
+    /// Bytes read into `buf`.
+    filled: usize,
+    /// Bytes of `buf` the parser has consumed.
+    parsed: usize,
+    /// Unmasked payload waiting to be written to the target: `buf[out_start..out_end]`.
+    /// Payloads of several small frames are moved together so they go in one write;
+    /// a large frame's payload is written where it was read.
+    out_start: usize,
+    out_end: usize,
+}
+
+impl Up {
+    fn out_pending(&self) -> bool {
+        self.out_start < self.out_end
+    }
+    /// Moves an incomplete header left after parsing to the front, making room.
+    fn compact(&mut self) {
+        self.buf.copy_within(self.parsed..self.filled, 0);
+        self.filled -= self.parsed;
+        self.parsed = 0;
+        (self.out_start, self.out_end) = (0, 0);
+    }
+}
+
+/// One relay session's state; all of it lives in the task's future.
+struct Session<C, T> {
+    client: C,
+    target: T,
+    buffer_size: usize,
+    down: Down,
+    up: Up,
+    parser: Parser,
+    /// Control frame being written to the browser, and how far.
+    ctrl: Option<(ControlFrame, usize)>,
+    /// Pong owed to the browser; a newer ping replaces an unsent pong (RFC 6455 §5.5.3).
+    pong: Option<ControlFrame>,
+    /// A heartbeat ping is due.
+    ping_queued: bool,
+    /// Heartbeat pings sent since the last pong.
+    pings_unanswered: u32,
+    /// Bytes were written to the browser / target since the last flush (TLS buffers).
+    client_flush: bool,
+    target_flush: bool,
+    /// Closing: client frames are parsed only to find the browser's close frame.
+    discard_up: bool,
+    bytes_up: u64,
+    bytes_down: u64,
+    /// Last read on either side (drives buffer release).
+    last_read: Instant,
+    /// Last payload either way (drives the idle timeout).
+    last_payload: Instant,
+    release_armed: bool,
+}
+
+/// Outcome of one read attempt.
+enum Read {
+    Data(usize),
+    Eof,
+    Blocked,
+}
+
+/// Reads into `buf` if it is allocated, else into a stack probe whose bytes are then
+/// copied into a freshly allocated `buf` of `size` bytes at `at`. Returns whether it
+/// allocated.
+fn poll_read_lazy<R: AsyncRead + Unpin>(
+    r: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+    size: usize,
+    at: usize,
+) -> (io::Result<Read>, bool) {
+    if buf.is_empty() {
+        let mut probe = [MaybeUninit::<u8>::uninit(); PROBE];
+        let probe_len = PROBE.min(size - at);
+        let mut rb = ReadBuf::uninit(&mut probe[..probe_len]);
+        match Pin::new(r).poll_read(cx, &mut rb) {
+            Poll::Pending => (Ok(Read::Blocked), false),
+            Poll::Ready(Err(e)) => (Err(e), false),
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => (Ok(Read::Eof), false),
+            Poll::Ready(Ok(())) => {
+                let data = rb.filled();
+                *buf = vec![0; size];
+                buf[at..at + data.len()].copy_from_slice(data);
+                (Ok(Read::Data(data.len())), true)
+            }
+        }
+    } else {
+        let mut rb = ReadBuf::new(&mut buf[at..]);
+        match Pin::new(r).poll_read(cx, &mut rb) {
+            Poll::Pending => (Ok(Read::Blocked), false),
+            Poll::Ready(Err(e)) => (Err(e), false),
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => (Ok(Read::Eof), false),
+            Poll::Ready(Ok(())) => (Ok(Read::Data(rb.filled().len())), false),
+        }
+    }
+}
+
+/// A reset or broken pipe is the browser going away, not a failure worth a message.
+fn client_error(e: io::Error) -> CloseReason {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::WriteZero => CloseReason::ClientVanished,
+        _ => CloseReason::ClientError(e.to_string()),
+    }
+}
+
+fn target_error(e: io::Error) -> CloseReason {
+    CloseReason::TargetError(e.to_string())
+}
+
+fn stop_reason(stop: &Stop) -> Option<CloseReason> {
+    match stop {
+        Stop::Run => None,
+        Stop::Drain => Some(CloseReason::Drain),
+        Stop::Kill(r) => Some(CloseReason::Killed(r.clone())),
+    }
+}
+
+impl<C, T> Session<C, T>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn new(client: C, target: T, cfg: &RelayConfig) -> Self {
+        let now = Instant::now();
+        Session {
+            client,
+            target,
+            buffer_size: cfg.buffer_size.max(MIN_BUFFER),
+            down: Down {
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                pos: 0,
+            },
+            up: Up {
+                buf: Vec::new(),
+                filled: 0,
+                parsed: 0,
+                out_start: 0,
+                out_end: 0,
+            },
+            parser: Parser::new(cfg.max_message),
+            ctrl: None,
+            pong: None,
+            ping_queued: false,
+            pings_unanswered: 0,
+            client_flush: false,
+            target_flush: false,
+            discard_up: false,
+            bytes_up: 0,
+            bytes_down: 0,
+            last_read: now,
+            last_payload: now,
+            release_armed: false,
+        }
+    }
+
+    /// Relays until something ends the session; returns why.
+    async fn run(&mut self, cfg: &RelayConfig, stop: &mut watch::Receiver<Stop>) -> CloseReason {
+        if let Some(r) = stop_reason(&stop.borrow_and_update()) {
+            return r;
+        }
+        let start = Instant::now();
+        // Disabled timers still need a deadline; their branches are switched off.
+        let never = start + Duration::from_secs(100 * 365 * 86_400);
+        let at = |d: Option<Duration>| d.map_or(never, |d| start + d);
+        let max_duration = tokio::time::sleep_until(at(cfg.max_duration));
+        let ping = tokio::time::sleep_until(at(cfg.ping_interval));
+        let idle = tokio::time::sleep_until(at(cfg.idle_timeout));
+        let release = tokio::time::sleep_until(never);
+        tokio::pin!(max_duration, ping, idle, release);
+        let mut stop_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                changed = stop.changed(), if stop_open => match changed {
+                    Ok(()) => {
+                        if let Some(r) = stop_reason(&stop.borrow_and_update()) {
+                            return r;
+                        }
+                    }
+                    // The proxy dropped its sender: no more requests will come.
+                    Err(_) => stop_open = false,
+                },
+                () = &mut max_duration, if cfg.max_duration.is_some() => {
+                    return CloseReason::MaxDuration;
+                }
+                event = poll_fn(|cx| self.poll_io(cx)) => match event {
+                    Event::End(r) => return r,
+                    Event::Allocated => {
+                        self.release_armed = true;
+                        release.as_mut().reset(Instant::now() + RELEASE_AFTER);
+                    }
+                },
+                () = &mut ping, if cfg.ping_interval.is_some() => {
+                    if self.pings_unanswered >= 2 {
+                        return CloseReason::PingTimeout;
+                    }
+                    self.pings_unanswered += 1;
+                    self.ping_queued = true;
+                    let every = cfg.ping_interval.unwrap_or(Duration::MAX);
+                    ping.as_mut().reset(Instant::now() + every);
+                }
+                () = &mut idle, if cfg.idle_timeout.is_some() => {
+                    let due = self.last_payload + cfg.idle_timeout.unwrap_or(Duration::MAX);
+                    if due <= Instant::now() {
+                        return CloseReason::IdleTimeout;
+                    }
+                    idle.as_mut().reset(due);
+                }
+                () = &mut release, if self.release_armed => {
+                    let due = self.last_read + RELEASE_AFTER;
+                    let now = Instant::now();
+                    if due <= now {
+                        self.release_buffers();
+                        // A buffer still holding unsent bytes stays; look again later.
+                        self.release_armed = !self.down.buf.is_empty() || !self.up.buf.is_empty();
+                        release.as_mut().reset(now + RELEASE_AFTER);
+                    } else {
+                        release.as_mut().reset(due);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees the buffers that hold nothing unsent.
+    fn release_buffers(&mut self) {
+        if !self.down.pending() {
+            self.down.buf = Vec::new();
+        }
+        if self.up.filled == 0 && !self.up.out_pending() {
+            self.up.buf = Vec::new();
+        }
+    }
+
+    /// Moves bytes both ways until every operation is blocked or the session ends.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        for _ in 0..MAX_ROUNDS {
+            let mut progress = false;
+            let mut allocated = false;
+            if let Err(r) = self.io_round(cx, &mut progress, &mut allocated) {
+                return Poll::Ready(Event::End(r));
+            }
+            if allocated && !self.release_armed {
+                return Poll::Ready(Event::Allocated);
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One attempt at each operation, writes first so buffers free up before reads.
+    fn io_round(
+        &mut self,
+        cx: &mut Context<'_>,
+        progress: &mut bool,
+        allocated: &mut bool,
+    ) -> Result<(), CloseReason> {
+        self.client_out(cx, progress)?;
+        self.target_out(cx, progress)?;
+        self.target_in(cx, progress, allocated)?;
+        self.client_in(cx, progress, allocated)
+    }
+
+    /// Writes to the browser: a started data frame first (frames go back to back), then
+    /// control frames, then the next data frame, then a flush.
+    fn client_out(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), CloseReason> {
+        loop {
+            let is_data;
+            let bytes: &[u8] = if self.down.started() {
+                is_data = true;
+                &self.down.buf[self.down.pos..self.down.end]
+            } else if let Some((frame, pos)) = &self.ctrl {
+                is_data = false;
+                &frame.as_bytes()[*pos..]
+            } else if let Some(frame) = self.pong.take() {
+                self.ctrl = Some((frame, 0));
+                continue;
+            } else if self.ping_queued {
+                self.ping_queued = false;
+                self.ctrl = Some((ControlFrame::new(OP_PING, b""), 0));
+                continue;
+            } else if self.down.pending() {
+                is_data = true;
+                &self.down.buf[self.down.pos..self.down.end]
+            } else if self.client_flush {
+                return match Pin::new(&mut self.client).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.client_flush = false;
+                        *progress = true;
+                        Ok(())
+                    }
+                    Poll::Ready(Err(e)) => Err(client_error(e)),
+                    Poll::Pending => Ok(()),
+                };
+            } else {
+                return Ok(());
+            };
+            let n = match Pin::new(&mut self.client).poll_write(cx, bytes) {
+                Poll::Ready(Ok(0)) => return Err(CloseReason::ClientVanished),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Err(client_error(e)),
+                Poll::Pending => return Ok(()),
+            };
+            *progress = true;
+            self.client_flush = true;
+            if is_data {
+                self.down.pos += n;
+                if self.down.pos >= self.down.end {
+                    self.bytes_down += (self.down.end - MAX_HEADER) as u64;
+                    self.down.clear();
+                }
+            } else if let Some((frame, pos)) = &mut self.ctrl {
+                *pos += n;
+                if *pos >= frame.as_bytes().len() {
+                    self.ctrl = None;
+                }
+            }
+        }
+    }
+
+    /// Writes unmasked browser payload to the console server, then flushes.
+    fn target_out(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Result<(), CloseReason> {
+        loop {
+            if !self.up.out_pending() {
+                if !self.target_flush {
+                    return Ok(());
+                }
+                return match Pin::new(&mut self.target).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.target_flush = false;
+                        *progress = true;
+                        Ok(())
+                    }
+                    Poll::Ready(Err(e)) => Err(target_error(e)),
+                    Poll::Pending => Ok(()),
+                };
+            }
+            let bytes = &self.up.buf[self.up.out_start..self.up.out_end];
+            let n = match Pin::new(&mut self.target).poll_write(cx, bytes) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(CloseReason::TargetError(
+                        "console server accepts no more data".into(),
+                    ))
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Err(target_error(e)),
+                Poll::Pending => return Ok(()),
+            };
+            *progress = true;
+            self.target_flush = true;
+            self.bytes_up += n as u64;
+            self.up.out_start += n;
+            if !self.up.out_pending() {
+                self.up.compact();
+            }
+        }
+    }
+
+    /// Reads console bytes behind room for a header and makes them one frame. Only
+    /// when the previous frame is fully written: that is the down backpressure.
+    fn target_in(
+        &mut self,
+        cx: &mut Context<'_>,
+        progress: &mut bool,
+        allocated: &mut bool,
+    ) -> Result<(), CloseReason> {
+        if self.down.pending() {
+            return Ok(());
+        }
+        let size = MAX_HEADER + self.buffer_size;
+        let (read, alloc) =
+            poll_read_lazy(&mut self.target, cx, &mut self.down.buf, size, MAX_HEADER);
+        *allocated |= alloc;
+        let n = match read.map_err(target_error)? {
+            Read::Blocked => return Ok(()),
+            Read::Eof => return Err(CloseReason::TargetClosed),
+            Read::Data(n) => n,
+        };
+        *progress = true;
+        let now = Instant::now();
+        (self.last_read, self.last_payload) = (now, now);
+        let start = frame::put_header(&mut self.down.buf, MAX_HEADER, OP_BINARY, n);
+        (self.down.start, self.down.pos, self.down.end) = (start, start, MAX_HEADER + n);
+        Ok(())
+    }
+
+    /// Reads browser bytes and parses them. Only when the previous payload is fully
+    /// written to the target: that is the up backpressure.
+    fn client_in(
+        &mut self,
+        cx: &mut Context<'_>,
+        progress: &mut bool,
+        allocated: &mut bool,
+    ) -> Result<(), CloseReason> {
+        if self.up.out_pending() {
+            return Ok(());
+        }
+        let at = self.up.filled;
+        let (read, alloc) =
+            poll_read_lazy(&mut self.client, cx, &mut self.up.buf, self.buffer_size, at);
+        *allocated |= alloc;
+        let n = match read.map_err(client_error)? {
+            Read::Blocked => return Ok(()),
+            Read::Eof => return Err(CloseReason::ClientVanished),
+            Read::Data(n) => n,
+        };
+        *progress = true;
+        self.up.filled += n;
+        self.last_read = Instant::now();
+        self.parse_up()
+    }
+
+    /// Parses everything read so far. Data payloads are unmasked in place and gathered
+    /// into the out range; control frames are answered here.
+    fn parse_up(&mut self) -> Result<(), CloseReason> {
+        let up = &mut self.up;
+        let mut payload = false;
+        while up.parsed < up.filled {
+            match self.parser.next(&mut up.buf[up.parsed..up.filled])? {
+                Item::NeedMore => break,
+                Item::Header { used } | Item::ControlPart { used } => up.parsed += used,
+                Item::Data { len } => {
+                    let src = up.parsed;
+                    up.parsed += len;
+                    if self.discard_up {
+                        continue;
+                    }
+                    payload = true;
+                    if !up.out_pending() {
+                        (up.out_start, up.out_end) = (src, src + len);
+                    } else {
+                        // Close the gap left by the header in between; only small
+                        // frames get here, a large payload starts an empty out range.
+                        if up.out_end != src {
+                            up.buf.copy_within(src..src + len, up.out_end);
+                        }
+                        up.out_end += len;
+                    }
+                }
+                Item::Ping { used } => {
+                    up.parsed += used;
+                    if !self.discard_up {
+                        self.pong = Some(ControlFrame::new(OP_PONG, self.parser.control_payload()));
+                    }
+                }
+                Item::Pong { used } => {
+                    up.parsed += used;
+                    self.pings_unanswered = 0;
+                }
+                Item::Close { used, code, reason } => {
+                    up.parsed += used;
+                    return Err(CloseReason::ClientClosed { code, reason });
+                }
+            }
+        }
+        if payload {
+            self.last_payload = self.last_read;
+        }
+        if !up.out_pending() {
+            up.compact();
+        }
+        Ok(())
+    }
+
+    /// Nothing is waiting to be written to the browser.
+    fn client_out_idle(&self) -> bool {
+        !self.down.pending()
+            && self.ctrl.is_none()
+            && self.pong.is_none()
+            && !self.ping_queued
+            && !self.client_flush
+    }
+
+    /// Writes everything pending to the browser.
+    async fn flush_client(&mut self) -> Result<(), CloseReason> {
+        poll_fn(|cx| {
+            let mut progress = false;
+            if let Err(r) = self.client_out(cx, &mut progress) {
+                return Poll::Ready(Err(r));
+            }
+            if self.client_out_idle() {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Writes pending browser payload to the console server.
+    async fn flush_target(&mut self) -> Result<(), CloseReason> {
+        poll_fn(|cx| {
+            let mut progress = false;
+            if let Err(r) = self.target_out(cx, &mut progress) {
+                return Poll::Ready(Err(r));
+            }
+            if !self.up.out_pending() && !self.target_flush {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Sends a close frame: finishes a data frame already begun (the stream must stay
+    /// well-formed), drops data frames and pongs not yet begun, then the close.
+    async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), CloseReason> {
+        if !self.down.started() {
+            self.down.clear();
+        }
+        self.pong = None;
+        self.ping_queued = false;
+        self.flush_client().await?;
+        self.ctrl = Some((ControlFrame::close(code, reason), 0));
+        self.flush_client().await
+    }
+
+    /// Reads the browser until its close frame, EOF or an error; everything else it
+    /// sends now is discarded.
+    async fn await_client_close(&mut self) {
+        self.discard_up = true;
+        (self.up.out_start, self.up.out_end) = (0, 0);
+        poll_fn(|cx| loop {
+            let mut progress = false;
+            let mut allocated = false;
+            match self.client_in(cx, &mut progress, &mut allocated) {
+                Err(_) => return Poll::Ready(()),
+                Ok(()) if !progress => return Poll::Pending,
+                Ok(()) => {}
+            }
+        })
+        .await;
+    }
+
+    /// Ends the session on both sides according to `reason`, within [`CLOSE_WAIT`].
+    async fn finish(&mut self, reason: &CloseReason) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            match reason {
+                CloseReason::ClientVanished | CloseReason::ClientError(_) => {
+                    // What the browser sent before it went is still delivered.
+                    let _ = self.flush_target().await;
+                }
+                CloseReason::ClientClosed { code, .. } => {
+                    if self.send_close(code.unwrap_or(1000), "").await.is_ok() {
+                        let _ = self.client.shutdown().await;
+                    }
+                    let _ = self.flush_target().await;
+                }
+                CloseReason::TargetClosed => {
+                    // All console bytes reach the browser before the close.
+                    if self.flush_client().await.is_ok()
+                        && self
+                            .send_close(reason.code(), &reason.to_string())
+                            .await
+                            .is_ok()
+                    {
+                        self.await_client_close().await;
+                        let _ = self.client.shutdown().await;
+                    }
+                }
+                _ => {
+                    if self
+                        .send_close(reason.code(), &reason.to_string())
+                        .await
+                        .is_ok()
+                    {
+                        self.await_client_close().await;
+                        let _ = self.client.shutdown().await;
+                    }
+                }
+            }
+        })
+        .await;
+        // Whatever happened above, the console server learns the session is over.
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, self.target.shutdown()).await;
+    }
 }
