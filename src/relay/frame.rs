@@ -324,6 +324,10 @@ impl Parser {
                     return Err(FrameError::ControlTooLong);
                 }
                 self.control_len = 0;
+                if len == 0 {
+                    // Complete now: no payload bytes will come to finish it later.
+                    return self.finish_control(opcode, used);
+                }
                 self.state = State::Control {
                     opcode,
                     remaining: len as usize,
@@ -487,6 +491,22 @@ mod tests {
             assert_eq!(data, want, "step {step}");
             assert!(matches!(&items[..], [Item::Ping { .. }]), "step {step}");
         }
+    }
+
+    #[test]
+    fn empty_control_frames_complete_with_their_header() {
+        let mut p = Parser::new(100);
+        let mut close = masked(0x88, b"", [1, 2, 3, 4]);
+        assert!(matches!(
+            p.next(&mut close),
+            Ok(Item::Close {
+                used: 6,
+                code: None,
+                ..
+            })
+        ));
+        let mut pong = masked(0x8A, b"", [1, 2, 3, 4]);
+        assert_eq!(p.next(&mut pong), Ok(Item::Pong { used: 6 }));
     }
 
     #[test]
