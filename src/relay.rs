@@ -403,6 +403,18 @@ fn target_error(e: io::Error) -> CloseReason {
     CloseReason::TargetError(e.to_string())
 }
 
+/// A deadline for timers that are switched off (their `select!` branches are disabled).
+fn far_future(now: Instant) -> Instant {
+    later(now, Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// `base + d` without the panic on overflow a configured `Duration::MAX` would cause.
+fn later(base: Instant, d: Duration) -> Instant {
+    base.checked_add(d)
+        .or_else(|| base.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(base)
+}
+
 fn stop_reason(stop: &Stop) -> Option<CloseReason> {
     match stop {
         Stop::Run => None,
@@ -457,13 +469,11 @@ where
             return r;
         }
         let start = Instant::now();
-        // Disabled timers still need a deadline; their branches are switched off.
-        let never = start + Duration::from_secs(100 * 365 * 86_400);
-        let at = |d: Option<Duration>| d.map_or(never, |d| start + d);
+        let at = |d: Option<Duration>| d.map_or(far_future(start), |d| later(start, d));
         let max_duration = tokio::time::sleep_until(at(cfg.max_duration));
         let ping = tokio::time::sleep_until(at(cfg.ping_interval));
         let idle = tokio::time::sleep_until(at(cfg.idle_timeout));
-        let release = tokio::time::sleep_until(never);
+        let release = tokio::time::sleep_until(far_future(start));
         tokio::pin!(max_duration, ping, idle, release);
         let mut stop_open = true;
         loop {
@@ -495,10 +505,10 @@ where
                     self.pings_unanswered += 1;
                     self.ping_queued = true;
                     let every = cfg.ping_interval.unwrap_or(Duration::MAX);
-                    ping.as_mut().reset(Instant::now() + every);
+                    ping.as_mut().reset(later(Instant::now(), every));
                 }
                 () = &mut idle, if cfg.idle_timeout.is_some() => {
-                    let due = self.last_payload + cfg.idle_timeout.unwrap_or(Duration::MAX);
+                    let due = later(self.last_payload, cfg.idle_timeout.unwrap_or(Duration::MAX));
                     if due <= Instant::now() {
                         return CloseReason::IdleTimeout;
                     }
@@ -1540,6 +1550,18 @@ mod tests {
             (1011, "console server unreachable".to_owned())
         );
         within(1.0, closer).await.unwrap();
+    }
+
+    #[test]
+    fn an_idle_session_without_buffers_is_small() {
+        let (_c, client) = tokio::io::duplex(1);
+        let (_t, target) = tokio::io::duplex(1);
+        let (_stop, stop_rx) = watch::channel(Stop::Run);
+        let cfg = RelayConfig::default();
+        let fut = relay(client, target, &cfg, stop_rx);
+        // The whole per-session state of the relay while no buffer is allocated.
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 4096, "relay future is {size} bytes");
     }
 
     #[tokio::test]
