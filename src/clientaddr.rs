@@ -259,7 +259,7 @@ pub fn browser_used_tls(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .last()
+        .next_back()
         .is_some_and(|p| p.eq_ignore_ascii_case("https") || p.eq_ignore_ascii_case("wss"))
 }
 

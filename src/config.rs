@@ -677,6 +677,51 @@ mod tests {
     }
 
     #[test]
+    fn hardening_options_have_documented_defaults_and_flags_override_them() {
+        let c = Config::from_toml("allow_plain = true\n[tickets]\ntrust = [\"keys\"]\n").unwrap();
+        assert_eq!(c.abuse, LimitsConfig::default());
+        assert_eq!(c.abuse.max_sessions_per_ticket, 2);
+        assert_eq!(c.abuse.max_sessions_per_client, 100);
+        assert_eq!(c.clients, ClientsConfig::default());
+        let file: FileConfig = toml::from_str(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\nmax_sessions_per_ticket = 1\n\
+             [clients]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol = true\n\
+             [limits]\nhandshakes_per_second_per_client = 5\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            max_sessions_per_ticket: Some(3),
+            trusted_proxy: vec!["127.0.0.1/32".into()],
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.abuse.max_sessions_per_ticket, 3);
+        assert_eq!(c.abuse.handshakes_per_second, 5.0);
+        assert!(c.clients.proxy_protocol);
+        assert!(c.clients.trusts("127.0.0.1".parse().unwrap()));
+        assert!(
+            !c.clients.trusts("10.1.2.3".parse().unwrap()),
+            "the flag replaces the file's list"
+        );
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[clients]\nproxy_protocol = true\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::ProxyProtocolWithoutTrust),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[limits]\nhandshake_burst_per_client = -1\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("handshake_burst_per_client"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn plain_websocket_needs_an_explicit_opt_in() {
         let err = Config::from_toml("[tickets]\ntrust = [\"keys\"]\n").unwrap_err();
         assert!(matches!(err, ConfigError::NoTls), "{err}");

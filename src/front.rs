@@ -343,7 +343,14 @@ impl Proxy {
         }
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
-            (&Method::POST, "/consolegate/check") => self.check_endpoint(req).await,
+            (&Method::POST, "/consolegate/check") => {
+                // The pre-flight verifies a ticket too: same bucket as handshakes.
+                if let Err(e) = self.client_limits.handshake(peer.ip(), Instant::now()) {
+                    let r = Refusal::new(429, e.code(), e.to_string());
+                    return refuse(self.log_refusal(peer, r, None));
+                }
+                self.check_endpoint(req).await
+            }
             (&Method::GET, "/consolegate/config.json") => self.config_json(),
             (&Method::POST, "/demo/ticket") if self.demo.is_some() => match &self.demo {
                 Some(f) => json_response(StatusCode::OK, &f(), &self.config),

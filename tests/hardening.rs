@@ -794,9 +794,7 @@ async fn a_trusted_balancer_without_a_valid_proxy_header_is_cut_off() {
     .await;
     let target = echo_target().await;
     let r = raw_upgrade(p.addr, &format!("/{}", p.ticket(target)), "").await;
-    let err = r
-        .err()
-        .expect("a request without a PROXY header was served");
+    let err = r.expect_err("a request without a PROXY header was served");
     // Closed, or reset because the request it sent was never read.
     assert!(err.starts_with("closed") || err.contains("reset"), "{err}");
     assert_eq!(p.proxy.sessions().live_count(), 0);
