@@ -29,7 +29,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   pkgs=()
   for p in "${need_apt[@]}"; do
     case "$p" in
-      qemu-system-x86|qemu-system-modules-spice|golang-github-golang-jwt-jwt-v5-dev)
+      qemu-system-x86) apt-get install -y -qq -t bookworm-backports "$p" >/dev/null ;;
+      qemu-system-modules-spice|golang-github-golang-jwt-jwt-v5-dev)
         apt-get install -y -qq --no-install-recommends -t bookworm-backports "$p" >/dev/null ;;
       *) pkgs+=("$p") ;;
     esac
