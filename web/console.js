@@ -77,6 +77,8 @@ window.consolegate = {
   get status() { return ui.status.textContent; },
   get rfb() { return app.attempt ? app.attempt.rfb : null; },
   get ignored() { return app.ignored; },
+  // The ticket id (not the ticket): tells one ticket from the next, as the logs do.
+  get jti() { return app.attempt ? app.attempt.jti : null; },
   get engineOrigins() { return [...app.engineOrigins]; },
 };
 
@@ -231,6 +233,7 @@ async function connect({ ticket, password, title }) {
 
   const attempt = {
     ticket,
+    jti: typeof claims.jti === 'string' ? claims.jti : null,
     password: typeof password === 'string' ? password : null,
     rfb: null,
     opened: false,
