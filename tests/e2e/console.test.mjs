@@ -25,6 +25,8 @@ const REPO = path.resolve(HERE, '../..');
 const BIN = path.resolve(REPO, process.env.CONSOLEGATE_BIN || 'target/debug/consolegate');
 const ARTIFACTS = path.join(REPO, 'tests/artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// E2E_NOVNC_DIR=/usr/share/novnc runs the page on Debian's noVNC package instead.
+const NOVNC_DIR = process.env.E2E_NOVNC_DIR || path.join(REPO, 'web/node_modules/@novnc/novnc');
 const VNC_PASSWORD = 'e2e-Pw7';   // QEMU's VNC auth uses at most 8 characters
 
 const TEXT = {
@@ -206,8 +208,8 @@ function canvasStats(popup, rows) {
 
 before(async () => {
   assert.ok(fs.existsSync(BIN), `consolegate binary not found at ${BIN}: run \`cargo build\` first or set CONSOLEGATE_BIN`);
-  assert.ok(fs.existsSync(path.join(REPO, 'web/node_modules/@novnc/novnc/core/rfb.js')),
-    'noVNC is not installed: run `npm ci` in web/');
+  assert.ok(fs.existsSync(path.join(NOVNC_DIR, 'core/rfb.js')),
+    `noVNC not found in ${NOVNC_DIR}: run \`npm ci\` in web/`);
   await fsp.mkdir(ARTIFACTS, { recursive: true });
   env.dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'consolegate-e2e-'));
 
@@ -236,7 +238,7 @@ before(async () => {
     '--engine-origin', env.engine.origin,
     '--leeway', '0',
     '--web-dir', path.join(REPO, 'web'),
-    '--novnc-dir', path.join(REPO, 'web/node_modules/@novnc/novnc'),
+    '--novnc-dir', NOVNC_DIR,
   ], { cwd: REPO });
   const ca = await fsp.readFile(env.tls.ca);
   await waitFor('consolegate serve to answer', async () =>
