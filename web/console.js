@@ -44,6 +44,15 @@ const NEED_TICKET_GUARD_MS = 30000;
 const TICKET_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 const $ = (id) => document.getElementById(id);
+
+// Storage can be unavailable (blocked in a third-party iframe, disabled by policy):
+// a preference is not worth failing the page for.
+function loadSetting(key) {
+  try { return localStorage.getItem(key); } catch { return null; }
+}
+function saveSetting(key, value) {
+  try { localStorage.setItem(key, value); } catch { /* not remembered, fine */ }
+}
 const ui = {
   body: document.body,
   title: $('title'),
@@ -66,7 +75,7 @@ const app = {
   engineOrigins: [],
   engine: null,          // {origin, source}: where the accepted ticket came from
   attempt: null,         // the current connection attempt (one per ticket)
-  scale: localStorage.getItem('consolegate.scale') !== 'off',
+  scale: loadSetting('consolegate.scale') !== 'off',
   needTicketTimer: 0,
   ignored: 0,            // messages refused for their origin (the e2e test reads it)
 };
@@ -405,7 +414,7 @@ function wireToolbar() {
   ui.cad.addEventListener('click', () => window.consolegate.rfb?.sendCtrlAltDel());
   ui.scale.addEventListener('click', () => {
     app.scale = !app.scale;
-    localStorage.setItem('consolegate.scale', app.scale ? 'on' : 'off');
+    saveSetting('consolegate.scale', app.scale ? 'on' : 'off');
     renderScale();
     const rfb = window.consolegate.rfb;
     if (rfb) rfb.scaleViewport = app.scale;

@@ -131,7 +131,8 @@ async function startEngine(consoleUrl) {
   return {
     server,
     origin,
-    page: (scenario) => `${origin}/engine.html?console=${encodeURIComponent(consoleUrl)}&scenario=${scenario}`,
+    page: (scenario, embed = 'window') =>
+      `${origin}/engine.html?console=${encodeURIComponent(consoleUrl)}&scenario=${scenario}&embed=${embed}`,
   };
 }
 
@@ -161,6 +162,16 @@ function httpGet(url) {
 
 // ------------------------------------------------------------------ browser helpers
 
+// Keeps the page's console output; CSP violations are collected to fail the test.
+function watchConsole(page) {
+  page.cspViolations = [];
+  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) page.cspViolations.push(m.text());
+    if (process.env.E2E_VERBOSE) console.error(`[console page] ${m.type()}: ${m.text()}`);
+  });
+}
+
 // Opens the engine page, clicks "Open console" and returns both pages.
 async function openConsole(engineUrl) {
   const page = await env.context.newPage();
@@ -168,8 +179,7 @@ async function openConsole(engineUrl) {
   await page.goto(engineUrl);
   const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open-console')]);
   popup.setDefaultTimeout(15000);
-  popup.on('pageerror', (err) => console.error(`console page error: ${err.message}`));
-  if (process.env.E2E_VERBOSE) popup.on('console', (m) => console.error(`[console page] ${m.type()}: ${m.text()}`));
+  watchConsole(popup);
   await popup.waitForLoadState('domcontentloaded');
   return { page, popup };
 }
@@ -292,7 +302,27 @@ test('a trusted engine opens the QEMU console through the proxy and a key reache
   await waitFor('the boot menu after Escape', async () => (await canvasStats(popup, menuRows)).lit > 50, { timeoutMs: 10000 });
 
   await popup.screenshot({ path: path.join(ARTIFACTS, 'console-qemu.png') });
+  assert.deepEqual(popup.cspViolations, [], 'the page runs under the proxy\'s CSP without violations');
   await popup.close();
+});
+
+test('the console also works in an iframe on the engine page (frame-ancestors)', { timeout: 60000 }, async () => {
+  const page = await env.context.newPage();
+  page.setDefaultTimeout(15000);
+  watchConsole(page);
+  await page.goto(env.engine.page('good', 'iframe'));
+  await page.click('#open-console');
+  const frame = await waitFor('the console iframe', async () =>
+    page.frames().find((f) => f.url() === env.consoleUrl));
+  await frame.waitForFunction(() => window.consolegate && window.consolegate.state === 'connected', null, { timeout: 15000 })
+    .catch(async (err) => {
+      const seen = await frame.evaluate(() => window.consolegate && [window.consolegate.state, window.consolegate.status]).catch((e) => e.message);
+      const log = await page.evaluate(() => window.engineLog);
+      throw new Error(`iframe console did not connect: ${JSON.stringify(seen)}; engine log ${JSON.stringify(log)}`);
+    });
+  assert.equal(await frame.textContent('#status'), 'Connected');
+  assert.deepEqual(page.cspViolations, []);
+  await page.close();
 });
 
 test('disconnect, then reconnect asks the engine for a new ticket', { timeout: 60000 }, async () => {

@@ -26,5 +26,15 @@ window.addEventListener('message', (event) => {
 });
 
 document.getElementById('open-console').addEventListener('click', () => {
-  consoleWindow = window.open(CONSOLE_URL.href, '_blank');
+  if (params.get('embed') === 'iframe') {
+    // Embedded: the proxy's frame-ancestors must allow this (engine) origin.
+    const frame = document.createElement('iframe');
+    frame.src = CONSOLE_URL.href;
+    frame.width = '900';
+    frame.height = '560';
+    document.body.append(frame);
+    consoleWindow = frame.contentWindow;
+  } else {
+    consoleWindow = window.open(CONSOLE_URL.href, '_blank');
+  }
 });
