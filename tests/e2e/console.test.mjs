@@ -276,7 +276,7 @@ after(async () => {
 
 // ------------------------------------------------------------------ tests
 
-test('a trusted engine opens the QEMU console through the proxy and a key reaches the VM', { timeout: 90000 }, async () => {
+test('a trusted engine opens the QEMU console through the proxy; a key and pasted text reach the VM', { timeout: 90000 }, async () => {
   const { popup } = await openConsole(env.engine.page('good'));
   await waitState(popup, 'connected');
   assert.equal(await statusText(popup), 'Connected');
@@ -302,6 +302,15 @@ test('a trusted engine opens the QEMU console through the proxy and a key reache
   await waitFor('the boot menu after Escape', async () => (await canvasStats(popup, menuRows)).lit > 50, { timeoutMs: 10000 });
 
   await popup.screenshot({ path: path.join(ARTIFACTS, 'console-qemu.png') });
+
+  // The toolbar's "Paste text" types keys one by one: "1" picks the menu's first
+  // entry and SeaBIOS prints "Booting from Hard Disk..." on row 8.
+  const bootRows = [128, 144];
+  assert.equal((await canvasStats(popup, bootRows)).lit, 0, 'row 8 is blank before the paste');
+  await popup.click('#btn-paste');
+  await popup.fill('#paste-text', '1');
+  await popup.click('#paste-send');
+  await waitFor('SeaBIOS booting after the pasted "1"', async () => (await canvasStats(popup, bootRows)).lit > 50, { timeoutMs: 10000 });
   assert.deepEqual(popup.cspViolations, [], 'the page runs under the proxy\'s CSP without violations');
   await popup.close();
 });
