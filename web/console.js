@@ -199,9 +199,16 @@ function sentenceForCheck(check) {
     case 'expired': return TEXT.expired;
     case 'not_yet_valid': return TEXT.notYetValid;
     case 'replayed': return TEXT.replayed;
-    case 'audience': return TEXT.audience;
+    case 'audience':
+    case 'no_audience':
+    case 'wrong_audience': return TEXT.audience;
     case 'lifetime_too_long': return TEXT.tooLong;
-    case 'target_not_allowed': return TEXT.targetNotAllowed;
+    case 'target_not_allowed':
+    case 'port_not_allowed': return TEXT.targetNotAllowed;
+    case 'unknown_kind':
+    case 'unknown_tls': return TEXT.unsupported;
+    case 'draining': return TEXT.shuttingDown;
+    case 'jti_required': return TEXT.invalid;
     case 'network': return TEXT.proxyUnreachable;
     default: return TEXT.invalid;
   }
