@@ -195,23 +195,30 @@ async function waitState(popup, state, timeout = 15000) {
 
 const statusText = (popup) => popup.textContent('#status');
 
-// Reads noVNC's canvas: its size, and how much of it is not background.
-function canvasStats(popup, rows) {
-  return popup.evaluate((rows) => {
+// Reads noVNC's canvas: its size, and how much of it is not background. `rows` and
+// `cols` ([from, to) in framebuffer pixels, or fractions of the size when < 1) limit it.
+function canvasStats(popup, rows, cols) {
+  return popup.evaluate(([rows, cols]) => {
     const canvas = document.querySelector('#screen canvas');
     if (!canvas) return null;
     const { width, height } = canvas;
-    const y0 = rows ? rows[0] : 0;
-    const y1 = rows ? rows[1] : height;
-    const data = canvas.getContext('2d').getImageData(0, y0, width, y1 - y0).data;
+    const at = (v, size) => Math.round(v < 1 ? v * size : v);
+    const y0 = rows ? at(rows[0], height) : 0;
+    const y1 = rows ? at(rows[1], height) : height;
+    const x0 = cols ? at(cols[0], width) : 0;
+    const x1 = cols ? at(cols[1], width) : width;
+    const data = canvas.getContext('2d').getImageData(x0, y0, x1 - x0, y1 - y0).data;
     let lit = 0;
+    let bright = 0;
     const colours = new Set();
     for (let i = 0; i < data.length; i += 4) {
-      if (data[i] + data[i + 1] + data[i + 2] > 60) lit++;
+      const sum = data[i] + data[i + 1] + data[i + 2];
+      if (sum > 60) lit++;
+      if (sum > 450) bright++;
       if (colours.size < 64) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
     }
-    return { width, height, lit, colours: colours.size };
-  }, rows);
+    return { width, height, lit, bright, colours: colours.size };
+  }, [rows, cols]);
 }
 
 // ------------------------------------------------------------------ set-up and tear-down
@@ -395,7 +402,7 @@ test('a console kind the page has no client for says so', { timeout: 60000 }, as
   await page.close();
 });
 
-test('consolegate demo: the demo engine page opens the built-in test pattern', { timeout: 90000 }, async () => {
+test('consolegate demo: the demo engine page opens the built-in test pattern and keys reach it', { timeout: 90000 }, async () => {
   const port = await freePort();
   const demo = start('consolegate demo', BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--web-dir', path.join(REPO, 'web')], { cwd: REPO });
   try {
@@ -414,6 +421,17 @@ test('consolegate demo: the demo engine page opens the built-in test pattern', {
       return s && s.lit > 1000 && s.colours >= 4 ? s : null;
     });
     assert.ok(stats.width >= 320 && stats.height >= 200, `demo framebuffer ${stats.width}x${stats.height}`);
+    // The demo server echoes keys after "keys:" (about three quarters down).
+    const keysLine = [[0.74, 0.81], [0.15, 0.95]];
+    // The demo's background is not black: count bright (text) pixels there.
+    const before = (await canvasStats(popup, ...keysLine)).bright;
+    await popup.click('#screen canvas');
+    await popup.keyboard.type('hello');
+    await waitFor('the demo echoing the typed keys', async () => (await canvasStats(popup, ...keysLine)).bright > before + 100, { timeoutMs: 10000 })
+      .catch(async (err) => {
+        await popup.screenshot({ path: path.join(ARTIFACTS, 'console-demo-failed.png') });
+        throw new Error(`${err.message} (lit before ${before}, now ${(await canvasStats(popup, ...keysLine)).bright})`);
+      });
     await popup.screenshot({ path: path.join(ARTIFACTS, 'console-demo.png') });
     await popup.close();
     await page.close();

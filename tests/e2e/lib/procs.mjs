@@ -48,7 +48,7 @@ export async function stopAll() {
 // Runs a short command to completion; rejects with its output on failure or timeout.
 export function run(cmd, args, { timeoutMs = 20000, input, ...options } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...options });
     let out = '';
     let err = '';
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} timed out`)); }, timeoutMs);
@@ -60,7 +60,10 @@ export function run(cmd, args, { timeoutMs = 20000, input, ...options } = {}) {
       if (code === 0) resolve(out);
       else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err || out}`));
     });
-    child.stdin.end(input ?? '');
+    if (input !== undefined) {
+      child.stdin.on('error', () => {}); // a child that exits without reading: its exit code tells
+      child.stdin.end(input);
+    }
   });
 }
 
