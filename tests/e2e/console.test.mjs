@@ -131,8 +131,8 @@ async function startEngine(consoleUrl) {
   return {
     server,
     origin,
-    page: (scenario, embed = 'window') =>
-      `${origin}/engine.html?console=${encodeURIComponent(consoleUrl)}&scenario=${scenario}&embed=${embed}`,
+    page: (scenario, embed = 'window', console = consoleUrl) =>
+      `${origin}/engine.html?console=${encodeURIComponent(console)}&scenario=${scenario}&embed=${embed}`,
   };
 }
 
@@ -158,6 +158,27 @@ function httpGet(url) {
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
   });
+}
+
+// `consolegate serve` with TLS on `port`, trusting the test's key and engine origin.
+async function startProxy(port, extra = []) {
+  const proxy = start(`consolegate serve :${port}`, BIN, [
+    'serve',
+    '--listen', `127.0.0.1:${port}`,
+    '--tls-cert', env.tls.cert, '--tls-key', env.tls.key,
+    '--trust', env.keyDir,
+    '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),
+    '--engine-origin', env.engine.origin,
+    '--leeway', '0',
+    '--web-dir', path.join(REPO, 'web'),
+    '--novnc-dir', NOVNC_DIR,
+    ...extra,
+  ], { cwd: REPO });
+  const ca = await fsp.readFile(env.tls.ca);
+  await waitFor('consolegate serve to answer', async () =>
+    (await httpsGet(`https://127.0.0.1:${port}/consolegate/config.json`, ca)).status === 200,
+  { child: proxy });
+  return proxy;
 }
 
 // ------------------------------------------------------------------ browser helpers
@@ -246,21 +267,8 @@ before(async () => {
   env.engine = await startEngine(env.consoleUrl);
   env.evil = await startEngine(env.consoleUrl);  // a second origin the proxy does not trust
 
-  env.proxy = start('consolegate serve', BIN, [
-    'serve',
-    '--listen', `127.0.0.1:${env.proxyPort}`,
-    '--tls-cert', env.tls.cert, '--tls-key', env.tls.key,
-    '--trust', keyDir,
-    '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),
-    '--engine-origin', env.engine.origin,
-    '--leeway', '0',
-    '--web-dir', path.join(REPO, 'web'),
-    '--novnc-dir', NOVNC_DIR,
-  ], { cwd: REPO });
-  const ca = await fsp.readFile(env.tls.ca);
-  await waitFor('consolegate serve to answer', async () =>
-    (await httpsGet(`https://127.0.0.1:${env.proxyPort}/consolegate/config.json`, ca)).status === 200,
-  { child: env.proxy });
+  env.keyDir = keyDir;
+  env.proxy = await startProxy(env.proxyPort);
 
   env.browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -400,6 +408,28 @@ test('a console kind the page has no client for says so', { timeout: 60000 }, as
   assert.equal(await statusText(popup), TEXT.unsupported);
   await popup.close();
   await page.close();
+});
+
+test('a session the proxy ends shows its reason: maximum duration (1008), shutdown (1001)', { timeout: 60000 }, async () => {
+  for (const [extra, stopIt, expected] of [
+    [['--max-duration', '2s'], null, 'The console proxy ended the session: session reached its maximum duration.'],
+    [['--grace', '1s'], (proxy) => proxy.kill('SIGTERM'), 'The console proxy ended the session: proxy is shutting down.'],
+  ]) {
+    const port = await freePort();
+    const proxy = await startProxy(port, extra);
+    try {
+      const { page, popup } = await openConsole(env.engine.page('good', 'window', `https://127.0.0.1:${port}/console.html`));
+      await waitState(popup, 'connected');
+      if (stopIt) stopIt(proxy);
+      await waitState(popup, 'failed', 15000);
+      assert.equal(await statusText(popup), expected);
+      assert.equal(await popup.isEnabled('#btn-reconnect'), true, 'reconnect is offered');
+      await popup.close();
+      await page.close();
+    } finally {
+      await stop(proxy);
+    }
+  }
 });
 
 test('consolegate demo: the demo engine page opens the built-in test pattern and keys reach it', { timeout: 90000 }, async () => {
