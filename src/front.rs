@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::keys::{self, KeyError, KeySet};
+use crate::legacy::{self, Legacy, LegacyError};
 use crate::policy::{PolicyError, ReplayCache};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, Sessions};
@@ -37,6 +38,8 @@ const MAX_BODY: usize = 16 << 10;
 pub enum FrontError {
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    Legacy(#[from] legacy::LoadError),
     #[error("TLS certificate {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
 }
@@ -63,6 +66,12 @@ impl Refusal {
 
 impl From<TicketError> for Refusal {
     fn from(e: TicketError) -> Self {
+        Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<LegacyError> for Refusal {
+    fn from(e: LegacyError) -> Self {
         Refusal::new(e.status(), e.code(), e.to_string())
     }
 }
@@ -102,6 +111,8 @@ pub struct Proxy {
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
     demo: Option<DemoTicketFn>,
+    /// oVirt engine tickets and websockify token files, when configured.
+    legacy: Legacy,
 }
 
 impl Proxy {
@@ -112,7 +123,9 @@ impl Proxy {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        let legacy = Legacy::load(&config.legacy)?;
         Ok(Proxy {
+            legacy,
             sessions: Sessions::new(config.max_sessions),
             config,
             keys: RwLock::new(Arc::new(keys)),
@@ -156,6 +169,7 @@ impl Proxy {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        self.legacy.reload()?;
         let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
@@ -291,7 +305,8 @@ impl Proxy {
         if let Err(e) = self.config.origins.check(origin, host, tls) {
             return Err(self.log_refusal(peer, e.into(), None));
         }
-        let Some(ticket) = ticket_from_uri(req.uri()) else {
+        let from_uri = self.legacy.ticket_from_uri(req.uri());
+        let Some(ticket) = from_uri.or_else(|| ticket_from_uri(req.uri())) else {
             return Err(self.log_refusal(
                 peer,
                 Refusal::new(
@@ -402,11 +417,15 @@ impl Proxy {
     /// `consume` false (the pre-flight check) a single-use ticket is only looked up.
     async fn admit(&self, ticket: &str, consume: bool) -> Result<Admitted, Rejected> {
         let now = unix_now();
-        let verified = ticket::verify(ticket, &self.current_keys(), &self.config.verify, now)
-            .map_err(|e| Rejected {
-                refusal: e.into(),
-                verified: None,
-            })?;
+        let opts = &self.config.verify;
+        let verified = match self.legacy.verify(ticket, opts, now) {
+            Some(legacy) => legacy.map_err(Refusal::from),
+            None => ticket::verify(ticket, &self.current_keys(), opts, now).map_err(Refusal::from),
+        }
+        .map_err(|refusal| Rejected {
+            refusal,
+            verified: None,
+        })?;
         let claims = &verified.claims;
         let fail = |refusal: Refusal, v: &Verified| {
             Err(Rejected {

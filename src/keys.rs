@@ -208,7 +208,9 @@ pub fn load_trusted(paths: &[PathBuf]) -> Result<KeySet, KeyError> {
             set.insert(load_public_file(path)?);
         }
     }
-    if set.is_empty() {
+    // No paths at all is allowed: the configuration accepts that only when a legacy
+    // credential source (oVirt tickets, token files) is on instead.
+    if set.is_empty() && !paths.is_empty() {
         return Err(KeyError::NoTrustedKeys {
             paths: paths.to_vec(),
         });
