@@ -111,10 +111,7 @@ impl Legacy {
     /// previous ones stay in force.
     pub fn reload(&self) -> Result<(), LoadError> {
         let engine = match (&self.ovirt, &self.config.ovirt_certificate) {
-            (Some(_), Some(path)) => Some(ovirt::Engine::load(
-                path,
-                self.config.ovirt_allow_sha1,
-            )?),
+            (Some(_), Some(path)) => Some(ovirt::Engine::load(path, self.config.ovirt_allow_sha1)?),
             _ => None,
         };
         if let Some(t) = &self.tokens {
@@ -131,9 +128,7 @@ impl Legacy {
     /// The whole path as an oVirt ticket, when oVirt tickets are on and the path is one
     /// (standard base64 may contain `/`, so the last segment is not enough).
     pub fn ticket_from_uri(&self, uri: &hyper::Uri) -> Option<String> {
-        if self.ovirt.is_none() {
-            return None;
-        }
+        self.ovirt.as_ref()?;
         ovirt::ticket_from_uri(uri)
     }
 
@@ -182,8 +177,12 @@ fn token_verified(entry: tokenfile::Entry, opts: &VerifyOptions, now: i64) -> Ve
 fn announce_engine(engine: &ovirt::Engine) {
     let now = crate::front::unix_now();
     match engine.validity_problem(now) {
-        Some(problem) => warn!(kid = %engine.kid(), problem = %problem, "the oVirt engine certificate is not valid now: every oVirt ticket will be refused"),
-        None => info!(kid = %engine.kid(), days_left = (engine.not_after() - now) / 86400, "oVirt engine tickets are on"),
+        Some(problem) => {
+            warn!(kid = %engine.kid(), problem = %problem, "the oVirt engine certificate is not valid now: every oVirt ticket will be refused")
+        }
+        None => {
+            info!(kid = %engine.kid(), days_left = (engine.not_after() - now) / 86400, "oVirt engine tickets are on")
+        }
     }
     if engine.allows_sha1() {
         warn!(kid = %engine.kid(), "legacy.ovirt_allow_sha1 is on: oVirt tickets signed only with RSA PKCS#1 v1.5 SHA-1 are accepted; turn it off once the engine sends v2_signature");
@@ -199,7 +198,9 @@ mod tests {
         let l = Legacy::load(&LegacyConfig::default()).unwrap();
         assert!(l.verify("abc", &VerifyOptions::default(), 0).is_none());
         assert!(l.verify("a.b.c", &VerifyOptions::default(), 0).is_none());
-        assert!(l.ticket_from_uri(&"/eyJhIjoxfQ==".parse().unwrap()).is_none());
+        assert!(l
+            .ticket_from_uri(&"/eyJhIjoxfQ==".parse().unwrap())
+            .is_none());
     }
 
     #[test]

@@ -239,7 +239,10 @@ impl Engine {
             i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
         };
         let fingerprint = Sha256::digest(&der);
-        let hex: String = fingerprint[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = fingerprint[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Engine {
             key,
             not_before: unix(tbs.validity.not_before),
@@ -268,10 +271,7 @@ impl Engine {
     /// Why the certificate is unusable at `now`, if it is.
     pub fn validity_problem(&self, now: i64) -> Option<String> {
         if now < self.not_before {
-            Some(format!(
-                "valid only from {}",
-                format_unix(self.not_before)
-            ))
+            Some(format!("valid only from {}", format_unix(self.not_before)))
         } else if now > self.not_after {
             Some(format!("expired {}", format_unix(self.not_after)))
         } else {
@@ -584,12 +584,7 @@ fn parse_data(data: &str) -> Result<Target, OvirtError> {
     };
     let port = match port {
         Some(p @ 1..=65535) => p as u16,
-        Some(p) => {
-            return Err(TicketError::PortOutOfRange {
-                port: i64::from(p),
-            }
-            .into())
-        }
+        Some(p) => return Err(TicketError::PortOutOfRange { port: i64::from(p) }.into()),
         None => return Err(bad("port is not a number")),
     };
     let ssl = match obj.get("ssl_target") {
@@ -618,8 +613,7 @@ fn pem_certificate(bytes: &[u8]) -> Option<String> {
 pub fn looks_like_ticket(s: &str) -> bool {
     s.len() > 16
         && s.len() <= MAX_OVIRT_TICKET_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
         && STD
             .decode(s)
@@ -696,10 +690,8 @@ mod tests {
     fn sign_pss(message: &[u8], salt_len: usize) -> String {
         use rsa::signature::RandomizedSigner;
         use rsa::signature::SignatureEncoding;
-        let key = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(
-            private_key().clone(),
-            salt_len,
-        );
+        let key =
+            rsa::pss::SigningKey::<Sha256>::new_with_salt_len(private_key().clone(), salt_len);
         let sig = key.sign_with_rng(&mut rand_core::OsRng, message);
         STD.encode(sig.to_bytes())
     }
@@ -728,7 +720,8 @@ mod tests {
         m
     }
 
-    const DATA: &str = "%7B%22host%22%3A%22127.0.0.1%22%2C%22port%22%3A%225901%22%2C%22ssl_target%22%3Afalse%7D";
+    const DATA: &str =
+        "%7B%22host%22%3A%22127.0.0.1%22%2C%22port%22%3A%225901%22%2C%22ssl_target%22%3Afalse%7D";
 
     fn encode(m: &serde_json::Map<String, serde_json::Value>) -> String {
         STD.encode(serde_json::Value::Object(m.clone()).to_string())
@@ -768,7 +761,14 @@ mod tests {
         let genuine = fields(DATA);
         let s = |k: &str| genuine[k].as_str().unwrap().to_string();
         let mut forged = genuine.clone();
-        let absorbed = [s("salt"), s("digest"), s("validFrom"), s("validTo"), s("data")].concat();
+        let absorbed = [
+            s("salt"),
+            s("digest"),
+            s("validFrom"),
+            s("validTo"),
+            s("data"),
+        ]
+        .concat();
         forged.insert("salt".into(), absorbed.into());
         forged.insert("signedFields".into(), "salt".into());
         forged.insert("validTo".into(), stamp(NOW + 86400 * 365).into());
@@ -778,7 +778,9 @@ mod tests {
         );
         // Under oVirt's own rule the signature still verifies: the bytes are the same.
         let msg = forged["salt"].as_str().unwrap();
-        let sig = STD.decode(forged["v2_signature"].as_str().unwrap()).unwrap();
+        let sig = STD
+            .decode(forged["v2_signature"].as_str().unwrap())
+            .unwrap();
         assert!(verify_pss_max_salt(
             &RsaPublicKey::from(private_key()),
             msg.as_bytes(),
@@ -806,7 +808,10 @@ mod tests {
             let mut m = fields(DATA);
             m.insert("signedFields".into(), list.into());
             let err = check(&encode(&m)).unwrap_err();
-            assert!(matches!(err, OvirtError::SignedFields { .. }), "{list}: {err}");
+            assert!(
+                matches!(err, OvirtError::SignedFields { .. }),
+                "{list}: {err}"
+            );
             assert_eq!(err.status(), 401);
             assert_eq!(err.code(), "ovirt_signed_fields");
         }
@@ -821,7 +826,10 @@ mod tests {
         m.insert("data".into(), DATA[1..].into());
         assert!(matches!(
             check(&encode(&m)).unwrap_err(),
-            OvirtError::Time { field: "validTo", .. }
+            OvirtError::Time {
+                field: "validTo",
+                ..
+            }
         ));
     }
 
@@ -919,7 +927,9 @@ mod tests {
     fn malformed_tickets_are_refused_as_malformed() {
         assert_eq!(check("not base64 at all!").unwrap_err(), OvirtError::Base64);
         assert_eq!(
-            check(&"A".repeat(MAX_OVIRT_TICKET_LEN + 4)).unwrap_err().status(),
+            check(&"A".repeat(MAX_OVIRT_TICKET_LEN + 4))
+                .unwrap_err()
+                .status(),
             400
         );
         assert!(matches!(
@@ -967,8 +977,14 @@ mod tests {
         let t = encode(&fields(DATA));
         let uri = |s: String| -> hyper::Uri { s.parse().unwrap() };
         assert_eq!(ticket_from_uri(&uri(format!("/{t}"))), Some(t.clone()));
-        let escaped = t.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
-        assert_eq!(ticket_from_uri(&uri(format!("/{escaped}"))), Some(t.clone()));
+        let escaped = t
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        assert_eq!(
+            ticket_from_uri(&uri(format!("/{escaped}"))),
+            Some(t.clone())
+        );
         assert_eq!(ticket_from_uri(&uri("/abc.def.ghi".into())), None);
         assert_eq!(ticket_from_uri(&uri(format!("/x?token={t}"))), None);
     }

@@ -63,14 +63,7 @@ pub fn parse(name: &str, text: &str) -> (Vec<(String, Entry)>, Vec<BadLine>) {
         }
         let origin = format!("{name}:{}", i + 1);
         match parse_line(line) {
-            Ok((token, host, port)) => entries.push((
-                token,
-                Entry {
-                    host,
-                    port,
-                    origin,
-                },
-            )),
+            Ok((token, host, port)) => entries.push((token, Entry { host, port, origin })),
             Err(problem) => bad.push(BadLine { origin, problem }),
         }
     }
