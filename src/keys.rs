@@ -208,9 +208,7 @@ pub fn load_trusted(paths: &[PathBuf]) -> Result<KeySet, KeyError> {
             set.insert(load_public_file(path)?);
         }
     }
-    // No paths at all is allowed: the configuration accepts that only when a legacy
-    // credential source (oVirt tickets, token files) is on instead.
-    if set.is_empty() && !paths.is_empty() {
+    if set.is_empty() {
         return Err(KeyError::NoTrustedKeys {
             paths: paths.to_vec(),
         });
