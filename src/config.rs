@@ -33,8 +33,12 @@ pub enum ConfigError {
     NoTls,
     #[error("[tls] needs both cert and key")]
     HalfTls,
-    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories")]
+    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories, or enable a [legacy] source")]
     NoTrust,
+    #[error("legacy.ovirt_allow_sha1 needs legacy.ovirt_certificate (--ovirt-certificate)")]
+    Sha1WithoutOvirt,
+    #[error("legacy.token_source cannot be combined with tickets.single_use: websockify tokens are reusable by design")]
+    TokensSingleUse,
     #[error("{option}: must be greater than zero")]
     Zero { option: &'static str },
     #[error("log format {0:?} is not text or json")]
@@ -101,6 +105,16 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    legacy: FileLegacy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLegacy {
+    ovirt_certificate: Option<PathBuf>,
+    ovirt_allow_sha1: Option<bool>,
+    token_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +256,29 @@ pub struct ServeArgs {
     /// Log level or filter, e.g. info, debug [log.level].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// oVirt engine certificate (CERT_FOR_DATA_VERIFICATION); accepts the engine's
+    /// console tickets [legacy.ovirt_certificate; default off].
+    #[arg(long, value_name = "PEM")]
+    pub ovirt_certificate: Option<PathBuf>,
+    /// Also accept oVirt tickets signed only with SHA-1 (engines without v2_signature)
+    /// [legacy.ovirt_allow_sha1; default off].
+    #[arg(long)]
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory (`token: host:port` lines); tokens are not
+    /// signed and do not expire [legacy.token_source; default off].
+    #[arg(long, value_name = "PATH")]
+    pub token_source: Option<PathBuf>,
+}
+
+/// Credentials of the proxies consolegate replaces; all off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// The engine certificate whose key verifies oVirt tickets; `Some` enables them.
+    pub ovirt_certificate: Option<PathBuf>,
+    /// Accept PKCS#1 v1.5 SHA-1 `signature` when `v2_signature` is absent.
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory; `Some` enables token files.
+    pub token_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +314,7 @@ pub struct Config {
     pub grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub legacy: LegacyConfig,
 }
 
 impl Config {
@@ -350,12 +388,23 @@ impl Config {
             return Err(ConfigError::NoTls);
         }
 
+        let legacy = LegacyConfig {
+            ovirt_certificate: a.ovirt_certificate.clone().or(f.legacy.ovirt_certificate),
+            ovirt_allow_sha1: a.ovirt_allow_sha1 || f.legacy.ovirt_allow_sha1.unwrap_or(false),
+            token_source: a.token_source.clone().or(f.legacy.token_source),
+        };
+        if legacy.ovirt_allow_sha1 && legacy.ovirt_certificate.is_none() {
+            return Err(ConfigError::Sha1WithoutOvirt);
+        }
         let trust = if a.trust.is_empty() {
             f.tickets.trust.unwrap_or_default()
         } else {
             a.trust.clone()
         };
-        if trust.is_empty() {
+        // A proxy replacing ovirt-websocket-proxy or websockify may have no Ed25519
+        // engine yet: a legacy source alone is enough to serve.
+        let legacy_only = legacy.ovirt_certificate.is_some() || legacy.token_source.is_some();
+        if trust.is_empty() && !legacy_only {
             return Err(ConfigError::NoTrust);
         }
         let leeway =
@@ -499,12 +548,16 @@ impl Config {
             .or(f.log.level)
             .unwrap_or_else(|| "info".into());
 
+        let single_use = a.single_use || f.tickets.single_use.unwrap_or(false);
+        if single_use && legacy.token_source.is_some() {
+            return Err(ConfigError::TokensSingleUse);
+        }
         Ok(Config {
             listen,
             tls,
             trust,
             verify,
-            single_use: a.single_use || f.tickets.single_use.unwrap_or(false),
+            single_use,
             targets,
             connect_timeout,
             origins,
@@ -517,6 +570,7 @@ impl Config {
             grace,
             log_format,
             log_level,
+            legacy,
         })
     }
 }
@@ -590,6 +644,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("targets.allow"), "{err}");
+    }
+
+    #[test]
+    fn legacy_sources_are_off_by_default_and_read_from_file_and_flags() {
+        let c = Config::from_toml("allow_plain = true\n[tickets]\ntrust = [\"keys\"]\n").unwrap();
+        assert_eq!(c.legacy, LegacyConfig::default());
+        let c = Config::from_toml(
+            "allow_plain = true\n[legacy]\novirt_certificate = \"/etc/pki/ovirt-engine/certs/engine.cer\"\n\
+             token_source = \"/var/lib/one/sunstone_vnc_tokens\"\n",
+        )
+        .unwrap();
+        assert!(c.trust.is_empty(), "a legacy source alone is enough");
+        assert_eq!(
+            c.legacy.ovirt_certificate,
+            Some(PathBuf::from("/etc/pki/ovirt-engine/certs/engine.cer"))
+        );
+        assert!(!c.legacy.ovirt_allow_sha1);
+        let err = Config::from_toml("allow_plain = true\n[legacy]\novirt_allow_sha1 = true\n")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Sha1WithoutOvirt), "{err}");
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\nsingle_use = true\n[legacy]\ntoken_source = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::TokensSingleUse), "{err}");
+        let args = ServeArgs {
+            allow_plain: true,
+            ovirt_certificate: Some(PathBuf::from("engine.cer")),
+            ovirt_allow_sha1: true,
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(FileConfig::default(), &args).unwrap();
+        assert!(c.legacy.ovirt_allow_sha1);
     }
 
     #[test]

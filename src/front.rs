@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::keys::{self, KeyError, KeySet};
+use crate::legacy::{self, Legacy, LegacyError};
 use crate::policy::{PolicyError, ReplayCache};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, Sessions};
@@ -37,6 +38,8 @@ const MAX_BODY: usize = 16 << 10;
 pub enum FrontError {
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    Legacy(#[from] legacy::LoadError),
     #[error("TLS certificate {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
 }
@@ -63,6 +66,12 @@ impl Refusal {
 
 impl From<TicketError> for Refusal {
     fn from(e: TicketError) -> Self {
+        Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<LegacyError> for Refusal {
+    fn from(e: LegacyError) -> Self {
         Refusal::new(e.status(), e.code(), e.to_string())
     }
 }
@@ -102,17 +111,21 @@ pub struct Proxy {
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
     demo: Option<DemoTicketFn>,
+    /// oVirt engine tickets and websockify token files, when configured.
+    legacy: Legacy,
 }
 
 impl Proxy {
     /// Loads keys and the TLS certificate named by `config`.
     pub fn new(config: Config) -> Result<Proxy, FrontError> {
-        let keys = keys::load_trusted(&config.trust)?;
+        let keys = load_keys(&config.trust)?;
         let tls = match &config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        let legacy = Legacy::load(&config.legacy)?;
         Ok(Proxy {
+            legacy,
             sessions: Sessions::new(config.max_sessions),
             config,
             keys: RwLock::new(Arc::new(keys)),
@@ -151,11 +164,12 @@ impl Proxy {
     /// SIGHUP: re-reads keys and certificate. On any error the old ones stay in force
     /// and live sessions are untouched.
     pub fn reload(&self) -> Result<(), FrontError> {
-        let keys = keys::load_trusted(&self.config.trust)?;
+        let keys = load_keys(&self.config.trust)?;
         let tls = match &self.config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        self.legacy.reload()?;
         let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
@@ -291,7 +305,8 @@ impl Proxy {
         if let Err(e) = self.config.origins.check(origin, host, tls) {
             return Err(self.log_refusal(peer, e.into(), None));
         }
-        let Some(ticket) = ticket_from_uri(req.uri()) else {
+        let from_uri = self.legacy.ticket_from_uri(req.uri());
+        let Some(ticket) = from_uri.or_else(|| ticket_from_uri(req.uri())) else {
             return Err(self.log_refusal(
                 peer,
                 Refusal::new(
@@ -402,11 +417,15 @@ impl Proxy {
     /// `consume` false (the pre-flight check) a single-use ticket is only looked up.
     async fn admit(&self, ticket: &str, consume: bool) -> Result<Admitted, Rejected> {
         let now = unix_now();
-        let verified = ticket::verify(ticket, &self.current_keys(), &self.config.verify, now)
-            .map_err(|e| Rejected {
-                refusal: e.into(),
-                verified: None,
-            })?;
+        let opts = &self.config.verify;
+        let verified = match self.legacy.verify(ticket, opts, now) {
+            Some(legacy) => legacy.map_err(Refusal::from),
+            None => ticket::verify(ticket, &self.current_keys(), opts, now).map_err(Refusal::from),
+        }
+        .map_err(|refusal| Rejected {
+            refusal,
+            verified: None,
+        })?;
         let claims = &verified.claims;
         let fail = |refusal: Refusal, v: &Verified| {
             Err(Rejected {
@@ -852,6 +871,15 @@ fn json_response(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     security_headers(h, config);
     resp
+}
+
+/// The trusted Ed25519 keys. None configured is allowed only with a legacy source
+/// (the configuration checks that): such a proxy serves oVirt tickets or token files.
+fn load_keys(trust: &[PathBuf]) -> Result<KeySet, KeyError> {
+    if trust.is_empty() {
+        return Ok(KeySet::new());
+    }
+    keys::load_trusted(trust)
 }
 
 /// Builds the rustls acceptor from PEM files.

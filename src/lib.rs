@@ -32,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod front;
 pub mod keys;
+pub mod legacy;
 pub mod policy;
 pub mod relay;
 pub mod session;
