@@ -232,7 +232,7 @@ pub struct ServeArgs {
     /// spice-html5 served at /spice/ [web.spice_dir; default web/node_modules/@spice-project/spice-html5/src].
     #[arg(long, value_name = "DIR")]
     pub spice_dir: Option<PathBuf>,
-    /// xterm.js served at /xterm/ [web.xterm_dir; default web/node_modules/@xterm/xterm].
+    /// xterm.js and its fit add-on (the @xterm directory) served at /xterm/ [web.xterm_dir; default web/node_modules/@xterm].
     #[arg(long, value_name = "DIR")]
     pub xterm_dir: Option<PathBuf>,
     /// Engine origin trusted to hand tickets to the console page; repeat [web.engine_origins].
@@ -503,7 +503,7 @@ impl Config {
             .xterm_dir
             .clone()
             .or(f.web.xterm_dir)
-            .unwrap_or_else(|| web_dir.join("node_modules/@xterm/xterm"));
+            .unwrap_or_else(|| web_dir.join("node_modules/@xterm"));
 
         let max_sessions = a.max_sessions.or(f.limits.max_sessions).unwrap_or(10_000);
         if max_sessions == 0 {
@@ -709,6 +709,6 @@ mod tests {
             c.spice_dir,
             PathBuf::from("web/node_modules/@spice-project/spice-html5/src")
         );
-        assert_eq!(c.xterm_dir, PathBuf::from("web/node_modules/@xterm/xterm"));
+        assert_eq!(c.xterm_dir, PathBuf::from("web/node_modules/@xterm"));
     }
 }
