@@ -14,6 +14,16 @@ const SC_CTRL = 0x1d;
 const SC_ALT = 0x38;
 const SC_DELETE = 0x53;   // keypad Delete, as spice-html5's own sendCtrlAltDel
 
+// The "grey" keys, sent as 0xE0-prefixed scancodes. npm's spice-html5 0.2.1 garbles
+// these (arrows, Home, Delete… reach the guest as 3-byte nonsense); 0.3.0 gets them
+// right. The page sends them itself, so both versions behave the same.
+const EXTENDED_KEYS = new Map([
+  [33, 0x49], [34, 0x51], [35, 0x4f], [36, 0x47],          // PgUp PgDn End Home
+  [37, 0x4b], [38, 0x48], [39, 0x4d], [40, 0x50],          // Left Up Right Down
+  [45, 0x52], [46, 0x53], [111, 0x35],                      // Insert Delete KP/
+  [91, 0x5b], [92, 0x5c], [93, 0x5d],                       // Meta Meta Menu
+]);
+
 // Error messages spice-html5 reports for a refused password.
 const PASSWORD_ERRORS = /Permission denied|Bad password/;
 
@@ -104,17 +114,30 @@ export function openSpice({ url, password, screen, scale, events, text }) {
   const mutations = new MutationObserver(fit);
   mutations.observe(area, { childList: true });
 
-  function sendScancodes(codes) {
+  // [down, scancode] pairs; `extended` ones get the 0xE0 prefix byte.
+  function sendScancodes(codes, extended = false) {
     const inputs = sc.inputs;
     if (!inputs || inputs.state !== 'ready') return;
     for (const [down, code] of codes) {
       const key = down ? new SpiceMsgcKeyDown() : new SpiceMsgcKeyUp();
-      key.code = down ? code : (0x80 | code);
+      const byte = down ? code : (0x80 | code);
+      key.code = extended ? (0xe0 | (byte << 8)) : byte;
       const msg = new SpiceMiniData();
       msg.build_msg(down ? Constants.SPICE_MSGC_INPUTS_KEY_DOWN : Constants.SPICE_MSGC_INPUTS_KEY_UP, key);
       inputs.send_msg(msg);
     }
   }
+
+  // Capture phase on the canvas's parent: runs before spice-html5's own handlers.
+  const onKey = (e) => {
+    const code = EXTENDED_KEYS.get(e.keyCode);
+    if (code === undefined || (e.location === 3 && e.keyCode !== 111)) return;   // keypad digits
+    e.preventDefault();
+    e.stopPropagation();
+    sendScancodes([[e.type === 'keydown', code]], true);
+  };
+  area.addEventListener('keydown', onKey, true);
+  area.addEventListener('keyup', onKey, true);
 
   function stop() {
     if (stopped) return;

@@ -283,6 +283,20 @@ test('SPICE: one single-use ticket opens every channel; the display shows and a 
   await waitFor('the boot menu after Escape', async () => (await spiceCanvasStats(popup, menuRows)).lit > 50, { timeoutMs: 15000 });
   await popup.screenshot({ path: path.join(ARTIFACTS, 'console-spice.png') });
 
+  // A grey key (arrow) goes out as the 0xE0-prefixed scancode pair, whichever
+  // spice-html5 is installed (npm's 0.2.1 alone would garble it).
+  await popup.evaluate(() => {
+    const inputs = window.consolegate.client.sc.inputs;
+    const send = inputs.send_msg.bind(inputs);
+    window.sentKeys = [];
+    inputs.send_msg = (msg) => {
+      if (msg.type === 101 || msg.type === 102) window.sentKeys.push(new DataView(msg.data).getUint32(0, true));
+      return send(msg);
+    };
+  });
+  await popup.keyboard.press('ArrowDown');
+  assert.deepEqual(await popup.evaluate(() => window.sentKeys), [0x50e0, 0xd0e0], 'Down: E0 50, then E0 D0');
+
   // Every channel came through the proxy with the same single-use ticket.
   const opened = (env.proxy.output.match(/session opened/g) || []).length;
   assert.ok(opened >= 4, `main, display, inputs and cursor channels opened (${opened} sessions)`);
