@@ -139,6 +139,9 @@ struct FileTickets {
 struct FileTargets {
     allow: Option<Vec<String>>,
     ports: Option<Vec<String>>,
+    vnc_ports: Option<Vec<String>>,
+    spice_ports: Option<Vec<String>>,
+    serial_ports: Option<Vec<String>>,
     connect_timeout: Option<DurationValue>,
 }
 
@@ -153,6 +156,8 @@ struct FileOrigins {
 struct FileWeb {
     dir: Option<PathBuf>,
     novnc_dir: Option<PathBuf>,
+    spice_dir: Option<PathBuf>,
+    xterm_dir: Option<PathBuf>,
     engine_origins: Option<Vec<String>>,
 }
 
@@ -214,9 +219,18 @@ pub struct ServeArgs {
     /// Allowed target address range (CIDR); repeat [targets.allow; default 127.0.0.0/8, ::1/128].
     #[arg(long, value_name = "CIDR")]
     pub allow_target: Vec<String>,
-    /// Allowed target port range; repeat [targets.ports; default 5900-6923].
+    /// Allowed target port range for VNC and SPICE tickets; repeat [targets.ports; default 5900-6923].
     #[arg(long, value_name = "RANGE")]
     pub allow_port: Vec<String>,
+    /// Port range for `vnc` tickets only; repeat [targets.vnc_ports; default: targets.ports].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_vnc_port: Vec<String>,
+    /// Port range for `spice` tickets only; repeat [targets.spice_ports; default: targets.ports].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_spice_port: Vec<String>,
+    /// Port range for `serial` tickets; repeat [targets.serial_ports; default: none].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_serial_port: Vec<String>,
     /// Console server connect timeout [targets.connect_timeout; default 5s].
     #[arg(long, value_name = "DUR")]
     pub connect_timeout: Option<String>,
@@ -229,6 +243,12 @@ pub struct ServeArgs {
     /// noVNC copy served at /novnc/ [web.novnc_dir; default web/node_modules/@novnc/novnc].
     #[arg(long, value_name = "DIR")]
     pub novnc_dir: Option<PathBuf>,
+    /// spice-html5 served at /spice/ [web.spice_dir; default web/node_modules/@spice-project/spice-html5/src].
+    #[arg(long, value_name = "DIR")]
+    pub spice_dir: Option<PathBuf>,
+    /// xterm.js and its fit add-on (the @xterm directory) served at /xterm/ [web.xterm_dir; default web/node_modules/@xterm].
+    #[arg(long, value_name = "DIR")]
+    pub xterm_dir: Option<PathBuf>,
     /// Engine origin trusted to hand tickets to the console page; repeat [web.engine_origins].
     #[arg(long, value_name = "ORIGIN")]
     pub engine_origin: Vec<String>,
@@ -307,6 +327,8 @@ pub struct Config {
     pub origins: OriginPolicy,
     pub web_dir: PathBuf,
     pub novnc_dir: PathBuf,
+    pub spice_dir: PathBuf,
+    pub xterm_dir: PathBuf,
     pub engine_origins: Vec<Origin>,
     pub max_sessions: usize,
     pub handshake_timeout: Duration,
@@ -442,20 +464,46 @@ impl Config {
                     source,
                 })?;
         }
-        let ports = if a.allow_port.is_empty() {
-            f.targets.ports
-        } else {
-            Some(a.allow_port.clone())
+        // `ports` is the VNC and SPICE default (as before per-kind ports existed);
+        // `vnc_ports` and `spice_ports` override it for their kind. Serial ports are
+        // only ever the explicit `serial_ports`.
+        let ranges = |option: &'static str,
+                      flag: &[String],
+                      file: Option<Vec<String>>|
+         -> Result<Option<Vec<PortRange>>, ConfigError> {
+            let list = if flag.is_empty() {
+                file
+            } else {
+                Some(flag.to_vec())
+            };
+            list.map(|l| {
+                l.iter()
+                    .map(|s| s.parse::<PortRange>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|source| ConfigError::Policy { option, source })
+            })
+            .transpose()
         };
-        if let Some(list) = ports {
-            targets.ports = list
-                .iter()
-                .map(|s| s.parse::<PortRange>())
-                .collect::<Result<_, _>>()
-                .map_err(|source| ConfigError::Policy {
-                    option: "targets.ports",
-                    source,
-                })?;
+        if let Some(ports) = ranges("targets.ports", &a.allow_port, f.targets.ports)? {
+            targets.vnc_ports = ports.clone();
+            targets.spice_ports = ports;
+        }
+        if let Some(ports) = ranges("targets.vnc_ports", &a.allow_vnc_port, f.targets.vnc_ports)? {
+            targets.vnc_ports = ports;
+        }
+        if let Some(ports) = ranges(
+            "targets.spice_ports",
+            &a.allow_spice_port,
+            f.targets.spice_ports,
+        )? {
+            targets.spice_ports = ports;
+        }
+        if let Some(ports) = ranges(
+            "targets.serial_ports",
+            &a.allow_serial_port,
+            f.targets.serial_ports,
+        )? {
+            targets.serial_ports = ports;
         }
         let connect_timeout = pick_required(
             "targets.connect_timeout",
@@ -495,6 +543,16 @@ impl Config {
             .clone()
             .or(f.web.novnc_dir)
             .unwrap_or_else(|| web_dir.join("node_modules/@novnc/novnc"));
+        let spice_dir = a
+            .spice_dir
+            .clone()
+            .or(f.web.spice_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@spice-project/spice-html5/src"));
+        let xterm_dir = a
+            .xterm_dir
+            .clone()
+            .or(f.web.xterm_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@xterm"));
 
         let max_sessions = a.max_sessions.or(f.limits.max_sessions).unwrap_or(10_000);
         if max_sessions == 0 {
@@ -563,6 +621,8 @@ impl Config {
             origins,
             web_dir,
             novnc_dir,
+            spice_dir,
+            xterm_dir,
             engine_origins,
             max_sessions,
             handshake_timeout,
@@ -693,12 +753,49 @@ mod tests {
         let c = Config::merge(file, &args).unwrap();
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.trust, vec![PathBuf::from("other")]);
+        let p5901 = vec![PortRange {
+            first: 5901,
+            last: 5901,
+        }];
+        assert_eq!(c.targets.vnc_ports, p5901);
+        assert_eq!(c.targets.spice_ports, p5901);
+        assert!(c.targets.serial_ports.is_empty());
+    }
+
+    #[test]
+    fn ports_is_the_vnc_and_spice_default_and_serial_ports_are_explicit() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n[targets]\n";
+        let c = Config::from_toml(&format!("{base}ports = [\"5901\"]\n")).unwrap();
+        assert_eq!(c.targets.vnc_ports, c.targets.spice_ports);
+        assert!(c.targets.serial_ports.is_empty());
+        let c = Config::from_toml(&format!(
+            "{base}ports = [\"5901\"]\nspice_ports = [\"6100-6199\"]\nserial_ports = [\"7000\", \"7100-7101\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.targets.vnc_ports, vec!["5901".parse().unwrap()]);
+        assert_eq!(c.targets.spice_ports, vec!["6100-6199".parse().unwrap()]);
+        assert_eq!(c.targets.serial_ports.len(), 2);
+        let err = Config::from_toml(&format!("{base}serial_ports = [\"0\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("targets.serial_ports"), "{err}");
+        let args = ServeArgs {
+            allow_plain: true,
+            trust: vec![PathBuf::from("k")],
+            allow_serial_port: vec!["7000".into()],
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(FileConfig::default(), &args).unwrap();
+        assert_eq!(c.targets.serial_ports, vec!["7000".parse().unwrap()]);
         assert_eq!(
-            c.targets.ports,
-            vec![PortRange {
-                first: 5901,
-                last: 5901
-            }]
+            c.targets,
+            TargetPolicy {
+                serial_ports: vec!["7000".parse().unwrap()],
+                ..TargetPolicy::default()
+            }
         );
+        assert_eq!(
+            c.spice_dir,
+            PathBuf::from("web/node_modules/@spice-project/spice-html5/src")
+        );
+        assert_eq!(c.xterm_dir, PathBuf::from("web/node_modules/@xterm"));
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::keys::{self, KeyError, KeySet};
 use crate::legacy::{self, Legacy, LegacyError};
-use crate::policy::{PolicyError, ReplayCache};
+use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, Sessions};
 use crate::ticket::{self, Kind, TargetTls, TicketError, Verified};
@@ -447,23 +447,30 @@ impl Proxy {
         }
         if self.config.single_use {
             let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
+            // A SPICE client opens one connection per channel with the same ticket.
+            let uses = Uses::for_kind(claims.kind);
             let seen = if consume {
-                self.replay.use_once(claims.jti.as_deref(), until, now)
+                self.replay
+                    .use_ticket(claims.jti.as_deref(), uses, until, now)
             } else {
-                self.replay.check(claims.jti.as_deref(), now)
+                self.replay.check_uses(claims.jti.as_deref(), uses, now)
             };
             if let Err(e) = seen {
                 return fail(e.into(), &verified);
             }
         }
-        if let Err(e) = self.config.targets.check_port(claims.port) {
+        if let Err(e) = self.config.targets.check_port(claims.kind, claims.port) {
             return fail(e.into(), &verified);
         }
         let addrs = match resolve(&claims.host, claims.port).await {
             Ok(a) => a,
             Err(r) => return fail(r, &verified),
         };
-        if let Err(e) = self.config.targets.check_resolved(&claims.host, &addrs) {
+        if let Err(e) = self
+            .config
+            .targets
+            .check_resolved(claims.kind, &claims.host, &addrs)
+        {
             if consume && self.config.single_use {
                 if let Some(jti) = &claims.jti {
                     self.replay.forget(jti);
@@ -542,8 +549,12 @@ impl Proxy {
     }
 
     async fn static_file(&self, url_path: &str, head: bool) -> Response<Full<Bytes>> {
-        let Some(path) = resolve_static(&self.config.web_dir, &self.config.novnc_dir, url_path)
-        else {
+        let mounts = [
+            ("novnc/", self.config.novnc_dir.as_path()),
+            ("spice/", self.config.spice_dir.as_path()),
+            ("xterm/", self.config.xterm_dir.as_path()),
+        ];
+        let Some(path) = resolve_static(&self.config.web_dir, &mounts, url_path) else {
             return not_found();
         };
         let body = match tokio::fs::metadata(&path).await {
@@ -729,18 +740,19 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Maps a URL path to a file under the web directory (or noVNC's under `/novnc/`).
-/// `None` for anything that is not a plain relative path of normal names: no `..`,
-/// no hidden files, no empty segments (so `//evil.example` is not a path), no
-/// backslashes or NUL. Directories get no listing; `/` is `index.html`.
-pub fn resolve_static(web_dir: &Path, novnc_dir: &Path, url_path: &str) -> Option<PathBuf> {
+/// Maps a URL path to a file under the web directory, or under a mounted client's
+/// directory (`mounts`: URL prefix such as `"novnc/"` and its directory: noVNC,
+/// spice-html5, xterm.js). `None` for anything that is not a plain relative path of
+/// normal names: no `..`, no hidden files, no empty segments (so `//evil.example` is
+/// not a path), no backslashes or NUL. Directories get no listing; `/` is `index.html`.
+pub fn resolve_static(web_dir: &Path, mounts: &[(&str, &Path)], url_path: &str) -> Option<PathBuf> {
     let decoded = String::from_utf8(percent_decode(url_path)?).ok()?;
     let rel = decoded.strip_prefix('/')?;
     let rel = if rel.is_empty() { "index.html" } else { rel };
-    let (root, rel) = match rel.strip_prefix("novnc/") {
-        Some(r) => (novnc_dir, r),
-        None => (web_dir, rel),
-    };
+    let (root, rel) = mounts
+        .iter()
+        .find_map(|(prefix, dir)| rel.strip_prefix(prefix).map(|r| (*dir, r)))
+        .unwrap_or((web_dir, rel));
     let mut out = root.to_path_buf();
     for seg in rel.split('/') {
         if seg.is_empty()
@@ -808,9 +820,14 @@ fn security_headers(h: &mut HeaderMap, config: &Config) {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // style-src-elem allows inline <style> elements: xterm.js (the serial console)
+    // writes its cell sizes and colours into <style> elements it creates at run time
+    // and accepts no nonce. Style attributes in markup stay blocked (style-src-attr
+    // falls back to style-src); scripts stay 'self' only.
     let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'; object-src 'none'"
+        "default-src 'self'; script-src 'self'; style-src 'self'; style-src-elem 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+         frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'; object-src 'none'"
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -916,7 +933,12 @@ mod tests {
     #[test]
     fn static_paths_stay_inside_the_web_directory() {
         let web = Path::new("/srv/web");
-        let novnc = Path::new("/usr/share/novnc");
+        let novnc = [
+            ("novnc/", Path::new("/usr/share/novnc")),
+            ("spice/", Path::new("/usr/share/spice-html5")),
+            ("xterm/", Path::new("/opt/xterm")),
+        ];
+        let novnc = &novnc[..];
         assert_eq!(
             resolve_static(web, novnc, "/"),
             Some(PathBuf::from("/srv/web/index.html"))
@@ -928,6 +950,19 @@ mod tests {
         assert_eq!(
             resolve_static(web, novnc, "/novnc/core/rfb.js"),
             Some(PathBuf::from("/usr/share/novnc/core/rfb.js"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/spice/main.js"),
+            Some(PathBuf::from("/usr/share/spice-html5/main.js"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/xterm/css/xterm.css"),
+            Some(PathBuf::from("/opt/xterm/css/xterm.css"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/spiced.html"),
+            Some(PathBuf::from("/srv/web/spiced.html")),
+            "a prefix is a whole segment"
         );
         for bad in [
             "/../etc/passwd",
@@ -943,6 +978,9 @@ mod tests {
             "relative",
             "/c:/windows",
             "/novnc/../secret",
+            "/spice/../../etc/passwd",
+            "/xterm/%2e%2e/x",
+            "/spice/",
         ] {
             assert_eq!(resolve_static(web, novnc, bad), None, "{bad}");
         }
