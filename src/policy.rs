@@ -90,8 +90,11 @@ impl Cidr {
 fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     let full = usize::from(prefix / 8);
     let rest = prefix % 8;
-    if a.get(..full) != b.get(..full) {
-        return false;
+    // Both sides must have the whole prefix: a prefix longer than the address would
+    // otherwise compare two missing slices as equal and match every address.
+    match (a.get(..full), b.get(..full)) {
+        (Some(x), Some(y)) if x == y => {}
+        _ => return false,
     }
     if rest == 0 {
         return true;
@@ -111,8 +114,8 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let network: IpAddr = addr.trim().parse().map_err(|_| err())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
+        let written: IpAddr = addr.trim().parse().map_err(|_| err())?;
+        let max = if written.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
             None => max,
@@ -120,10 +123,16 @@ impl FromStr for Cidr {
         if prefix > max {
             return Err(err());
         }
-        Ok(Cidr {
-            network: network.to_canonical(),
-            prefix,
-        })
+        // An IPv4-mapped range (::ffff:10.0.0.0/104) is the IPv4 range it maps to, so
+        // its prefix is counted in IPv4 bits; one shorter than /96 reaches beyond the
+        // mapped space and has no IPv4 meaning, so it is refused.
+        let network = written.to_canonical();
+        let prefix = if network.is_ipv4() && written.is_ipv6() {
+            prefix.checked_sub(96).ok_or_else(err)?
+        } else {
+            prefix
+        };
+        Ok(Cidr { network, prefix })
     }
 }
 
@@ -566,6 +575,25 @@ mod tests {
                 .code(),
             "port_not_allowed_for_kind"
         );
+    }
+
+    #[test]
+    fn an_ipv4_mapped_range_means_the_ipv4_range_not_every_ipv4_address() {
+        // Found while writing the config_toml fuzz target (its round-trip check guards
+        // it now): /104 was kept as a 104-bit prefix of a 32-bit address, and the
+        // comparison then matched every IPv4 address.
+        let p = TargetPolicy {
+            allow: vec!["::ffff:10.0.0.0/104".parse().unwrap()],
+            ports: vec!["1-65535".parse().unwrap()],
+        };
+        assert!(p.check(sa("10.1.2.3:5900")).is_ok());
+        assert!(p.check(sa("[::ffff:10.1.2.3]:5900")).is_ok());
+        assert!(p.check(sa("192.168.1.1:5900")).is_err());
+        assert!(p.check(sa("169.254.169.254:80")).is_err());
+        let host: Cidr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(host, "10.0.0.1/32".parse().unwrap());
+        assert_eq!(host.to_string().parse::<Cidr>(), Ok(host));
+        assert!("::ffff:10.0.0.0/95".parse::<Cidr>().is_err());
     }
 
     #[test]
