@@ -584,12 +584,15 @@ mod tests {
         // comparison then matched every IPv4 address.
         let p = TargetPolicy {
             allow: vec!["::ffff:10.0.0.0/104".parse().unwrap()],
-            ports: vec!["1-65535".parse().unwrap()],
+            vnc_ports: vec!["1-65535".parse().unwrap()],
+            spice_ports: vec![],
+            serial_ports: vec![],
         };
-        assert!(p.check(sa("10.1.2.3:5900")).is_ok());
-        assert!(p.check(sa("[::ffff:10.1.2.3]:5900")).is_ok());
-        assert!(p.check(sa("192.168.1.1:5900")).is_err());
-        assert!(p.check(sa("169.254.169.254:80")).is_err());
+        let v = Kind::Vnc;
+        assert!(p.check(v, sa("10.1.2.3:5900")).is_ok());
+        assert!(p.check(v, sa("[::ffff:10.1.2.3]:5900")).is_ok());
+        assert!(p.check(v, sa("192.168.1.1:5900")).is_err());
+        assert!(p.check(v, sa("169.254.169.254:80")).is_err());
         let host: Cidr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(host, "10.0.0.1/32".parse().unwrap());
         assert_eq!(host.to_string().parse::<Cidr>(), Ok(host));
