@@ -35,8 +35,12 @@ pub enum ConfigError {
     NoTls,
     #[error("[tls] needs both cert and key")]
     HalfTls,
-    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories")]
+    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories, or enable a [legacy] source")]
     NoTrust,
+    #[error("legacy.ovirt_allow_sha1 needs legacy.ovirt_certificate (--ovirt-certificate)")]
+    Sha1WithoutOvirt,
+    #[error("legacy.token_source cannot be combined with tickets.single_use: websockify tokens are reusable by design")]
+    TokensSingleUse,
     #[error("{option}: must be greater than zero")]
     Zero { option: &'static str },
     #[error("{option}: {value} is not a rate (expected a number of 0 or more)")]
@@ -109,6 +113,7 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     clients: FileClients,
+    legacy: FileLegacy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +121,14 @@ struct FileConfig {
 struct FileClients {
     trusted_proxies: Option<Vec<String>>,
     proxy_protocol: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLegacy {
+    ovirt_certificate: Option<PathBuf>,
+    ovirt_allow_sha1: Option<bool>,
+    token_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +154,9 @@ struct FileTickets {
 struct FileTargets {
     allow: Option<Vec<String>>,
     ports: Option<Vec<String>>,
+    vnc_ports: Option<Vec<String>>,
+    spice_ports: Option<Vec<String>>,
+    serial_ports: Option<Vec<String>>,
     connect_timeout: Option<DurationValue>,
 }
 
@@ -155,6 +171,8 @@ struct FileOrigins {
 struct FileWeb {
     dir: Option<PathBuf>,
     novnc_dir: Option<PathBuf>,
+    spice_dir: Option<PathBuf>,
+    xterm_dir: Option<PathBuf>,
     engine_origins: Option<Vec<String>>,
 }
 
@@ -220,9 +238,18 @@ pub struct ServeArgs {
     /// Allowed target address range (CIDR); repeat [targets.allow; default 127.0.0.0/8, ::1/128].
     #[arg(long, value_name = "CIDR")]
     pub allow_target: Vec<String>,
-    /// Allowed target port range; repeat [targets.ports; default 5900-6923].
+    /// Allowed target port range for VNC and SPICE tickets; repeat [targets.ports; default 5900-6923].
     #[arg(long, value_name = "RANGE")]
     pub allow_port: Vec<String>,
+    /// Port range for `vnc` tickets only; repeat [targets.vnc_ports; default: targets.ports].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_vnc_port: Vec<String>,
+    /// Port range for `spice` tickets only; repeat [targets.spice_ports; default: targets.ports].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_spice_port: Vec<String>,
+    /// Port range for `serial` tickets; repeat [targets.serial_ports; default: none].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_serial_port: Vec<String>,
     /// Console server connect timeout [targets.connect_timeout; default 5s].
     #[arg(long, value_name = "DUR")]
     pub connect_timeout: Option<String>,
@@ -235,6 +262,12 @@ pub struct ServeArgs {
     /// noVNC copy served at /novnc/ [web.novnc_dir; default web/node_modules/@novnc/novnc].
     #[arg(long, value_name = "DIR")]
     pub novnc_dir: Option<PathBuf>,
+    /// spice-html5 served at /spice/ [web.spice_dir; default web/node_modules/@spice-project/spice-html5/src].
+    #[arg(long, value_name = "DIR")]
+    pub spice_dir: Option<PathBuf>,
+    /// xterm.js and its fit add-on (the @xterm directory) served at /xterm/ [web.xterm_dir; default web/node_modules/@xterm].
+    #[arg(long, value_name = "DIR")]
+    pub xterm_dir: Option<PathBuf>,
     /// Engine origin trusted to hand tickets to the console page; repeat [web.engine_origins].
     #[arg(long, value_name = "ORIGIN")]
     pub engine_origin: Vec<String>,
@@ -291,6 +324,29 @@ pub struct ServeArgs {
     /// Log level or filter, e.g. info, debug [log.level].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// oVirt engine certificate (CERT_FOR_DATA_VERIFICATION); accepts the engine's
+    /// console tickets [legacy.ovirt_certificate; default off].
+    #[arg(long, value_name = "PEM")]
+    pub ovirt_certificate: Option<PathBuf>,
+    /// Also accept oVirt tickets signed only with SHA-1 (engines without v2_signature)
+    /// [legacy.ovirt_allow_sha1; default off].
+    #[arg(long)]
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory (`token: host:port` lines); tokens are not
+    /// signed and do not expire [legacy.token_source; default off].
+    #[arg(long, value_name = "PATH")]
+    pub token_source: Option<PathBuf>,
+}
+
+/// Credentials of the proxies consolegate replaces; all off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// The engine certificate whose key verifies oVirt tickets; `Some` enables them.
+    pub ovirt_certificate: Option<PathBuf>,
+    /// Accept PKCS#1 v1.5 SHA-1 `signature` when `v2_signature` is absent.
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory; `Some` enables token files.
+    pub token_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,6 +375,8 @@ pub struct Config {
     pub origins: OriginPolicy,
     pub web_dir: PathBuf,
     pub novnc_dir: PathBuf,
+    pub spice_dir: PathBuf,
+    pub xterm_dir: PathBuf,
     pub engine_origins: Vec<Origin>,
     pub max_sessions: usize,
     pub handshake_timeout: Duration,
@@ -330,6 +388,7 @@ pub struct Config {
     pub clients: ClientsConfig,
     /// Per-client and per-ticket limits, and the refusal log rate.
     pub abuse: LimitsConfig,
+    pub legacy: LegacyConfig,
 }
 
 impl Config {
@@ -403,12 +462,23 @@ impl Config {
             return Err(ConfigError::NoTls);
         }
 
+        let legacy = LegacyConfig {
+            ovirt_certificate: a.ovirt_certificate.clone().or(f.legacy.ovirt_certificate),
+            ovirt_allow_sha1: a.ovirt_allow_sha1 || f.legacy.ovirt_allow_sha1.unwrap_or(false),
+            token_source: a.token_source.clone().or(f.legacy.token_source),
+        };
+        if legacy.ovirt_allow_sha1 && legacy.ovirt_certificate.is_none() {
+            return Err(ConfigError::Sha1WithoutOvirt);
+        }
         let trust = if a.trust.is_empty() {
             f.tickets.trust.unwrap_or_default()
         } else {
             a.trust.clone()
         };
-        if trust.is_empty() {
+        // A proxy replacing ovirt-websocket-proxy or websockify may have no Ed25519
+        // engine yet: a legacy source alone is enough to serve.
+        let legacy_only = legacy.ovirt_certificate.is_some() || legacy.token_source.is_some();
+        if trust.is_empty() && !legacy_only {
             return Err(ConfigError::NoTrust);
         }
         let leeway =
@@ -446,20 +516,46 @@ impl Config {
                     source,
                 })?;
         }
-        let ports = if a.allow_port.is_empty() {
-            f.targets.ports
-        } else {
-            Some(a.allow_port.clone())
+        // `ports` is the VNC and SPICE default (as before per-kind ports existed);
+        // `vnc_ports` and `spice_ports` override it for their kind. Serial ports are
+        // only ever the explicit `serial_ports`.
+        let ranges = |option: &'static str,
+                      flag: &[String],
+                      file: Option<Vec<String>>|
+         -> Result<Option<Vec<PortRange>>, ConfigError> {
+            let list = if flag.is_empty() {
+                file
+            } else {
+                Some(flag.to_vec())
+            };
+            list.map(|l| {
+                l.iter()
+                    .map(|s| s.parse::<PortRange>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|source| ConfigError::Policy { option, source })
+            })
+            .transpose()
         };
-        if let Some(list) = ports {
-            targets.ports = list
-                .iter()
-                .map(|s| s.parse::<PortRange>())
-                .collect::<Result<_, _>>()
-                .map_err(|source| ConfigError::Policy {
-                    option: "targets.ports",
-                    source,
-                })?;
+        if let Some(ports) = ranges("targets.ports", &a.allow_port, f.targets.ports)? {
+            targets.vnc_ports = ports.clone();
+            targets.spice_ports = ports;
+        }
+        if let Some(ports) = ranges("targets.vnc_ports", &a.allow_vnc_port, f.targets.vnc_ports)? {
+            targets.vnc_ports = ports;
+        }
+        if let Some(ports) = ranges(
+            "targets.spice_ports",
+            &a.allow_spice_port,
+            f.targets.spice_ports,
+        )? {
+            targets.spice_ports = ports;
+        }
+        if let Some(ports) = ranges(
+            "targets.serial_ports",
+            &a.allow_serial_port,
+            f.targets.serial_ports,
+        )? {
+            targets.serial_ports = ports;
         }
         let connect_timeout = pick_required(
             "targets.connect_timeout",
@@ -499,6 +595,16 @@ impl Config {
             .clone()
             .or(f.web.novnc_dir)
             .unwrap_or_else(|| web_dir.join("node_modules/@novnc/novnc"));
+        let spice_dir = a
+            .spice_dir
+            .clone()
+            .or(f.web.spice_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@spice-project/spice-html5/src"));
+        let xterm_dir = a
+            .xterm_dir
+            .clone()
+            .or(f.web.xterm_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@xterm"));
 
         let max_sessions = a.max_sessions.or(f.limits.max_sessions).unwrap_or(10_000);
         if max_sessions == 0 {
@@ -604,6 +710,10 @@ impl Config {
                 .unwrap_or(defaults.refusal_lines_per_second),
         };
 
+        let single_use = a.single_use || f.tickets.single_use.unwrap_or(false);
+        if single_use && legacy.token_source.is_some() {
+            return Err(ConfigError::TokensSingleUse);
+        }
         Ok(Config {
             clients,
             abuse,
@@ -611,12 +721,14 @@ impl Config {
             tls,
             trust,
             verify,
-            single_use: a.single_use || f.tickets.single_use.unwrap_or(false),
+            single_use,
             targets,
             connect_timeout,
             origins,
             web_dir,
             novnc_dir,
+            spice_dir,
+            xterm_dir,
             engine_origins,
             max_sessions,
             handshake_timeout,
@@ -624,6 +736,7 @@ impl Config {
             grace,
             log_format,
             log_level,
+            legacy,
         })
     }
 }
@@ -745,6 +858,39 @@ mod tests {
     }
 
     #[test]
+    fn legacy_sources_are_off_by_default_and_read_from_file_and_flags() {
+        let c = Config::from_toml("allow_plain = true\n[tickets]\ntrust = [\"keys\"]\n").unwrap();
+        assert_eq!(c.legacy, LegacyConfig::default());
+        let c = Config::from_toml(
+            "allow_plain = true\n[legacy]\novirt_certificate = \"/etc/pki/ovirt-engine/certs/engine.cer\"\n\
+             token_source = \"/var/lib/one/sunstone_vnc_tokens\"\n",
+        )
+        .unwrap();
+        assert!(c.trust.is_empty(), "a legacy source alone is enough");
+        assert_eq!(
+            c.legacy.ovirt_certificate,
+            Some(PathBuf::from("/etc/pki/ovirt-engine/certs/engine.cer"))
+        );
+        assert!(!c.legacy.ovirt_allow_sha1);
+        let err = Config::from_toml("allow_plain = true\n[legacy]\novirt_allow_sha1 = true\n")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Sha1WithoutOvirt), "{err}");
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\nsingle_use = true\n[legacy]\ntoken_source = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::TokensSingleUse), "{err}");
+        let args = ServeArgs {
+            allow_plain: true,
+            ovirt_certificate: Some(PathBuf::from("engine.cer")),
+            ovirt_allow_sha1: true,
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(FileConfig::default(), &args).unwrap();
+        assert!(c.legacy.ovirt_allow_sha1);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let args = ServeArgs {
             listen: Some("127.0.0.1:7000".into()),
@@ -758,12 +904,49 @@ mod tests {
         let c = Config::merge(file, &args).unwrap();
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.trust, vec![PathBuf::from("other")]);
+        let p5901 = vec![PortRange {
+            first: 5901,
+            last: 5901,
+        }];
+        assert_eq!(c.targets.vnc_ports, p5901);
+        assert_eq!(c.targets.spice_ports, p5901);
+        assert!(c.targets.serial_ports.is_empty());
+    }
+
+    #[test]
+    fn ports_is_the_vnc_and_spice_default_and_serial_ports_are_explicit() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n[targets]\n";
+        let c = Config::from_toml(&format!("{base}ports = [\"5901\"]\n")).unwrap();
+        assert_eq!(c.targets.vnc_ports, c.targets.spice_ports);
+        assert!(c.targets.serial_ports.is_empty());
+        let c = Config::from_toml(&format!(
+            "{base}ports = [\"5901\"]\nspice_ports = [\"6100-6199\"]\nserial_ports = [\"7000\", \"7100-7101\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.targets.vnc_ports, vec!["5901".parse().unwrap()]);
+        assert_eq!(c.targets.spice_ports, vec!["6100-6199".parse().unwrap()]);
+        assert_eq!(c.targets.serial_ports.len(), 2);
+        let err = Config::from_toml(&format!("{base}serial_ports = [\"0\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("targets.serial_ports"), "{err}");
+        let args = ServeArgs {
+            allow_plain: true,
+            trust: vec![PathBuf::from("k")],
+            allow_serial_port: vec!["7000".into()],
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(FileConfig::default(), &args).unwrap();
+        assert_eq!(c.targets.serial_ports, vec!["7000".parse().unwrap()]);
         assert_eq!(
-            c.targets.ports,
-            vec![PortRange {
-                first: 5901,
-                last: 5901
-            }]
+            c.targets,
+            TargetPolicy {
+                serial_ports: vec!["7000".parse().unwrap()],
+                ..TargetPolicy::default()
+            }
         );
+        assert_eq!(
+            c.spice_dir,
+            PathBuf::from("web/node_modules/@spice-project/spice-html5/src")
+        );
+        assert_eq!(c.xterm_dir, PathBuf::from("web/node_modules/@xterm"));
     }
 }

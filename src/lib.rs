@@ -33,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod front;
 pub mod keys;
+pub mod legacy;
 pub mod limits;
 pub mod policy;
 pub mod relay;
