@@ -113,6 +113,7 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     clients: FileClients,
+    #[serde(default)]
     legacy: FileLegacy,
 }
 
