@@ -1111,6 +1111,7 @@ async fn with_file_descriptors_exhausted_new_sessions_get_503_and_live_ones_keep
         Some(64),
     );
     let target = echo_target().await;
+    let baseline = child.fds();
     // A spare connection holding one descriptor in the proxy: if accept() is what
     // runs out first, closing it lets the waiting connection in (and its connect to
     // the console fails instead), so the test always reaches the 503.
@@ -1162,12 +1163,15 @@ async fn with_file_descriptors_exhausted_new_sessions_get_503_and_live_ones_keep
         .unwrap();
     echo_once(&mut ws, b"recovered").await.unwrap();
     println!("fd exhaustion: recovered after closing {n} sessions");
+    drop(ws);
+    child.assert_no_leaks(baseline).await;
 }
 
 #[tokio::test]
 async fn a_reload_with_missing_or_broken_keys_keeps_the_old_keys() {
     let child = Child::start(&[], None);
     let target = echo_target().await;
+    let baseline = child.fds();
     let trust = child.key_dir.path().join("trust");
     std::fs::write(trust.join("broken.pub"), "not a key\n").unwrap();
     child.signal("HUP");
@@ -1185,6 +1189,8 @@ async fn a_reload_with_missing_or_broken_keys_keeps_the_old_keys() {
     .await;
     let ws2 = ws_connect(&child.url(&child.ticket(target)), &[]).await;
     assert!(ws2.is_ok(), "the old key stopped working: {:?}", ws2.err());
+    drop((ws, ws2));
+    child.assert_no_leaks(baseline).await;
 }
 
 #[tokio::test]
