@@ -2,6 +2,7 @@
 //! [`Config`]. Every option of the file has a flag of the same meaning, and a flag
 //! wins over the file, so operators can try a change without editing the file.
 
+use crate::backend::BackendTlsFiles;
 use crate::policy::{Cidr, Origin, OriginPolicy, PolicySyntaxError, PortRange, TargetPolicy};
 use crate::relay::RelayConfig;
 use crate::ticket::VerifyOptions;
@@ -39,6 +40,10 @@ pub enum ConfigError {
     Zero { option: &'static str },
     #[error("log format {0:?} is not text or json")]
     LogFormat(String),
+    #[error("[backend_tls] needs both client_cert and client_key (--backend-client-cert/--backend-client-key)")]
+    HalfBackendClientCert,
+    #[error("[backend_tls] client_cert is set without ca (--backend-ca): console servers cannot be checked")]
+    BackendClientCertWithoutCa,
 }
 
 /// A duration as written in the file: seconds, or a string such as "30s".
@@ -101,6 +106,8 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    backend_tls: FileBackendTls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +115,15 @@ struct FileConfig {
 struct FileTls {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+}
+
+/// TLS to console servers (tickets with `tls` "tls" or "vencrypt").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackendTls {
+    ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +258,16 @@ pub struct ServeArgs {
     /// Log level or filter, e.g. info, debug [log.level].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// CA bundle that signs console servers' certificates, PEM; needed for tickets
+    /// with tls "tls" or "vencrypt" [backend_tls.ca].
+    #[arg(long, value_name = "PEM")]
+    pub backend_ca: Option<PathBuf>,
+    /// Certificate chain the proxy presents to console servers, PEM [backend_tls.client_cert].
+    #[arg(long, value_name = "PEM")]
+    pub backend_client_cert: Option<PathBuf>,
+    /// Private key of --backend-client-cert, PEM [backend_tls.client_key].
+    #[arg(long, value_name = "PEM")]
+    pub backend_client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +303,8 @@ pub struct Config {
     pub grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// TLS to console servers; `ca` unset: only `tls: none` tickets are served.
+    pub backend_tls: BackendTlsFiles,
 }
 
 impl Config {
@@ -499,6 +527,18 @@ impl Config {
             .or(f.log.level)
             .unwrap_or_else(|| "info".into());
 
+        let backend_tls = BackendTlsFiles {
+            ca: a.backend_ca.clone().or(f.backend_tls.ca),
+            client_cert: a.backend_client_cert.clone().or(f.backend_tls.client_cert),
+            client_key: a.backend_client_key.clone().or(f.backend_tls.client_key),
+        };
+        if backend_tls.client_cert.is_some() != backend_tls.client_key.is_some() {
+            return Err(ConfigError::HalfBackendClientCert);
+        }
+        if backend_tls.client_cert.is_some() && backend_tls.ca.is_none() {
+            return Err(ConfigError::BackendClientCertWithoutCa);
+        }
+
         Ok(Config {
             listen,
             tls,
@@ -517,6 +557,7 @@ impl Config {
             grace,
             log_format,
             log_level,
+            backend_tls,
         })
     }
 }
@@ -590,6 +631,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("targets.allow"), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_comes_from_the_file_or_the_flags_and_must_be_whole() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.backend_tls, BackendTlsFiles::default());
+        let c = Config::from_toml(&format!(
+            "{base}[backend_tls]\nca = \"ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.backend_tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.backend_tls.client_key, Some(PathBuf::from("k.pem")));
+        let err = Config::from_toml(&format!(
+            "{base}[backend_tls]\nca = \"ca.pem\"\nclient_cert = \"c.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::HalfBackendClientCert), "{err}");
+        let err = Config::from_toml(&format!(
+            "{base}[backend_tls]\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::BackendClientCertWithoutCa),
+            "{err}"
+        );
+        let args = ServeArgs {
+            backend_ca: Some(PathBuf::from("flag-ca.pem")),
+            ..ServeArgs::default()
+        };
+        let file: FileConfig = toml::from_str(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[backend_tls]\nca = \"file-ca.pem\"",
+        )
+        .unwrap();
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.backend_tls.ca, Some(PathBuf::from("flag-ca.pem")));
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! log the end. Every refusal before the upgrade is an HTTP status with a one-line
 //! plain-text reason and one log line; the ticket itself is never logged.
 
+use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::keys::{self, KeyError, KeySet};
 use crate::policy::{PolicyError, ReplayCache};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, Sessions};
-use crate::ticket::{self, Kind, TargetTls, TicketError, Verified};
+use crate::ticket::{self, Kind, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -37,6 +38,8 @@ const MAX_BODY: usize = 16 << 10;
 pub enum FrontError {
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::LoadError),
     #[error("TLS certificate {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
 }
@@ -63,6 +66,12 @@ impl Refusal {
 
 impl From<TicketError> for Refusal {
     fn from(e: TicketError) -> Self {
+        Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<BackendError> for Refusal {
+    fn from(e: BackendError) -> Self {
         Refusal::new(e.status(), e.code(), e.to_string())
     }
 }
@@ -98,6 +107,8 @@ pub struct Proxy {
     tls: RwLock<Option<TlsAcceptor>>,
     sessions: Sessions,
     replay: ReplayCache,
+    /// Reaches console servers: TCP, and TLS with the console CA (re-read on SIGHUP).
+    backend: Backend,
     /// Set on SIGTERM: new sessions get 503 while live ones finish.
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
@@ -112,7 +123,13 @@ impl Proxy {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        let backend = Backend::new(
+            config.backend_tls.clone(),
+            config.connect_timeout,
+            config.handshake_timeout,
+        )?;
         Ok(Proxy {
+            backend,
             sessions: Sessions::new(config.max_sessions),
             config,
             keys: RwLock::new(Arc::new(keys)),
@@ -156,6 +173,7 @@ impl Proxy {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        self.backend.reload()?;
         let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
@@ -325,15 +343,22 @@ impl Proxy {
             );
             return Err(self.log_refusal(peer, r, Some(&verified)));
         };
-        let (target_stream, target) =
-            match self.connect(&verified.claims.host, &admitted.addrs).await {
-                Ok(t) => t,
-                Err(r) => {
-                    forget_on_failure(&self);
-                    return Err(self.log_refusal(peer, r, Some(&verified)));
-                }
-            };
-        let _ = target_stream.set_nodelay(true);
+        let (tcp, target) = match self
+            .backend
+            .dial(&verified.claims.host, &admitted.addrs)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                forget_on_failure(&self);
+                return Err(self.log_refusal(peer, e.into(), Some(&verified)));
+            }
+        };
+        // TLS and VeNCrypt finish after the 101 answer, so that their failures reach
+        // the page as a close reason (a browser cannot read a refused upgrade).
+        let pending = self
+            .backend
+            .pending(tcp, &verified.claims.host, verified.claims.tls);
 
         let on_upgrade = hyper::upgrade::on(&mut req);
         let info = SessionInfo {
@@ -356,13 +381,19 @@ impl Proxy {
         tokio::spawn(async move {
             let _guard = guard;
             let opened = Instant::now();
-            let (up, down, reason) = match on_upgrade.await {
-                Ok(upgraded) => {
+            let (upgraded, secured) = tokio::join!(on_upgrade, pending.finish());
+            let (up, down, reason) = match (upgraded, secured) {
+                (Ok(upgraded), Ok(target_stream)) => {
                     let out =
                         relay::relay(TokioIo::new(upgraded), target_stream, &relay_cfg, stop).await;
                     (out.bytes_up, out.bytes_down, Ok(out.reason))
                 }
-                Err(e) => (0, 0, Err(e.to_string())),
+                (Ok(upgraded), Err(e)) => {
+                    warn!(session = id, client = %peer, target = %target, code = e.code(), reason = %e, "console server handshake failed");
+                    relay::close_with(TokioIo::new(upgraded), 1011, &e.to_string()).await;
+                    (0, 0, Ok(CloseReason::TargetError(e.to_string())))
+                }
+                (Err(e), _) => (0, 0, Err(e.to_string())),
             };
             match reason {
                 Ok(reason) => log_session_end(
@@ -414,17 +445,8 @@ impl Proxy {
                 verified: Some(Box::new(v.clone())),
             })
         };
-        if claims.tls != TargetTls::None {
-            let r = Refusal::new(
-                403,
-                "tls_unsupported",
-                format!(
-                    "this proxy cannot reach console servers with tls {:?} yet",
-                    claims.tls
-                )
-                .to_lowercase(),
-            );
-            return fail(r, &verified);
+        if let Err(e) = self.backend.supports(claims.tls) {
+            return fail(e.into(), &verified);
         }
         if self.config.single_use {
             let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
@@ -453,40 +475,6 @@ impl Proxy {
             return fail(e.into(), &verified);
         }
         Ok(Admitted { verified, addrs })
-    }
-
-    /// Dials the console server's addresses in order, within one overall timeout.
-    async fn connect(
-        &self,
-        host: &str,
-        addrs: &[SocketAddr],
-    ) -> Result<(TcpStream, SocketAddr), Refusal> {
-        let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
-        let mut last_err = None;
-        for addr in addrs {
-            match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => return Ok((s, *addr)),
-                Ok(Err(e)) => last_err = Some((*addr, e)),
-                Err(_) => {
-                    return Err(Refusal::new(
-                        504,
-                        "target_timeout",
-                        format!(
-                            "console server {addr} did not answer within {} s",
-                            self.config.connect_timeout.as_secs_f32()
-                        ),
-                    ))
-                }
-            }
-        }
-        let reason = match last_err {
-            Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                format!("console server {addr} refused the connection")
-            }
-            Some((addr, e)) => format!("console server {addr} is unreachable: {e}"),
-            None => format!("console server {host} has no address"),
-        };
-        Err(Refusal::new(502, "target_unreachable", reason))
     }
 
     /// `POST /consolegate/check`: the console page's pre-flight. A browser cannot read

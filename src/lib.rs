@@ -7,8 +7,9 @@
 //! holding the public key serves any ticket.
 //!
 //! A request flows one way: `front` (accept, HTTP) → `ticket` (rules 1–6) → `policy`
-//! (single use, target) → backend connect → `relay` → close and log, with `session`
-//! keeping the live-session limit and drain.
+//! (single use, target) → [`backend`] (TCP, then TLS or VeNCrypt to the console
+//! server) → `relay` → close and log, with `session` keeping the live-session limit
+//! and drain.
 //!
 //! An engine written in Rust signs tickets with [`ticket::Signer`]:
 //!
@@ -28,6 +29,7 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod front;
