@@ -154,6 +154,11 @@ impl Proxy {
         &self.sessions
     }
 
+    /// How console servers are reached (the console CA and client certificate).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     pub fn key_ids(&self) -> Vec<String> {
         self.current_keys()
             .iter()

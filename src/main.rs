@@ -315,10 +315,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let proxy = Proxy::new(config).context("cannot load keys or certificate")?;
     if args.check_config {
         println!(
-            "configuration OK: listen {listen} ({}), {} trusted key(s): {}",
+            "configuration OK: listen {listen} ({}), {} trusted key(s): {}; {}",
             if plain { "plain ws://" } else { "TLS" },
             proxy.key_ids().len(),
-            proxy.key_ids().join(", ")
+            proxy.key_ids().join(", "),
+            proxy.backend().summary()
         );
         return Ok(ExitCode::SUCCESS);
     }

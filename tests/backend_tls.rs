@@ -511,7 +511,7 @@ async fn vencrypt_failures_close_with_a_reason_a_person_can_read() {
         (
             ProxyCerts::WrongCa,
             tls_vnc.port,
-            "the console server's certificate is not trusted: it is not signed by the proxy's console CA",
+            "the console server's certificate is not trusted (not signed by the proxy's console CA)",
         ),
         (
             ProxyCerts::NoClientCert,
@@ -585,15 +585,14 @@ async fn tls_checks_the_certificate_against_the_tickets_host_name() {
         c.closed().await,
         (
             1011,
-            "the console server's certificate is not trusted: it is not made out to localhost"
-                .into()
+            "the console server's certificate is not trusted (not made out to localhost)".into()
         )
     );
     let p = proxy(&pki, ProxyCerts::WrongCa).await;
     let c = Client::open(&p, "127.0.0.1", q.port, TargetTls::Tls).await;
     assert_eq!(
         c.closed().await,
-        (1011, "the console server's certificate is not trusted: it is not signed by the proxy's console CA".into())
+        (1011, "the console server's certificate is not trusted (not signed by the proxy's console CA)".into())
     );
 }
 

@@ -33,6 +33,8 @@ const TEXT = {
   lost: 'The connection to the console proxy was lost.',
   noAnswer: 'The console server did not answer.',
   unsupported: 'This console type is not supported yet.',
+  tlsUnsupported: 'This console proxy is not set up to reach secure console servers: ask the administrator.',
+  unknownTls: 'This console link asks for a kind of secure connection this console proxy does not know: ask the administrator.',
   portalGone: 'The portal window is gone: open the console again from the portal.',
   portalSilent: 'The portal did not send a new console link: open the console again from the portal.',
   noConfig: 'The console proxy did not send its configuration: reload the page.',
@@ -205,8 +207,9 @@ function sentenceForCheck(check) {
     case 'lifetime_too_long': return TEXT.tooLong;
     case 'target_not_allowed':
     case 'port_not_allowed': return TEXT.targetNotAllowed;
-    case 'unknown_kind':
-    case 'unknown_tls': return TEXT.unsupported;
+    case 'unknown_kind': return TEXT.unsupported;
+    case 'unknown_tls': return TEXT.unknownTls;
+    case 'tls_unsupported': return TEXT.tlsUnsupported;
     case 'draining': return TEXT.shuttingDown;
     case 'jti_required': return TEXT.invalid;
     case 'network': return TEXT.proxyUnreachable;

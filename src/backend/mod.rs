@@ -56,7 +56,7 @@ pub enum BackendError {
     #[error("the console server did not complete the {0} handshake in time")]
     HandshakeTimeout(TargetTls),
     /// The server's certificate failed verification against the console CA.
-    #[error("the console server's certificate is not trusted: {0}")]
+    #[error("the console server's certificate is not trusted ({0})")]
     UntrustedCertificate(String),
     /// The server asked for a client certificate and the proxy has none configured.
     #[error("the console server requires a client certificate; the proxy has none ([backend_tls] client_cert)")]
@@ -376,7 +376,7 @@ mod tests {
             BackendError::NotConfigured(TargetTls::Vencrypt),
             BackendError::ConnectTimeout { addr, secs: 12.5 },
             BackendError::HandshakeTimeout(TargetTls::Vencrypt),
-            BackendError::UntrustedCertificate("it is not made out to 2001:db8::1234:5678".into()),
+            BackendError::UntrustedCertificate("not made out to 2001:db8::1234:5678".into()),
             BackendError::ClientCertificateMissing,
             BackendError::ClientCertificateRefused,
             BackendError::NoVencrypt("VNC authentication, None, Tight".into()),

@@ -198,12 +198,17 @@ fn certificate_problem(e: &io::Error, client_cert: bool) -> Option<BackendError>
             | AlertDescription::CertificateExpired
             | AlertDescription::CertificateUnknown
             | AlertDescription::UnknownCA
-            | AlertDescription::AccessDenied
-            | AlertDescription::HandshakeFailure => Some(if client_cert {
+            | AlertDescription::AccessDenied => Some(if client_cert {
                 BackendError::ClientCertificateRefused
             } else {
                 BackendError::ClientCertificateMissing
             }),
+            // TLS 1.2 servers send this for a missing client certificate, but also when
+            // no cipher suite is shared: only the first reading is safe, and only when
+            // the proxy presented nothing.
+            AlertDescription::HandshakeFailure if !client_cert => {
+                Some(BackendError::ClientCertificateMissing)
+            }
             _ => None,
         },
         _ => None,
@@ -213,20 +218,18 @@ fn certificate_problem(e: &io::Error, client_cert: bool) -> Option<BackendError>
 /// Says why the server's certificate failed, in terms an administrator acts on.
 fn certificate_detail(c: &CertificateError) -> String {
     match c {
-        CertificateError::UnknownIssuer => "it is not signed by the proxy's console CA".into(),
+        CertificateError::UnknownIssuer => "not signed by the proxy's console CA".into(),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            "it is not made out to the console server's address".into()
+            "not made out to the console server's address".into()
         }
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            "it has expired".into()
-        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            "it is not valid yet".into()
+            "not valid yet".into()
         }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-            "it is not for TLS servers (extendedKeyUsage)".into()
+            "not for TLS servers: extendedKeyUsage".into()
         }
-        CertificateError::BadSignature => "its signature is wrong".into(),
+        CertificateError::BadSignature => "bad signature".into(),
         other => format!("{other:?}").chars().take(60).collect(),
     }
 }
@@ -241,9 +244,9 @@ pub(super) fn describe(
     if let Some(b) = certificate_problem(e, client_cert) {
         return match b {
             BackendError::UntrustedCertificate(d)
-                if d == "it is not made out to the console server's address" =>
+                if d == "not made out to the console server's address" =>
             {
-                BackendError::UntrustedCertificate(format!("it is not made out to {host}"))
+                BackendError::UntrustedCertificate(format!("not made out to {host}"))
             }
             other => other,
         };
