@@ -28,10 +28,13 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod denylist;
 pub mod front;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod session;
