@@ -612,6 +612,7 @@ mod tests {
         let c = Config::from_toml(text).expect("example config parses");
         assert_eq!(c.listen.port(), 6100);
         assert!(c.tls.is_some());
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
     }
 
     #[test]

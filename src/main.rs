@@ -654,7 +654,35 @@ impl Drop for RemoveOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{human_bytes, parse_duration, session_table};
+    use consolegate::admin::SessionView;
+
+    #[test]
+    fn the_session_table_aligns_columns_and_says_when_it_is_empty() {
+        assert_eq!(
+            session_table(&[]),
+            "ID  CLIENT  TARGET  SUB  JTI  STARTED  UP  DOWN\n(no live sessions)\n"
+        );
+        let s = SessionView {
+            id: 7,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            target: "127.0.0.1:5901".parse().unwrap(),
+            sub: Some("alice".into()),
+            jti: None,
+            kid: "k".into(),
+            started: "2025-01-02T03:04:05Z".into(),
+            started_unix: 1_735_787_045,
+            bytes_up: 10,
+            bytes_down: 3 << 20,
+        };
+        let t = session_table(&[s]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].find("SUB"), lines[1].find("alice"));
+        assert!(lines[1].ends_with("10 B  3.0 MiB"), "{t}");
+        assert!(lines[1].contains(" - "), "{t}");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
 
     #[test]
     fn ttl_accepts_seconds_minutes_and_hours() {
