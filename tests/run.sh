@@ -32,6 +32,8 @@ suite "format" cargo fmt --all -- --check
 suite "clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 suite "rust unit and integration tests" cargo test --workspace --quiet
 suite "interop with PyJWT, jwcrypto and openssl" python3 tests/interop.py "$root/target/debug/consolegate"
+suite "ticket signing examples (Python, Node.js, Go)" bash tests/examples.sh "$root/target/debug/consolegate"
+suite "Debian package: build, install, check, purge" bash tests/package.sh
 if [ -f tests/e2e/package.json ]; then
   suite "browser end to end (chromium, noVNC, QEMU)" bash -c 'cd tests/e2e && CONSOLEGATE_BIN="$0/target/debug/consolegate" node --test --test-concurrency=1' "$root"
 fi

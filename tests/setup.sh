@@ -11,6 +11,10 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v socat >/dev/null || need_apt+=(socat)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v go >/dev/null || need_apt+=(golang-go)
+[ -f /usr/share/gocode/src/github.com/golang-jwt/jwt/v5/go.mod ] || need_apt+=(golang-github-golang-jwt-jwt-v5-dev)
+[ -f /usr/lib/x86_64-linux-gnu/qemu/ui-spice-core.so ] || need_apt+=(qemu-system-modules-spice)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -25,7 +29,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   pkgs=()
   for p in "${need_apt[@]}"; do
     case "$p" in
-      qemu-system-x86) apt-get install -y -qq -t bookworm-backports qemu-system-x86 >/dev/null ;;
+      qemu-system-x86) apt-get install -y -qq -t bookworm-backports "$p" >/dev/null ;;
+      qemu-system-modules-spice|golang-github-golang-jwt-jwt-v5-dev)
+        apt-get install -y -qq --no-install-recommends -t bookworm-backports "$p" >/dev/null ;;
       *) pkgs+=("$p") ;;
     esac
   done
@@ -38,10 +44,15 @@ fi
 python3 -c 'import jwt, jwcrypto, cryptography' 2>/dev/null \
   || python3 -m pip install -q 'PyJWT[crypto]==2.10.1' 'jwcrypto==1.5.6' cryptography
 
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
+
 # Node packages: noVNC for the console page, playwright-core to drive Debian's chromium.
 if [ -f web/package-lock.json ] && [ ! -d web/node_modules/@novnc/novnc ]; then
   (cd web && npm ci --no-audit --no-fund --silent)
 fi
 if [ -f tests/e2e/package-lock.json ] && [ ! -d tests/e2e/node_modules/playwright-core ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund --silent)
+fi
+if [ -f examples/node/package-lock.json ] && [ ! -d examples/node/node_modules/jose ]; then
+  (cd examples/node && npm ci --no-audit --no-fund --silent)
 fi

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the release binary and the Debian package; prints the .deb's path last.
+#
+#   bash packaging/build-deb.sh            # -> target/debian/consolegate_<version>-1_<arch>.deb
+#
+# Needs the console page in web/ (console.html and its scripts and styles) and, to
+# bundle noVNC, web/node_modules/@novnc/novnc (`cd web && npm ci`). Without noVNC the
+# package still builds; /usr/share/consolegate/novnc then holds only a note, and the
+# installed config must point novnc_dir at Debian's copy (`apt install novnc`,
+# novnc_dir = "/usr/share/novnc").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! compgen -G 'web/*.html' >/dev/null; then
+    echo "build-deb: web/*.html not found: the console page (web/console.html, .js, .css) must be in web/ to package it" >&2
+    exit 1
+fi
+
+if ! command -v cargo-deb >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]; then
+    echo "build-deb: installing cargo-deb" >&2
+    cargo install cargo-deb --locked --quiet
+fi
+
+# Stage noVNC: only what the browser loads, plus its licence and version.
+stage=target/deb-stage
+rm -rf "$stage"
+mkdir -p "$stage/novnc"
+novnc=web/node_modules/@novnc/novnc
+if [ -f "$novnc/core/rfb.js" ]; then
+    cp -r "$novnc/core" "$novnc/vendor" "$novnc/package.json" "$stage/novnc/"
+    [ -f "$novnc/LICENSE.txt" ] && cp "$novnc/LICENSE.txt" "$stage/novnc/"
+    echo "build-deb: bundling noVNC $(sed -n 's/^ *"version": *"\(.*\)".*/\1/p' "$novnc/package.json" | head -1)" >&2
+else
+    echo "build-deb: warning: $novnc is missing (run: cd web && npm ci); the package will not bundle noVNC" >&2
+    cat > "$stage/novnc/README.txt" <<'NOTE'
+This consolegate package was built without noVNC. Install Debian's copy and point
+the proxy at it in /etc/consolegate/consolegate.toml:
+
+    apt install novnc
+    [web]
+    novnc_dir = "/usr/share/novnc"
+NOTE
+fi
+
+# cargo-deb builds target/release/consolegate itself (--locked: the lock file is the
+# source of truth), strips the packaged copy (--strip: the release profile keeps line
+# tables, 45 MB, for local profiling), and computes the libc dependency ($auto).
+deb=$(cargo deb --locked --strip --output target/debian/ 2>&1 | tee /dev/stderr | tail -1)
+case "$deb" in
+    *.deb) [ -f "$deb" ] || { echo "build-deb: $deb not written" >&2; exit 1; } ;;
+    *) echo "build-deb: cargo deb failed" >&2; exit 1 ;;
+esac
+echo "$deb"

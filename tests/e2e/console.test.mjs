@@ -1,0 +1,471 @@
+// End-to-end test of the console page in a real browser (Debian's chromium driven by
+// playwright-core), through a real `consolegate serve` with TLS, against QEMU's own
+// VNC server with a password, with the engine page on a different origin.
+//
+//   node --test tests/e2e/            (from the repository root; `cargo build` first)
+//
+// CONSOLEGATE_BIN overrides the binary (default target/debug/consolegate);
+// E2E_VERBOSE=1 echoes the children's output.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { start, stop, stopAll, run, freePort, freePortIn, waitFor, sleep, tcpOpen } from './lib/procs.mjs';
+import { qmpConnect } from './lib/qmp.mjs';
+import { staticHandler } from './lib/static.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '../..');
+const BIN = path.resolve(REPO, process.env.CONSOLEGATE_BIN || 'target/debug/consolegate');
+const ARTIFACTS = path.join(REPO, 'tests/artifacts');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// E2E_NOVNC_DIR=/usr/share/novnc runs the page on Debian's noVNC package instead.
+const NOVNC_DIR = process.env.E2E_NOVNC_DIR || path.join(REPO, 'web/node_modules/@novnc/novnc');
+const VNC_PASSWORD = 'e2e-Pw7';   // QEMU's VNC auth uses at most 8 characters
+
+const TEXT = {
+  waiting: 'Waiting for the portal…',
+  expired: 'This console link has expired: open the console again from the portal.',
+  wrongPassword: 'Wrong VNC password.',
+  unreachable: 'The console server is unreachable.',
+  unsupported: 'This console type is not supported yet.',
+};
+
+const env = {};      // everything `before` sets up, for the tests and `after`
+
+// ------------------------------------------------------------------ set-up helpers
+
+async function makeTls(dir) {
+  const ext = path.join(dir, 'ext.cnf');
+  await fsp.writeFile(ext, 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n');
+  const f = (n) => path.join(dir, n);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await run('openssl', ['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=consolegate e2e test CA']);
+  await run('openssl', ['req', ...ec, '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1']);
+  await run('openssl', ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'),
+    '-CAcreateserial', '-out', f('server.crt'), '-days', '1', '-extfile', ext]);
+  // Chromium trusts exactly this certificate's key (SPKI pin), nothing else.
+  const der = await run('sh', ['-c', `openssl x509 -in '${f('server.crt')}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]);
+  return { cert: f('server.crt'), key: f('server.key'), ca: f('ca.crt'), spki: der.trim() };
+}
+
+async function startQemu(dir) {
+  const port = await freePortIn(5900, 6923);
+  const qmpPath = path.join(dir, 'qmp.sock');
+  const qemu = start('qemu', 'qemu-system-x86_64', [
+    '-machine', 'accel=tcg', '-display', 'none', '-nodefaults', '-vga', 'std', '-m', '64',
+    '-vnc', `127.0.0.1:${port - 5900},password=on`,
+    '-qmp', `unix:${qmpPath},server,nowait`,
+    // SeaBIOS waits 60 s at "Press ESC for boot menu": a key typed in the browser
+    // then visibly changes the screen, which proves input reaches the VM.
+    '-boot', 'menu=on,splash-time=60000',
+  ]);
+  await waitFor('QEMU QMP socket', () => fs.existsSync(qmpPath), { child: qemu });
+  await waitFor('QEMU VNC port', () => tcpOpen(port), { child: qemu });
+  const qmp = await qmpConnect(qmpPath);
+  await qmp.execute('change-vnc-password', { password: VNC_PASSWORD });
+  return { qemu, qmp, port };
+}
+
+// QEMU's own idea of its screen size: a screendump's PNG header.
+async function qemuScreenSize(qmp, dir) {
+  const file = path.join(dir, `screendump-${Date.now()}.png`);
+  await qmp.execute('screendump', { filename: file, format: 'png' });
+  const png = await waitFor('screendump', async () => {
+    const b = await fsp.readFile(file);
+    return b.length > 24 ? b : null;
+  });
+  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+}
+
+async function sign({ port, ttl = '60s', kind }) {
+  const args = ['sign', '--key', env.signingKey, '--host', '127.0.0.1', '--port', String(port), '--ttl', ttl];
+  if (kind) args.push('--kind', kind);
+  return (await run(BIN, args)).trim();
+}
+
+// The engine: a page on its own origin plus POST /ticket, which signs with the CLI.
+async function startEngine(consoleUrl) {
+  const serve = staticHandler({ root: HERE });
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    if (req.method === 'POST' && url.pathname === '/ticket') {
+      try {
+        const scenario = url.searchParams.get('scenario');
+        let answer;
+        switch (scenario) {
+          case 'good':
+            answer = { ticket: await sign({ port: env.vncPort }), password: VNC_PASSWORD, title: 'e2e VM' }; break;
+          case 'wrong-password':
+            answer = { ticket: await sign({ port: env.vncPort }), password: 'wrong!', title: 'e2e VM' }; break;
+          case 'expired':
+            // Valid for 1 s and handed over after it ran out (the proxy runs with --leeway 0).
+            answer = { ticket: await sign({ port: env.vncPort, ttl: '1s' }), password: VNC_PASSWORD, title: 'e2e VM' };
+            await sleep(2200);
+            break;
+          case 'unreachable':
+            answer = { ticket: await sign({ port: env.deadPort }), password: VNC_PASSWORD, title: 'e2e VM' }; break;
+          case 'spice':
+            answer = { ticket: await sign({ port: env.vncPort, kind: 'spice' }), password: '', title: 'e2e VM' }; break;
+          default:
+            res.writeHead(400).end('unknown scenario');
+            return;
+        }
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(answer));
+      } catch (err) {
+        res.writeHead(500, { 'Content-Type': 'text/plain' }).end(String(err));
+      }
+      return;
+    }
+    serve(req, res);
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    server,
+    origin,
+    page: (scenario, embed = 'window', console = consoleUrl) =>
+      `${origin}/engine.html?console=${encodeURIComponent(console)}&scenario=${scenario}&embed=${embed}`,
+  };
+}
+
+function httpsGet(url, ca) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
+
+function httpGet(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
+
+// `consolegate serve` with TLS on `port`, trusting the test's key and engine origin.
+async function startProxy(port, extra = []) {
+  const proxy = start(`consolegate serve :${port}`, BIN, [
+    'serve',
+    '--listen', `127.0.0.1:${port}`,
+    '--tls-cert', env.tls.cert, '--tls-key', env.tls.key,
+    '--trust', env.keyDir,
+    '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),
+    '--engine-origin', env.engine.origin,
+    '--leeway', '0',
+    '--web-dir', path.join(REPO, 'web'),
+    '--novnc-dir', NOVNC_DIR,
+    ...extra,
+  ], { cwd: REPO });
+  const ca = await fsp.readFile(env.tls.ca);
+  await waitFor('consolegate serve to answer', async () =>
+    (await httpsGet(`https://127.0.0.1:${port}/consolegate/config.json`, ca)).status === 200,
+  { child: proxy });
+  return proxy;
+}
+
+// ------------------------------------------------------------------ browser helpers
+
+// Keeps the page's console output; CSP violations are collected to fail the test.
+function watchConsole(page) {
+  page.cspViolations = [];
+  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) page.cspViolations.push(m.text());
+    if (process.env.E2E_VERBOSE) console.error(`[console page] ${m.type()}: ${m.text()}`);
+  });
+}
+
+// Opens the engine page, clicks "Open console" and returns both pages.
+async function openConsole(engineUrl) {
+  const page = await env.context.newPage();
+  page.setDefaultTimeout(15000);
+  await page.goto(engineUrl);
+  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open-console')]);
+  popup.setDefaultTimeout(15000);
+  watchConsole(popup);
+  await popup.waitForLoadState('domcontentloaded');
+  return { page, popup };
+}
+
+async function waitState(popup, state, timeout = 15000) {
+  try {
+    await popup.waitForFunction((s) => window.consolegate && window.consolegate.state === s, state, { timeout });
+  } catch (err) {
+    const now = await popup.evaluate(() => window.consolegate && [window.consolegate.state, window.consolegate.status]).catch(() => null);
+    throw new Error(`console page did not reach "${state}" within ${timeout} ms; it is ${JSON.stringify(now)}`);
+  }
+}
+
+const statusText = (popup) => popup.textContent('#status');
+
+// Reads noVNC's canvas: its size, and how much of it is not background. `rows` and
+// `cols` ([from, to) in framebuffer pixels, or fractions of the size when < 1) limit it.
+function canvasStats(popup, rows, cols) {
+  return popup.evaluate(([rows, cols]) => {
+    const canvas = document.querySelector('#screen canvas');
+    if (!canvas) return null;
+    const { width, height } = canvas;
+    const at = (v, size) => Math.round(v < 1 ? v * size : v);
+    const y0 = rows ? at(rows[0], height) : 0;
+    const y1 = rows ? at(rows[1], height) : height;
+    const x0 = cols ? at(cols[0], width) : 0;
+    const x1 = cols ? at(cols[1], width) : width;
+    const data = canvas.getContext('2d').getImageData(x0, y0, x1 - x0, y1 - y0).data;
+    let lit = 0;
+    let bright = 0;
+    const colours = new Set();
+    for (let i = 0; i < data.length; i += 4) {
+      const sum = data[i] + data[i + 1] + data[i + 2];
+      if (sum > 60) lit++;
+      if (sum > 450) bright++;
+      if (colours.size < 64) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    }
+    return { width, height, lit, bright, colours: colours.size };
+  }, [rows, cols]);
+}
+
+// ------------------------------------------------------------------ set-up and tear-down
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `consolegate binary not found at ${BIN}: run \`cargo build\` first or set CONSOLEGATE_BIN`);
+  assert.ok(fs.existsSync(path.join(NOVNC_DIR, 'core/rfb.js')),
+    `noVNC not found in ${NOVNC_DIR}: run \`npm ci\` in web/`);
+  await fsp.mkdir(ARTIFACTS, { recursive: true });
+  env.dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'consolegate-e2e-'));
+
+  env.tls = await makeTls(env.dir);
+  const keyDir = path.join(env.dir, 'keys');
+  await fsp.mkdir(keyDir);
+  await run(BIN, ['keygen', '--out-dir', keyDir, '--name', 'engine']);
+  env.signingKey = path.join(keyDir, 'engine.key');
+
+  const q = await startQemu(env.dir);
+  Object.assign(env, { qemu: q.qemu, qmp: q.qmp, vncPort: q.port });
+  // An allowed port nobody listens on, for the "unreachable" sentence.
+  env.deadPort = await freePortIn(5900, 6923, [env.vncPort]);
+
+  env.proxyPort = await freePort();
+  env.consoleUrl = `https://127.0.0.1:${env.proxyPort}/console.html`;
+  env.engine = await startEngine(env.consoleUrl);
+  env.evil = await startEngine(env.consoleUrl);  // a second origin the proxy does not trust
+
+  env.keyDir = keyDir;
+  env.proxy = await startProxy(env.proxyPort);
+
+  env.browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30000,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      `--ignore-certificate-errors-spki-list=${env.tls.spki}`],
+  });
+  env.context = await env.browser.newContext({ viewport: { width: 1024, height: 700 } });
+});
+
+after(async () => {
+  await env.browser?.close().catch(() => {});
+  env.qmp?.close();
+  for (const e of [env.engine, env.evil]) e?.server.close();
+  await stopAll();
+  if (env.dir) await fsp.rm(env.dir, { recursive: true, force: true });
+});
+
+// ------------------------------------------------------------------ tests
+
+test('a trusted engine opens the QEMU console through the proxy; a key and pasted text reach the VM', { timeout: 90000 }, async () => {
+  const { popup } = await openConsole(env.engine.page('good'));
+  await waitState(popup, 'connected');
+  assert.equal(await statusText(popup), 'Connected');
+  assert.equal(await popup.textContent('#title'), 'e2e VM');
+  // Nothing secret in the console page's URL.
+  assert.equal(popup.url(), env.consoleUrl);
+
+  const size = await qemuScreenSize(env.qmp, env.dir);
+  const stats = await waitFor('a non-blank framebuffer', async () => {
+    const s = await canvasStats(popup);
+    return s && s.lit > 200 && s.colours >= 2 ? s : null;
+  });
+  assert.equal(stats.width, size.width, 'canvas width is QEMU\'s framebuffer width');
+  assert.equal(stats.height, size.height, 'canvas height is QEMU\'s framebuffer height');
+
+  // SeaBIOS is at "Press ESC for boot menu"; text rows are 16 px. The boot menu's
+  // first entry lands on row 6, blank until Escape is pressed in the browser.
+  const menuRows = [96, 112];
+  assert.ok(size.height === 400, `expected the 720x400 text mode, got ${size.width}x${size.height}`);
+  assert.equal((await canvasStats(popup, menuRows)).lit, 0, 'boot menu row is blank before the key');
+  await popup.click('#screen canvas');
+  await popup.keyboard.press('Escape');
+  await waitFor('the boot menu after Escape', async () => (await canvasStats(popup, menuRows)).lit > 50, { timeoutMs: 10000 });
+
+  await popup.screenshot({ path: path.join(ARTIFACTS, 'console-qemu.png') });
+
+  // The toolbar's "Paste text" types keys one by one: "1" picks the menu's first
+  // entry and SeaBIOS prints "Booting from Hard Disk..." on row 8.
+  const bootRows = [128, 144];
+  assert.equal((await canvasStats(popup, bootRows)).lit, 0, 'row 8 is blank before the paste');
+  await popup.click('#btn-paste');
+  await popup.fill('#paste-text', '1');
+  await popup.click('#paste-send');
+  await waitFor('SeaBIOS booting after the pasted "1"', async () => (await canvasStats(popup, bootRows)).lit > 50, { timeoutMs: 10000 });
+  assert.deepEqual(popup.cspViolations, [], 'the page runs under the proxy\'s CSP without violations');
+  await popup.close();
+});
+
+test('the console also works in an iframe on the engine page (frame-ancestors)', { timeout: 60000 }, async () => {
+  const page = await env.context.newPage();
+  page.setDefaultTimeout(15000);
+  watchConsole(page);
+  await page.goto(env.engine.page('good', 'iframe'));
+  await page.click('#open-console');
+  const frame = await waitFor('the console iframe', async () =>
+    page.frames().find((f) => f.url() === env.consoleUrl));
+  await frame.waitForFunction(() => window.consolegate && window.consolegate.state === 'connected', null, { timeout: 15000 })
+    .catch(async (err) => {
+      const seen = await frame.evaluate(() => window.consolegate && [window.consolegate.state, window.consolegate.status]).catch((e) => e.message);
+      const log = await page.evaluate(() => window.engineLog);
+      throw new Error(`iframe console did not connect: ${JSON.stringify(seen)}; engine log ${JSON.stringify(log)}`);
+    });
+  assert.equal(await frame.textContent('#status'), 'Connected');
+  assert.deepEqual(page.cspViolations, []);
+  await page.close();
+});
+
+test('disconnect, then reconnect asks the engine for a new ticket', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.engine.page('good'));
+  await waitState(popup, 'connected');
+  const firstJti = await popup.evaluate(() => window.consolegate.jti);
+  await popup.click('#btn-disconnect');
+  await waitState(popup, 'disconnected');
+  await popup.click('#btn-reconnect');
+  await waitState(popup, 'connected');
+  const secondJti = await popup.evaluate(() => window.consolegate.jti);
+  assert.ok(firstJti && secondJti, 'tickets carry a jti');
+  assert.notEqual(secondJti, firstJti, 'the reconnect used a fresh ticket');
+  const log = await page.evaluate(() => window.engineLog);
+  assert.deepEqual(log, ['got consolegate:ready', 'sent connect', 'got consolegate:need-ticket', 'sent connect']);
+  await popup.close();
+  await page.close();
+});
+
+test('a connect message from an untrusted origin is ignored', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.evil.page('good'));
+  await page.waitForFunction(() => window.engineLog.includes('sent connect'), null, { timeout: 15000 });
+  await popup.waitForFunction(() => window.consolegate.ignored >= 1, null, { timeout: 5000 });
+  await sleep(1000);
+  assert.equal(await popup.evaluate(() => window.consolegate.state), 'waiting');
+  assert.equal(await statusText(popup), TEXT.waiting);
+  assert.equal(await popup.$('#screen canvas'), null, 'no VNC client was started');
+  await popup.close();
+  await page.close();
+});
+
+test('an expired ticket shows the expiry sentence', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.engine.page('expired'));
+  await waitState(popup, 'failed');
+  assert.equal(await statusText(popup), TEXT.expired);
+  await popup.close();
+  await page.close();
+});
+
+test('a wrong VNC password shows its sentence', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.engine.page('wrong-password'));
+  await waitState(popup, 'failed');
+  assert.equal(await statusText(popup), TEXT.wrongPassword);
+  await popup.close();
+  await page.close();
+});
+
+test('a console server that does not listen shows "unreachable"', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.engine.page('unreachable'));
+  await waitState(popup, 'failed');
+  assert.equal(await statusText(popup), TEXT.unreachable);
+  await popup.close();
+  await page.close();
+});
+
+test('a console kind the page has no client for says so', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.engine.page('spice'));
+  await waitState(popup, 'failed');
+  assert.equal(await statusText(popup), TEXT.unsupported);
+  await popup.close();
+  await page.close();
+});
+
+test('a session the proxy ends shows its reason: maximum duration (1008), shutdown (1001)', { timeout: 60000 }, async () => {
+  for (const [extra, stopIt, expected] of [
+    [['--max-duration', '2s'], null, 'The console proxy ended the session: session reached its maximum duration.'],
+    [['--grace', '1s'], (proxy) => proxy.kill('SIGTERM'), 'The console proxy ended the session: proxy is shutting down.'],
+  ]) {
+    const port = await freePort();
+    const proxy = await startProxy(port, extra);
+    try {
+      const { page, popup } = await openConsole(env.engine.page('good', 'window', `https://127.0.0.1:${port}/console.html`));
+      await waitState(popup, 'connected');
+      if (stopIt) stopIt(proxy);
+      await waitState(popup, 'failed', 15000);
+      assert.equal(await statusText(popup), expected);
+      assert.equal(await popup.isEnabled('#btn-reconnect'), true, 'reconnect is offered');
+      await popup.close();
+      await page.close();
+    } finally {
+      await stop(proxy);
+    }
+  }
+});
+
+test('consolegate demo: the demo engine page opens the built-in test pattern and keys reach it', { timeout: 90000 }, async () => {
+  const port = await freePort();
+  const demo = start('consolegate demo', BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--web-dir', path.join(REPO, 'web')], { cwd: REPO });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor('consolegate demo to answer', async () => (await httpGet(`${base}/consolegate/config.json`)).status === 200, { child: demo });
+    const page = await env.context.newPage();
+    page.setDefaultTimeout(15000);
+    await page.goto(`${base}/`);
+    await page.click('a[href="engine-demo.html"]');
+    await page.waitForURL(`${base}/engine-demo.html`);
+    const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open-console')]);
+    popup.setDefaultTimeout(15000);
+    await waitState(popup, 'connected');
+    const stats = await waitFor('the demo test pattern', async () => {
+      const s = await canvasStats(popup);
+      return s && s.lit > 1000 && s.colours >= 4 ? s : null;
+    });
+    assert.ok(stats.width >= 320 && stats.height >= 200, `demo framebuffer ${stats.width}x${stats.height}`);
+    // The demo server echoes keys after "keys:" (about three quarters down).
+    const keysLine = [[0.74, 0.81], [0.15, 0.95]];
+    // The demo's background is not black: count bright (text) pixels there.
+    const before = (await canvasStats(popup, ...keysLine)).bright;
+    await popup.click('#screen canvas');
+    await popup.keyboard.type('hello');
+    await waitFor('the demo echoing the typed keys', async () => (await canvasStats(popup, ...keysLine)).bright > before + 100, { timeoutMs: 10000 })
+      .catch(async (err) => {
+        await popup.screenshot({ path: path.join(ARTIFACTS, 'console-demo-failed.png') });
+        throw new Error(`${err.message} (lit before ${before}, now ${(await canvasStats(popup, ...keysLine)).bright})`);
+      });
+    await popup.screenshot({ path: path.join(ARTIFACTS, 'console-demo.png') });
+    await popup.close();
+    await page.close();
+  } finally {
+    await stop(demo);
+  }
+});
