@@ -48,6 +48,8 @@ const MAX_BODY: usize = 4 << 10;
 const MAX_CONNECTIONS: usize = 32;
 /// Time for an admin request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a whole admin exchange (headers, body, answer).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Shortest token accepted: a guessable token would make the kill switch anyone's.
 const MIN_TOKEN: usize = 16;
 
@@ -229,12 +231,19 @@ impl Admin {
             let admin = admin.clone();
             async move { Ok::<_, Infallible>(admin.handle(req, peer).await) }
         });
+        // One request per connection, and a bound on the whole exchange: an idle
+        // keep-alive or a trickled body must not hold one of the few admin slots.
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
+            .keep_alive(false)
             .serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = conn.await {
-            debug!(client = %peer, cause = %e, "admin connection ended with an error");
+        match tokio::time::timeout(REQUEST_TIMEOUT, conn).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(client = %peer, cause = %e, "admin connection ended with an error")
+            }
+            Err(_) => debug!(client = %peer, "admin request timed out"),
         }
     }
 
