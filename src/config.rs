@@ -43,6 +43,10 @@ pub enum ConfigError {
     Zero { option: &'static str },
     #[error("log format {0:?} is not text or json")]
     LogFormat(String),
+    #[error("admin.listen: {0:?} is not an address or \"off\" (expected e.g. 127.0.0.1:6101)")]
+    AdminListen(String),
+    #[error("admin.listen {0} is the same address as listen")]
+    AdminSameAsListen(SocketAddr),
 }
 
 /// A duration as written in the file: seconds, or a string such as "30s".
@@ -106,6 +110,8 @@ struct FileConfig {
     #[serde(default)]
     log: FileLog,
     #[serde(default)]
+    admin: FileAdmin,
+    #[serde(default)]
     legacy: FileLegacy,
 }
 
@@ -132,6 +138,7 @@ struct FileTickets {
     max_lifetime: Option<DurationValue>,
     audiences: Option<Vec<String>>,
     single_use: Option<bool>,
+    deny_list: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +178,13 @@ struct FileLimits {
     ping_interval: Option<DurationValue>,
     grace: Option<DurationValue>,
     max_message: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +290,15 @@ pub struct ServeArgs {
     /// Log level or filter, e.g. info, debug [log.level].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Revoked ticket ids and users, re-read on SIGHUP [tickets.deny_list; default none].
+    #[arg(long, value_name = "FILE")]
+    pub deny_list: Option<PathBuf>,
+    /// Admin HTTP listener (health, metrics, sessions), or "off" [admin.listen; default 127.0.0.1:6101].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Bearer token file that turns on session control at the admin listener [admin.token_file].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// oVirt engine certificate (CERT_FOR_DATA_VERIFICATION); accepts the engine's
     /// console tickets [legacy.ovirt_certificate; default off].
     #[arg(long, value_name = "PEM")]
@@ -314,6 +337,15 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The admin listener: health, metrics and session control.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `None` when switched off.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token guarding `/sessions`; without it session control is off.
+    pub token_file: Option<PathBuf>,
+}
+
 /// The validated configuration of one proxy.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -336,6 +368,9 @@ pub struct Config {
     pub grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Revoked `jti`s and `sub`s; `None` when no deny list is configured.
+    pub deny_list: Option<PathBuf>,
+    pub admin: AdminConfig,
     pub legacy: LegacyConfig,
 }
 
@@ -606,6 +641,29 @@ impl Config {
             .or(f.log.level)
             .unwrap_or_else(|| "info".into());
 
+        let admin_text = a
+            .admin_listen
+            .clone()
+            .or(f.admin.listen)
+            .unwrap_or_else(|| "127.0.0.1:6101".to_string());
+        let admin_listen = if admin_text.trim().eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let addr: SocketAddr = admin_text
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::AdminListen(admin_text.clone()))?;
+            // Port 0 (tests) picks a free port each, so only a fixed port can clash.
+            if addr == listen && addr.port() != 0 {
+                return Err(ConfigError::AdminSameAsListen(addr));
+            }
+            Some(addr)
+        };
+        let admin = AdminConfig {
+            listen: admin_listen,
+            token_file: a.admin_token_file.clone().or(f.admin.token_file),
+        };
+
         let single_use = a.single_use || f.tickets.single_use.unwrap_or(false);
         if single_use && legacy.token_source.is_some() {
             return Err(ConfigError::TokensSingleUse);
@@ -630,6 +688,8 @@ impl Config {
             grace,
             log_format,
             log_level,
+            deny_list: a.deny_list.clone().or(f.tickets.deny_list),
+            admin,
             legacy,
         })
     }
@@ -666,6 +726,7 @@ mod tests {
         let c = Config::from_toml(text).expect("example config parses");
         assert_eq!(c.listen.port(), 6100);
         assert!(c.tls.is_some());
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
     }
 
     #[test]
@@ -681,6 +742,36 @@ mod tests {
         assert_eq!(c.relay.ping_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.relay.idle_timeout, None);
         assert_eq!(c.grace, Duration::from_secs(30));
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
+        assert_eq!(c.admin.token_file, None);
+        assert_eq!(c.deny_list, None);
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_switched_off_and_must_be_an_address() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n";
+        let c = Config::from_toml(&format!("{base}[admin]\nlisten = \"off\"\n")).unwrap();
+        assert_eq!(c.admin.listen, None);
+        let err =
+            Config::from_toml(&format!("{base}[admin]\nlisten = \"localhost\"\n")).unwrap_err();
+        assert!(err.to_string().contains("admin.listen"), "{err}");
+        let err = Config::from_toml(&format!(
+            "listen = \"127.0.0.1:7000\"\n{base}[admin]\nlisten = \"127.0.0.1:7000\"\n"
+        ))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::AdminSameAsListen(_)), "{err}");
+        let args = ServeArgs {
+            admin_listen: Some("off".into()),
+            deny_list: Some("deny.list".into()),
+            admin_token_file: Some("t".into()),
+            ..ServeArgs::default()
+        };
+        let file: FileConfig =
+            toml::from_str(&format!("{base}[admin]\nlisten = \"127.0.0.1:1\"")).unwrap();
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.admin.listen, None);
+        assert_eq!(c.admin.token_file, Some(PathBuf::from("t")));
+        assert_eq!(c.deny_list, Some(PathBuf::from("deny.list")));
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! plain-text reason and one log line; the ticket itself is never logged.
 
 use crate::config::Config;
+use crate::denylist::{DenyList, DenyListError};
 use crate::keys::{self, KeyError, KeySet};
 use crate::legacy::{self, Legacy, LegacyError};
+use crate::metrics::Metrics;
 use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
-use crate::session::{SessionInfo, Sessions};
+use crate::session::{SessionInfo, SessionStats, Sessions};
 use crate::ticket::{self, Kind, TargetTls, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -42,6 +44,8 @@ pub enum FrontError {
     Legacy(#[from] legacy::LoadError),
     #[error("TLS certificate {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
+    #[error(transparent)]
+    DenyList(#[from] DenyListError),
 }
 
 /// A request refused before the upgrade.
@@ -113,6 +117,10 @@ pub struct Proxy {
     demo: Option<DemoTicketFn>,
     /// oVirt engine tickets and websockify token files, when configured.
     legacy: Legacy,
+    /// Revoked ticket ids and users (see [`crate::denylist`]); re-read on SIGHUP.
+    deny: Arc<DenyList>,
+    /// Counters and histograms served by the admin listener ([`crate::admin`]).
+    metrics: Metrics,
 }
 
 impl Proxy {
@@ -124,9 +132,15 @@ impl Proxy {
             None => None,
         };
         let legacy = Legacy::load(&config.legacy)?;
+        let sessions = Sessions::new(config.max_sessions);
+        let deny = Arc::new(DenyList::load(config.deny_list.as_deref())?);
+        let metrics = Metrics::new(sessions.clone(), deny.clone());
+        metrics.keys_loaded(&keys);
         Ok(Proxy {
             legacy,
-            sessions: Sessions::new(config.max_sessions),
+            sessions,
+            deny,
+            metrics,
             config,
             keys: RwLock::new(Arc::new(keys)),
             tls: RwLock::new(tls),
@@ -150,6 +164,19 @@ impl Proxy {
         &self.sessions
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn deny_list(&self) -> &DenyList {
+        &self.deny
+    }
+
+    /// True once shutdown began (new sessions get 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     pub fn key_ids(&self) -> Vec<String> {
         self.current_keys()
             .iter()
@@ -162,8 +189,11 @@ impl Proxy {
     }
 
     /// SIGHUP: re-reads keys and certificate. On any error the old ones stay in force
-    /// and live sessions are untouched.
+    /// and live sessions are untouched. The deny list is re-read first and on its own
+    /// (its errors are logged, not returned): a broken key file must not delay a
+    /// revocation.
     pub fn reload(&self) -> Result<(), FrontError> {
+        self.deny.reload_and_enforce(&self.sessions);
         let keys = load_keys(&self.config.trust)?;
         let tls = match &self.config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
@@ -171,6 +201,7 @@ impl Proxy {
         };
         self.legacy.reload()?;
         let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
+        self.metrics.keys_loaded(&keys);
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
         info!(keys = ?kids, "reloaded trusted keys and TLS certificate");
@@ -263,7 +294,10 @@ impl Proxy {
         if is_websocket_upgrade(req.headers()) {
             return match self.clone().open_session(req, peer, tls).await {
                 Ok(resp) => resp,
-                Err(refusal) => refuse(refusal),
+                Err(refusal) => {
+                    self.metrics.refused(refusal.code);
+                    refuse(refusal)
+                }
             };
         }
         let path = req.uri().path().to_string();
@@ -340,9 +374,13 @@ impl Proxy {
             );
             return Err(self.log_refusal(peer, r, Some(&verified)));
         };
+        let dialled = Instant::now();
         let (target_stream, target) =
             match self.connect(&verified.claims.host, &admitted.addrs).await {
-                Ok(t) => t,
+                Ok(t) => {
+                    self.metrics.backend_connected(dialled.elapsed());
+                    t
+                }
                 Err(r) => {
                     forget_on_failure(&self);
                     return Err(self.log_refusal(peer, r, Some(&verified)));
@@ -351,6 +389,7 @@ impl Proxy {
         let _ = target_stream.set_nodelay(true);
 
         let on_upgrade = hyper::upgrade::on(&mut req);
+        let stats = Arc::new(SessionStats::default());
         let info = SessionInfo {
             id: 0,
             client: peer,
@@ -359,6 +398,7 @@ impl Proxy {
             jti: verified.claims.jti.clone(),
             kid: verified.kid.clone(),
             started: SystemTime::now(),
+            stats: stats.clone(),
         };
         let (guard, stop) = self.sessions.register(slot, info);
         let id = guard.id();
@@ -373,8 +413,10 @@ impl Proxy {
             let opened = Instant::now();
             let (up, down, reason) = match on_upgrade.await {
                 Ok(upgraded) => {
+                    let client = TokioIo::new(upgraded);
                     let out =
-                        relay::relay(TokioIo::new(upgraded), target_stream, &relay_cfg, stop).await;
+                        relay::relay_counted(client, target_stream, &relay_cfg, stop, Some(stats))
+                            .await;
                     (out.bytes_up, out.bytes_down, Ok(out.reason))
                 }
                 Err(e) => (0, 0, Err(e.to_string())),
@@ -410,6 +452,7 @@ impl Proxy {
                 HeaderValue::from_static("binary"),
             );
         }
+        self.metrics.handshake_done(started.elapsed());
         Ok(resp)
     }
 
@@ -433,6 +476,12 @@ impl Proxy {
                 verified: Some(Box::new(v.clone())),
             })
         };
+        if let Err(revoked) = self
+            .deny
+            .check(claims.jti.as_deref(), claims.sub.as_deref())
+        {
+            return fail(Refusal::new(403, "revoked", revoked.to_string()), &verified);
+        }
         if claims.tls != TargetTls::None {
             let r = Refusal::new(
                 403,

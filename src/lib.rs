@@ -10,6 +10,10 @@
 //! (single use, target) → backend connect → `relay` → close and log, with `session`
 //! keeping the live-session limit and drain.
 //!
+//! Operators watch and steer a running proxy through [`admin`] (health, readiness,
+//! [`metrics`], listing and killing sessions) and revoke tickets or users with a
+//! [`denylist`] file; see docs/operations.md.
+//!
 //! An engine written in Rust signs tickets with [`ticket::Signer`]:
 //!
 //! ```no_run
@@ -28,11 +32,14 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod denylist;
 pub mod front;
 pub mod keys;
 pub mod legacy;
+pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod session;

@@ -26,6 +26,7 @@ const TEXT = {
   audience: 'This console link is meant for another console proxy.',
   tooLong: 'This console link is valid for longer than this console proxy accepts: ask the administrator.',
   targetNotAllowed: 'This console proxy is not allowed to reach that console server: ask the administrator.',
+  revoked: 'Access to this console was revoked: ask the administrator.',
   wrongPassword: 'Wrong VNC password.',
   unreachable: 'The console server is unreachable.',
   proxyUnreachable: 'The console proxy does not answer.',
@@ -229,6 +230,7 @@ function sentenceForCheck(check) {
     case 'unknown_kind':
     case 'unknown_tls': return TEXT.unsupported;
     case 'draining': return TEXT.shuttingDown;
+    case 'revoked': return TEXT.revoked;
     case 'jti_required': return TEXT.invalid;
     case 'network': return TEXT.proxyUnreachable;
     default: return TEXT.invalid;
