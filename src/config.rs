@@ -1,15 +1,617 @@
 //! Configuration: the TOML file and the command-line flags merged into one validated
-//! [`Config`].
+//! [`Config`]. Every option of the file has a flag of the same meaning, and a flag
+//! wins over the file, so operators can try a change without editing the file.
 
-use std::path::PathBuf;
+use crate::policy::{Cidr, Origin, OriginPolicy, PolicySyntaxError, PortRange, TargetPolicy};
+use crate::relay::RelayConfig;
+use crate::ticket::VerifyOptions;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{option}: {value:?} is not a duration (expected e.g. 30s, 5m, 2h, 500ms or seconds)")]
+    Duration { option: &'static str, value: String },
+    #[error("{option}: {source}")]
+    Policy {
+        option: &'static str,
+        source: PolicySyntaxError,
+    },
+    #[error("listen: {0:?} is not an address (expected e.g. 0.0.0.0:6100 or [::]:6100)")]
+    Listen(String),
+    #[error("no TLS certificate configured: set [tls] cert and key (--tls-cert/--tls-key), or allow_plain = true (--allow-plain) for plain ws://")]
+    NoTls,
+    #[error("[tls] needs both cert and key")]
+    HalfTls,
+    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories")]
+    NoTrust,
+    #[error("{option}: must be greater than zero")]
+    Zero { option: &'static str },
+    #[error("log format {0:?} is not text or json")]
+    LogFormat(String),
+}
+
+/// A duration as written in the file: seconds, or a string such as "30s".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+/// Parses "30s", "5m", "2h", "500ms", "1d" or bare seconds; "off" and "0" are `None`.
+pub fn parse_duration(s: &str) -> Option<Option<Duration>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") || s == "0" {
+        return Some(None);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86400)?),
+        _ => return None,
+    };
+    Some(if d.is_zero() { None } else { Some(d) })
+}
+
+fn duration(option: &'static str, v: &DurationValue) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        DurationValue::Seconds(0) => Ok(None),
+        DurationValue::Seconds(n) => Ok(Some(Duration::from_secs(*n))),
+        DurationValue::Text(t) => parse_duration(t).ok_or_else(|| ConfigError::Duration {
+            option,
+            value: t.clone(),
+        }),
+    }
+}
+
+/// The file's layout. Unknown keys are errors: a typo must not silently fall back to
+/// a default in a security setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    allow_plain: Option<bool>,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    tickets: FileTickets,
+    #[serde(default)]
+    targets: FileTargets,
+    #[serde(default)]
+    origins: FileOrigins,
+    #[serde(default)]
+    web: FileWeb,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTickets {
+    trust: Option<Vec<PathBuf>>,
+    leeway: Option<DurationValue>,
+    max_lifetime: Option<DurationValue>,
+    audiences: Option<Vec<String>>,
+    single_use: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTargets {
+    allow: Option<Vec<String>>,
+    ports: Option<Vec<String>>,
+    connect_timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOrigins {
+    allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWeb {
+    dir: Option<PathBuf>,
+    novnc_dir: Option<PathBuf>,
+    engine_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_sessions: Option<usize>,
+    handshake_timeout: Option<DurationValue>,
+    idle_timeout: Option<DurationValue>,
+    max_duration: Option<DurationValue>,
+    ping_interval: Option<DurationValue>,
+    grace: Option<DurationValue>,
+    max_message: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<String>,
+    level: Option<String>,
+}
 
 /// `consolegate serve` flags; each overrides the same option of the config file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Config file (TOML).
-    #[arg(long)]
+    /// Config file (TOML); see packaging/consolegate.toml for every option.
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Validate the configuration and exit.
+    /// Validate the configuration (and load keys and certificate), then exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Address to listen on [listen; default 127.0.0.1:6100].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Allow plain ws:// without TLS [allow_plain].
+    #[arg(long)]
+    pub allow_plain: bool,
+    /// TLS certificate chain, PEM [tls.cert].
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM [tls.key].
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Trusted public key file or directory of *.pub; repeat [tickets.trust].
+    #[arg(long, value_name = "PATH")]
+    pub trust: Vec<PathBuf>,
+    /// Clock-skew leeway [tickets.leeway; default 30s].
+    #[arg(long, value_name = "DUR")]
+    pub leeway: Option<String>,
+    /// Longest ticket lifetime accepted [tickets.max_lifetime; default 600s].
+    #[arg(long, value_name = "DUR")]
+    pub max_lifetime: Option<String>,
+    /// This proxy's audience name; repeat [tickets.audiences].
+    #[arg(long, value_name = "NAME")]
+    pub aud: Vec<String>,
+    /// Refuse a ticket id seen before [tickets.single_use].
+    #[arg(long)]
+    pub single_use: bool,
+    /// Allowed target address range (CIDR); repeat [targets.allow; default 127.0.0.0/8, ::1/128].
+    #[arg(long, value_name = "CIDR")]
+    pub allow_target: Vec<String>,
+    /// Allowed target port range; repeat [targets.ports; default 5900-6923].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_port: Vec<String>,
+    /// Console server connect timeout [targets.connect_timeout; default 5s].
+    #[arg(long, value_name = "DUR")]
+    pub connect_timeout: Option<String>,
+    /// Web origin allowed to open sessions; repeat [origins.allow; default: the proxy's own].
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Directory of the console page [web.dir; default web].
+    #[arg(long, value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// noVNC copy served at /novnc/ [web.novnc_dir; default web/node_modules/@novnc/novnc].
+    #[arg(long, value_name = "DIR")]
+    pub novnc_dir: Option<PathBuf>,
+    /// Engine origin trusted to hand tickets to the console page; repeat [web.engine_origins].
+    #[arg(long, value_name = "ORIGIN")]
+    pub engine_origin: Vec<String>,
+    /// Most concurrent sessions [limits.max_sessions; default 10000].
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// Time for TLS and the HTTP request [limits.handshake_timeout; default 10s].
+    #[arg(long, value_name = "DUR")]
+    pub handshake_timeout: Option<String>,
+    /// End a session idle this long [limits.idle_timeout; default off].
+    #[arg(long, value_name = "DUR")]
+    pub idle_timeout: Option<String>,
+    /// End any session after this long [limits.max_duration; default off].
+    #[arg(long, value_name = "DUR")]
+    pub max_duration: Option<String>,
+    /// Heartbeat ping interval [limits.ping_interval; default 30s].
+    #[arg(long, value_name = "DUR")]
+    pub ping_interval: Option<String>,
+    /// Drain time on SIGTERM before sessions are closed [limits.grace; default 30s].
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<String>,
+    /// Log format: text or json [log.format].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log level or filter, e.g. info, debug [log.level].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// TLS certificate chain and key files for the public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The validated configuration of one proxy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub trust: Vec<PathBuf>,
+    pub verify: VerifyOptions,
+    pub single_use: bool,
+    pub targets: TargetPolicy,
+    pub connect_timeout: Duration,
+    pub origins: OriginPolicy,
+    pub web_dir: PathBuf,
+    pub novnc_dir: PathBuf,
+    pub engine_origins: Vec<Origin>,
+    pub max_sessions: usize,
+    pub handshake_timeout: Duration,
+    pub relay: RelayConfig,
+    pub grace: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads the file named by `--config` (if any) and applies the flags over it.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::parse_file(&text, path)?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(file, args)
+    }
+
+    /// Parses the text of a config file with no flags (for `--check-config` and fuzzing).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file = Self::parse_file(text, Path::new("(config)"))?;
+        Self::merge(file, &ServeArgs::default())
+    }
+
+    fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().to_string(),
+        })
+    }
+
+    fn merge(f: FileConfig, a: &ServeArgs) -> Result<Config, ConfigError> {
+        let pick = |option: &'static str,
+                    flag: &Option<String>,
+                    file: Option<DurationValue>,
+                    default: &str|
+         -> Result<Option<Duration>, ConfigError> {
+            let v = flag
+                .clone()
+                .map(DurationValue::Text)
+                .or(file)
+                .unwrap_or_else(|| DurationValue::Text(default.to_string()));
+            duration(option, &v)
+        };
+        let pick_required = |option: &'static str,
+                             flag: &Option<String>,
+                             file: Option<DurationValue>,
+                             default: &str|
+         -> Result<Duration, ConfigError> {
+            pick(option, flag, file, default)?.ok_or(ConfigError::Zero { option })
+        };
+
+        let listen_text = a
+            .listen
+            .clone()
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:6100".to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| ConfigError::Listen(listen_text.clone()))?;
+
+        let cert = a.tls_cert.clone().or(f.tls.cert);
+        let key = a.tls_key.clone().or(f.tls.key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfTls),
+        };
+        let allow_plain = a.allow_plain || f.allow_plain.unwrap_or(false);
+        if tls.is_none() && !allow_plain {
+            return Err(ConfigError::NoTls);
+        }
+
+        let trust = if a.trust.is_empty() {
+            f.tickets.trust.unwrap_or_default()
+        } else {
+            a.trust.clone()
+        };
+        if trust.is_empty() {
+            return Err(ConfigError::NoTrust);
+        }
+        let leeway =
+            pick("tickets.leeway", &a.leeway, f.tickets.leeway, "30s")?.unwrap_or_default();
+        let max_lifetime = pick_required(
+            "tickets.max_lifetime",
+            &a.max_lifetime,
+            f.tickets.max_lifetime,
+            "600s",
+        )?;
+        let audiences = if a.aud.is_empty() {
+            f.tickets.audiences.unwrap_or_default()
+        } else {
+            a.aud.clone()
+        };
+        let verify = VerifyOptions {
+            leeway_secs: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
+            max_lifetime_secs: i64::try_from(max_lifetime.as_secs()).unwrap_or(i64::MAX),
+            audiences,
+        };
+
+        let mut targets = TargetPolicy::default();
+        let allow = if a.allow_target.is_empty() {
+            f.targets.allow
+        } else {
+            Some(a.allow_target.clone())
+        };
+        if let Some(list) = allow {
+            targets.allow = list
+                .iter()
+                .map(|s| s.parse::<Cidr>())
+                .collect::<Result<_, _>>()
+                .map_err(|source| ConfigError::Policy {
+                    option: "targets.allow",
+                    source,
+                })?;
+        }
+        let ports = if a.allow_port.is_empty() {
+            f.targets.ports
+        } else {
+            Some(a.allow_port.clone())
+        };
+        if let Some(list) = ports {
+            targets.ports = list
+                .iter()
+                .map(|s| s.parse::<PortRange>())
+                .collect::<Result<_, _>>()
+                .map_err(|source| ConfigError::Policy {
+                    option: "targets.ports",
+                    source,
+                })?;
+        }
+        let connect_timeout = pick_required(
+            "targets.connect_timeout",
+            &a.connect_timeout,
+            f.targets.connect_timeout,
+            "5s",
+        )?;
+
+        let origins_list = if a.allow_origin.is_empty() {
+            f.origins.allow.unwrap_or_default()
+        } else {
+            a.allow_origin.clone()
+        };
+        let origins = OriginPolicy {
+            allow: parse_origins(&origins_list).map_err(|source| ConfigError::Policy {
+                option: "origins.allow",
+                source,
+            })?,
+        };
+        let engine_list = if a.engine_origin.is_empty() {
+            f.web.engine_origins.unwrap_or_default()
+        } else {
+            a.engine_origin.clone()
+        };
+        let engine_origins = parse_origins(&engine_list).map_err(|source| ConfigError::Policy {
+            option: "web.engine_origins",
+            source,
+        })?;
+
+        let web_dir = a
+            .web_dir
+            .clone()
+            .or(f.web.dir)
+            .unwrap_or_else(|| PathBuf::from("web"));
+        let novnc_dir = a
+            .novnc_dir
+            .clone()
+            .or(f.web.novnc_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@novnc/novnc"));
+
+        let max_sessions = a.max_sessions.or(f.limits.max_sessions).unwrap_or(10_000);
+        if max_sessions == 0 {
+            return Err(ConfigError::Zero {
+                option: "limits.max_sessions",
+            });
+        }
+        let handshake_timeout = pick_required(
+            "limits.handshake_timeout",
+            &a.handshake_timeout,
+            f.limits.handshake_timeout,
+            "10s",
+        )?;
+        let relay = RelayConfig {
+            ping_interval: pick(
+                "limits.ping_interval",
+                &a.ping_interval,
+                f.limits.ping_interval,
+                "30s",
+            )?,
+            idle_timeout: pick(
+                "limits.idle_timeout",
+                &a.idle_timeout,
+                f.limits.idle_timeout,
+                "off",
+            )?,
+            max_duration: pick(
+                "limits.max_duration",
+                &a.max_duration,
+                f.limits.max_duration,
+                "off",
+            )?,
+            max_message: f.limits.max_message.unwrap_or(16 << 20),
+            ..RelayConfig::default()
+        };
+        let grace = pick("limits.grace", &a.grace, f.limits.grace, "30s")?.unwrap_or_default();
+
+        let format_text = a
+            .log_format
+            .clone()
+            .or(f.log.format)
+            .unwrap_or_else(|| "text".into());
+        let log_format = match format_text.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(ConfigError::LogFormat(other.to_string())),
+        };
+        let log_level = a
+            .log_level
+            .clone()
+            .or(f.log.level)
+            .unwrap_or_else(|| "info".into());
+
+        Ok(Config {
+            listen,
+            tls,
+            trust,
+            verify,
+            single_use: a.single_use || f.tickets.single_use.unwrap_or(false),
+            targets,
+            connect_timeout,
+            origins,
+            web_dir,
+            novnc_dir,
+            engine_origins,
+            max_sessions,
+            handshake_timeout,
+            relay,
+            grace,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+fn parse_origins(list: &[String]) -> Result<Vec<Origin>, PolicySyntaxError> {
+    list.iter().map(|s| s.parse()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("30s"), Some(Some(Duration::from_secs(30))));
+        assert_eq!(parse_duration("5m"), Some(Some(Duration::from_secs(300))));
+        assert_eq!(parse_duration("2h"), Some(Some(Duration::from_secs(7200))));
+        assert_eq!(
+            parse_duration("500ms"),
+            Some(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(parse_duration("45"), Some(Some(Duration::from_secs(45))));
+        assert_eq!(parse_duration("off"), Some(None));
+        assert_eq!(parse_duration("0"), Some(None));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("-3s"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../packaging/consolegate.toml");
+        let c = Config::from_toml(text).expect("example config parses");
+        assert_eq!(c.listen.port(), 6100);
+        assert!(c.tls.is_some());
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let c = Config::from_toml("allow_plain = true\n[tickets]\ntrust = [\"keys\"]\n").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6100".parse().unwrap());
+        assert_eq!(c.verify.leeway_secs, 30);
+        assert_eq!(c.verify.max_lifetime_secs, 600);
+        assert_eq!(c.targets, TargetPolicy::default());
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_sessions, 10_000);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.relay.ping_interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.relay.idle_timeout, None);
+        assert_eq!(c.grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn plain_websocket_needs_an_explicit_opt_in() {
+        let err = Config::from_toml("[tickets]\ntrust = [\"keys\"]\n").unwrap_err();
+        assert!(matches!(err, ConfigError::NoTls), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_that_name_the_option() {
+        assert!(matches!(
+            Config::from_toml("allow_plan = true"),
+            Err(ConfigError::Parse { .. })
+        ));
+        let err =
+            Config::from_toml("allow_plain = true\n[tickets]\ntrust=[\"k\"]\nleeway = \"soon\"")
+                .unwrap_err();
+        assert!(err.to_string().contains("tickets.leeway"), "{err}");
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[targets]\nallow=[\"10.0.0.0/40\"]",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("targets.allow"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7000".into()),
+            allow_plain: true,
+            trust: vec![PathBuf::from("other")],
+            allow_port: vec!["5901".into()],
+            ..ServeArgs::default()
+        };
+        let file: FileConfig =
+            toml::from_str("listen = \"0.0.0.0:6100\"\n[tickets]\ntrust=[\"k\"]").unwrap();
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.trust, vec![PathBuf::from("other")]);
+        assert_eq!(
+            c.targets.ports,
+            vec![PortRange {
+                first: 5901,
+                last: 5901
+            }]
+        );
+    }
 }

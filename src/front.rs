@@ -1,1 +1,936 @@
-//! front
+//! The HTTP front: listener, TLS, and per request either a WebSocket session (ticket,
+//! policy, console server connection, upgrade, relay) or a static file.
+//!
+//! A request's life reads top to bottom in [`Proxy::open_session`]: extract the
+//! ticket → origin → ticket rules 1–6 → rule 7 (single use) → rule 8 (target policy,
+//! every resolved address) → reserve a session slot → connect → answer 101 → relay →
+//! log the end. Every refusal before the upgrade is an HTTP status with a one-line
+//! plain-text reason and one log line; the ticket itself is never logged.
+
+use crate::config::Config;
+use crate::keys::{self, KeyError, KeySet};
+use crate::policy::{PolicyError, ReplayCache};
+use crate::relay::{self, CloseReason};
+use crate::session::{SessionInfo, Sessions};
+use crate::ticket::{self, Kind, TargetTls, TicketError, Verified};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// Largest request body accepted (the pre-flight check's ticket).
+const MAX_BODY: usize = 16 << 10;
+
+/// Why the proxy could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("TLS certificate {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
+}
+
+/// A request refused before the upgrade.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// Stable snake_case identifier for logs, metrics and the console page.
+    pub code: &'static str,
+    /// One line a person understands.
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<TicketError> for Refusal {
+    fn from(e: TicketError) -> Self {
+        Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<PolicyError> for Refusal {
+    fn from(e: PolicyError) -> Self {
+        Refusal::new(403, e.code(), e.to_string())
+    }
+}
+
+/// A refusal from the ticket rules or the policy, with the verified ticket when the
+/// refusal came after the signature check (so the log line can name jti and sub).
+struct Rejected {
+    refusal: Refusal,
+    verified: Option<Box<Verified>>,
+}
+
+/// A ticket that passed every rule, with the addresses its target resolved to.
+struct Admitted {
+    verified: Verified,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Called by the demo's signing endpoint; returns the JSON answer.
+pub type DemoTicketFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// One proxy: its configuration and everything it shares between connections.
+pub struct Proxy {
+    config: Config,
+    /// Trusted keys; replaced whole on reload so a verification never sees half a set.
+    keys: RwLock<Arc<KeySet>>,
+    /// `None` when plain ws:// is configured.
+    tls: RwLock<Option<TlsAcceptor>>,
+    sessions: Sessions,
+    replay: ReplayCache,
+    /// Set on SIGTERM: new sessions get 503 while live ones finish.
+    draining: AtomicBool,
+    /// The demo's ticket endpoint; absent outside `consolegate demo`.
+    demo: Option<DemoTicketFn>,
+}
+
+impl Proxy {
+    /// Loads keys and the TLS certificate named by `config`.
+    pub fn new(config: Config) -> Result<Proxy, FrontError> {
+        let keys = keys::load_trusted(&config.trust)?;
+        let tls = match &config.tls {
+            Some(files) => Some(load_tls(&files.cert, &files.key)?),
+            None => None,
+        };
+        Ok(Proxy {
+            sessions: Sessions::new(config.max_sessions),
+            config,
+            keys: RwLock::new(Arc::new(keys)),
+            tls: RwLock::new(tls),
+            replay: ReplayCache::default(),
+            draining: AtomicBool::new(false),
+            demo: None,
+        })
+    }
+
+    /// Adds the demo's `POST /demo/ticket` endpoint.
+    pub fn with_demo(mut self, f: DemoTicketFn) -> Self {
+        self.demo = Some(f);
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn key_ids(&self) -> Vec<String> {
+        self.current_keys()
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+
+    fn current_keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SIGHUP: re-reads keys and certificate. On any error the old ones stay in force
+    /// and live sessions are untouched.
+    pub fn reload(&self) -> Result<(), FrontError> {
+        let keys = keys::load_trusted(&self.config.trust)?;
+        let tls = match &self.config.tls {
+            Some(files) => Some(load_tls(&files.cert, &files.key)?),
+            None => None,
+        };
+        let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+        info!(keys = ?kids, "reloaded trusted keys and TLS certificate");
+        Ok(())
+    }
+
+    /// Accepts connections until `shutdown` resolves, then drains: no new sessions,
+    /// live ones get the grace period, then close 1001. Returns true when every
+    /// session ended in time.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> bool {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let proxy = self.clone();
+                        tokio::spawn(async move { proxy.connection(stream, peer).await });
+                    }
+                    Err(e) => {
+                        // Running out of file descriptors is transient: back off, retry.
+                        warn!(cause = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        self.draining.store(true, Ordering::SeqCst);
+        let live = self.sessions.live_count();
+        info!(
+            live,
+            grace_s = self.config.grace.as_secs(),
+            "shutting down: draining sessions"
+        );
+        let clean = self.sessions.drain(self.config.grace).await;
+        info!(clean, "shutdown complete");
+        clean
+    }
+
+    /// One TCP connection: TLS if configured, then HTTP/1.1 with upgrades.
+    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let acceptor = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match acceptor {
+            Some(acceptor) => {
+                let tls =
+                    tokio::time::timeout(self.config.handshake_timeout, acceptor.accept(stream))
+                        .await;
+                match tls {
+                    Ok(Ok(tls)) => self.http(TokioIo::new(tls), peer, true).await,
+                    Ok(Err(e)) => debug!(client = %peer, cause = %e, "TLS handshake failed"),
+                    Err(_) => debug!(client = %peer, "TLS handshake timed out"),
+                }
+            }
+            None => self.http(TokioIo::new(stream), peer, false).await,
+        }
+    }
+
+    async fn http<I>(self: Arc<Self>, io: I, peer: SocketAddr, tls: bool)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, peer, tls).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.handshake_timeout)
+            .max_buf_size(24 << 10)
+            .serve_connection(io, service)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            debug!(client = %peer, cause = %e, "HTTP connection ended with an error");
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<Full<Bytes>> {
+        if is_websocket_upgrade(req.headers()) {
+            return match self.clone().open_session(req, peer, tls).await {
+                Ok(resp) => resp,
+                Err(refusal) => refuse(refusal),
+            };
+        }
+        let path = req.uri().path().to_string();
+        match (req.method(), path.as_str()) {
+            (&Method::POST, "/consolegate/check") => self.check_endpoint(req).await,
+            (&Method::GET, "/consolegate/config.json") => self.config_json(),
+            (&Method::POST, "/demo/ticket") if self.demo.is_some() => match &self.demo {
+                Some(f) => json_response(StatusCode::OK, &f(), &self.config),
+                None => not_found(),
+            },
+            (&Method::GET | &Method::HEAD, _) => {
+                let head = req.method() == Method::HEAD;
+                self.static_file(&path, head).await
+            }
+            _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        }
+    }
+
+    /// The WebSocket path. Everything that can refuse runs before the 101 answer.
+    async fn open_session(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Result<Response<Full<Bytes>>, Refusal> {
+        let started = Instant::now();
+        let headers = req.headers();
+        let accept_key = websocket_accept(headers)?;
+        let binary = offers_binary(headers);
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(self.log_refusal(
+                peer,
+                Refusal::new(503, "draining", "the proxy is shutting down; try again"),
+                None,
+            ));
+        }
+        let origin = header_str(headers, header::ORIGIN);
+        let host = header_str(headers, header::HOST);
+        if let Err(e) = self.config.origins.check(origin, host, tls) {
+            return Err(self.log_refusal(peer, e.into(), None));
+        }
+        let Some(ticket) = ticket_from_uri(req.uri()) else {
+            return Err(self.log_refusal(
+                peer,
+                Refusal::new(
+                    400,
+                    "no_ticket",
+                    "no ticket in the URL (expected /<ticket> or ?token=<ticket>)",
+                ),
+                None,
+            ));
+        };
+
+        let admitted = match self.admit(&ticket, true).await {
+            Ok(a) => a,
+            Err(r) => return Err(self.log_refusal(peer, r.refusal, r.verified.as_deref())),
+        };
+        let verified = admitted.verified;
+        let forget_on_failure = |proxy: &Proxy| {
+            if proxy.config.single_use {
+                if let Some(jti) = &verified.claims.jti {
+                    proxy.replay.forget(jti);
+                }
+            }
+        };
+
+        let Some(slot) = self.sessions.reserve() else {
+            forget_on_failure(&self);
+            let r = Refusal::new(
+                503,
+                "too_many_sessions",
+                "the proxy is at its session limit; try again later",
+            );
+            return Err(self.log_refusal(peer, r, Some(&verified)));
+        };
+        let (target_stream, target) =
+            match self.connect(&verified.claims.host, &admitted.addrs).await {
+                Ok(t) => t,
+                Err(r) => {
+                    forget_on_failure(&self);
+                    return Err(self.log_refusal(peer, r, Some(&verified)));
+                }
+            };
+        let _ = target_stream.set_nodelay(true);
+
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let info = SessionInfo {
+            id: 0,
+            client: peer,
+            target,
+            sub: verified.claims.sub.clone(),
+            jti: verified.claims.jti.clone(),
+            kid: verified.kid.clone(),
+            started: SystemTime::now(),
+        };
+        let (guard, stop) = self.sessions.register(slot, info);
+        let id = guard.id();
+        info!(
+            session = id, client = %peer, target = %target, sub = field(&verified.claims.sub),
+            jti = field(&verified.claims.jti), kid = %verified.kid,
+            setup_ms = started.elapsed().as_millis() as u64, "session opened"
+        );
+        let relay_cfg = self.config.relay.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let opened = Instant::now();
+            let (up, down, reason) = match on_upgrade.await {
+                Ok(upgraded) => {
+                    let out =
+                        relay::relay(TokioIo::new(upgraded), target_stream, &relay_cfg, stop).await;
+                    (out.bytes_up, out.bytes_down, Ok(out.reason))
+                }
+                Err(e) => (0, 0, Err(e.to_string())),
+            };
+            match reason {
+                Ok(reason) => log_session_end(
+                    id,
+                    peer,
+                    target,
+                    &verified,
+                    up,
+                    down,
+                    opened.elapsed(),
+                    &reason,
+                ),
+                Err(e) => {
+                    warn!(session = id, client = %peer, cause = %e, "upgrade failed after 101")
+                }
+            }
+        });
+
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = resp.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(v) = HeaderValue::from_str(&accept_key) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        if binary {
+            h.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static("binary"),
+            );
+        }
+        Ok(resp)
+    }
+
+    /// Rules 1–8 and the proxy's own support of the ticket's console kind. With
+    /// `consume` false (the pre-flight check) a single-use ticket is only looked up.
+    async fn admit(&self, ticket: &str, consume: bool) -> Result<Admitted, Rejected> {
+        let now = unix_now();
+        let verified = ticket::verify(ticket, &self.current_keys(), &self.config.verify, now)
+            .map_err(|e| Rejected {
+                refusal: e.into(),
+                verified: None,
+            })?;
+        let claims = &verified.claims;
+        let fail = |refusal: Refusal, v: &Verified| {
+            Err(Rejected {
+                refusal,
+                verified: Some(Box::new(v.clone())),
+            })
+        };
+        if claims.tls != TargetTls::None {
+            let r = Refusal::new(
+                403,
+                "tls_unsupported",
+                format!(
+                    "this proxy cannot reach console servers with tls {:?} yet",
+                    claims.tls
+                )
+                .to_lowercase(),
+            );
+            return fail(r, &verified);
+        }
+        if self.config.single_use {
+            let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
+            let seen = if consume {
+                self.replay.use_once(claims.jti.as_deref(), until, now)
+            } else {
+                self.replay.check(claims.jti.as_deref(), now)
+            };
+            if let Err(e) = seen {
+                return fail(e.into(), &verified);
+            }
+        }
+        if let Err(e) = self.config.targets.check_port(claims.port) {
+            return fail(e.into(), &verified);
+        }
+        let addrs = match resolve(&claims.host, claims.port).await {
+            Ok(a) => a,
+            Err(r) => return fail(r, &verified),
+        };
+        if let Err(e) = self.config.targets.check_resolved(&claims.host, &addrs) {
+            if consume && self.config.single_use {
+                if let Some(jti) = &claims.jti {
+                    self.replay.forget(jti);
+                }
+            }
+            return fail(e.into(), &verified);
+        }
+        Ok(Admitted { verified, addrs })
+    }
+
+    /// Dials the console server's addresses in order, within one overall timeout.
+    async fn connect(
+        &self,
+        host: &str,
+        addrs: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), Refusal> {
+        let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
+        let mut last_err = None;
+        for addr in addrs {
+            match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => return Ok((s, *addr)),
+                Ok(Err(e)) => last_err = Some((*addr, e)),
+                Err(_) => {
+                    return Err(Refusal::new(
+                        504,
+                        "target_timeout",
+                        format!(
+                            "console server {addr} did not answer within {} s",
+                            self.config.connect_timeout.as_secs_f32()
+                        ),
+                    ))
+                }
+            }
+        }
+        let reason = match last_err {
+            Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                format!("console server {addr} refused the connection")
+            }
+            Some((addr, e)) => format!("console server {addr} is unreachable: {e}"),
+            None => format!("console server {host} has no address"),
+        };
+        Err(Refusal::new(502, "target_unreachable", reason))
+    }
+
+    /// `POST /consolegate/check`: the console page's pre-flight. A browser cannot read
+    /// the HTTP status of a refused WebSocket upgrade, so the page asks here first.
+    async fn check_endpoint(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+        };
+        let ticket = String::from_utf8_lossy(&body).trim().to_string();
+        let answer = match self.admit(&ticket, false).await {
+            Ok(a) => serde_json::json!({
+                "ok": true,
+                "kind": kind_name(a.verified.claims.kind),
+                "exp": a.verified.claims.exp,
+                "jti": a.verified.claims.jti,
+            }),
+            Err(Rejected { refusal: r, .. }) => serde_json::json!({
+                "ok": false, "status": r.status.as_u16(), "code": r.code, "reason": r.reason,
+            }),
+        };
+        json_response(StatusCode::OK, &answer, &self.config)
+    }
+
+    fn config_json(&self) -> Response<Full<Bytes>> {
+        let origins: Vec<String> = self
+            .config
+            .engine_origins
+            .iter()
+            .map(origin_string)
+            .collect();
+        let v = serde_json::json!({ "engine_origins": origins, "demo": self.demo.is_some() });
+        json_response(StatusCode::OK, &v, &self.config)
+    }
+
+    async fn static_file(&self, url_path: &str, head: bool) -> Response<Full<Bytes>> {
+        let Some(path) = resolve_static(&self.config.web_dir, &self.config.novnc_dir, url_path)
+        else {
+            return not_found();
+        };
+        let body = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => match tokio::fs::read(&path).await {
+                Ok(b) => b,
+                Err(_) => return not_found(),
+            },
+            _ => return not_found(),
+        };
+        let ctype = content_type(&path);
+        let mut resp = Response::new(Full::new(if head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        }));
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        if ctype.starts_with("text/html") {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        security_headers(h, &self.config);
+        resp
+    }
+
+    fn log_refusal(&self, peer: SocketAddr, r: Refusal, v: Option<&Verified>) -> Refusal {
+        let (sub, jti, kid) = match v {
+            Some(v) => (field(&v.claims.sub), field(&v.claims.jti), v.kid.as_str()),
+            None => ("-", "-", "-"),
+        };
+        warn!(client = %peer, status = r.status.as_u16(), code = r.code, sub, jti, kid, reason = %r.reason, "refused");
+        r
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_session_end(
+    id: u64,
+    peer: SocketAddr,
+    target: SocketAddr,
+    v: &Verified,
+    up: u64,
+    down: u64,
+    duration: Duration,
+    reason: &CloseReason,
+) {
+    info!(
+        session = id, client = %peer, target = %target, sub = field(&v.claims.sub),
+        jti = field(&v.claims.jti), kid = %v.kid, bytes_up = up, bytes_down = down,
+        duration_ms = duration.as_millis() as u64, close_code = reason.code(), reason = %reason,
+        "session ended"
+    );
+}
+
+fn field(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Vnc => "vnc",
+        Kind::Spice => "spice",
+        Kind::Serial => "serial",
+    }
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Resolves the ticket's host; an IP literal costs no DNS query.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => {
+            let v: Vec<SocketAddr> = addrs.collect();
+            if v.is_empty() {
+                Err(Refusal::new(
+                    502,
+                    "target_unresolved",
+                    format!("console server name {host} has no address"),
+                ))
+            } else {
+                Ok(v)
+            }
+        }
+        Err(e) => Err(Refusal::new(
+            502,
+            "target_unresolved",
+            format!("console server name {host} cannot be resolved: {e}"),
+        )),
+    }
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn is_websocket_upgrade(h: &HeaderMap) -> bool {
+    header_has_token(h, header::UPGRADE, "websocket")
+}
+
+fn offers_binary(h: &HeaderMap) -> bool {
+    header_has_token(h, header::SEC_WEBSOCKET_PROTOCOL, "binary")
+}
+
+/// Checks the handshake headers of RFC 6455 §4.2.1 and computes the accept key.
+fn websocket_accept(h: &HeaderMap) -> Result<String, Refusal> {
+    if !header_has_token(h, header::CONNECTION, "upgrade") {
+        return Err(Refusal::new(
+            400,
+            "bad_handshake",
+            "WebSocket handshake without Connection: Upgrade",
+        ));
+    }
+    if header_str(h, header::SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
+        return Err(Refusal::new(
+            426,
+            "bad_handshake",
+            "unsupported WebSocket version (13 expected)",
+        ));
+    }
+    let key = header_str(h, header::SEC_WEBSOCKET_KEY)
+        .map(str::trim)
+        .unwrap_or("");
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => {
+            return Err(Refusal::new(
+                400,
+                "bad_handshake",
+                "missing or invalid Sec-WebSocket-Key",
+            ))
+        }
+    }
+    Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// The ticket from `?token=` or, failing that, the last path segment.
+pub fn ticket_from_uri(uri: &hyper::Uri) -> Option<String> {
+    if let Some(q) = uri.query() {
+        for pair in q.split('&') {
+            if let Some(v) = pair.strip_prefix("token=") {
+                let v = percent_decode(v)?;
+                return String::from_utf8(v).ok().filter(|s| !s.is_empty());
+            }
+        }
+    }
+    let last = uri.path().rsplit('/').next()?;
+    let v = String::from_utf8(percent_decode(last)?).ok()?;
+    (!v.is_empty()).then_some(v)
+}
+
+/// Decodes `%XX` escapes; `None` on a malformed escape.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Maps a URL path to a file under the web directory (or noVNC's under `/novnc/`).
+/// `None` for anything that is not a plain relative path of normal names: no `..`,
+/// no hidden files, no empty segments (so `//evil.example` is not a path), no
+/// backslashes or NUL. Directories get no listing; `/` is `index.html`.
+pub fn resolve_static(web_dir: &Path, novnc_dir: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = String::from_utf8(percent_decode(url_path)?).ok()?;
+    let rel = decoded.strip_prefix('/')?;
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    let (root, rel) = match rel.strip_prefix("novnc/") {
+        Some(r) => (novnc_dir, r),
+        None => (web_dir, rel),
+    };
+    let mut out = root.to_path_buf();
+    for seg in rel.split('/') {
+        if seg.is_empty()
+            || seg.starts_with('.')
+            || seg.contains(['\\', '\0', ':'])
+            || seg == "node_modules"
+        {
+            return None;
+        }
+        out.push(seg);
+    }
+    // Belt and braces: the pushed segments must all be normal names.
+    if out
+        .strip_prefix(root)
+        .ok()?
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    Some(out)
+}
+
+fn content_type(p: &Path) -> &'static str {
+    match p.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        "oga" | "ogg" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+fn origin_string(o: &crate::policy::Origin) -> String {
+    let default = matches!((o.scheme.as_str(), o.port), ("http", 80) | ("https", 443));
+    if default {
+        format!("{}://{}", o.scheme, o.host)
+    } else {
+        format!("{}://{}:{}", o.scheme, o.host, o.port)
+    }
+}
+
+/// The page may run only its own scripts, talk only to its own proxy, and be framed
+/// only by the trusted engines.
+fn security_headers(h: &mut HeaderMap, config: &Config) {
+    let ancestors = if config.engine_origins.is_empty() {
+        "'none'".to_string()
+    } else {
+        config
+            .engine_origins
+            .iter()
+            .map(origin_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'; object-src 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+fn refuse(r: Refusal) -> Response<Full<Bytes>> {
+    let mut resp = plain(r.status, &r.reason);
+    if r.status == StatusCode::UPGRADE_REQUIRED {
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    resp
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    plain(StatusCode::NOT_FOUND, "not found")
+}
+
+fn json_response(
+    status: StatusCode,
+    v: &serde_json::Value,
+    config: &Config,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    security_headers(h, config);
+    resp
+}
+
+/// Builds the rustls acceptor from PEM files.
+fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, FrontError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let tls_err = |path: &Path, reason: String| FrontError::Tls {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_err(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_err(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(tls_err(cert, "no certificate in the file".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| tls_err(cert, e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_paths_stay_inside_the_web_directory() {
+        let web = Path::new("/srv/web");
+        let novnc = Path::new("/usr/share/novnc");
+        assert_eq!(
+            resolve_static(web, novnc, "/"),
+            Some(PathBuf::from("/srv/web/index.html"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/console.html"),
+            Some(PathBuf::from("/srv/web/console.html"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/novnc/core/rfb.js"),
+            Some(PathBuf::from("/usr/share/novnc/core/rfb.js"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/a/../../x",
+            "//evil.example",
+            "/a//b",
+            "/.git/config",
+            "/a\\..\\b",
+            "/x%00.html",
+            "/%zz",
+            "/node_modules/x.js",
+            "relative",
+            "/c:/windows",
+            "/novnc/../secret",
+        ] {
+            assert_eq!(resolve_static(web, novnc, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_ticket_comes_from_the_query_or_the_last_path_segment() {
+        let t = |s: &str| ticket_from_uri(&s.parse().unwrap());
+        assert_eq!(t("/abc.def.ghi"), Some("abc.def.ghi".into()));
+        assert_eq!(t("/some/prefix/abc.def.ghi"), Some("abc.def.ghi".into()));
+        assert_eq!(
+            t("/websockify?token=abc.def.ghi"),
+            Some("abc.def.ghi".into())
+        );
+        assert_eq!(t("/websockify?x=1&token=a%2Eb"), Some("a.b".into()));
+        assert_eq!(t("/"), None);
+        assert_eq!(t("/x/"), None);
+    }
+}

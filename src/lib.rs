@@ -9,6 +9,23 @@
 //! A request flows one way: `front` (accept, HTTP) → `ticket` (rules 1–6) → `policy`
 //! (single use, target) → backend connect → `relay` → close and log, with `session`
 //! keeping the live-session limit and drain.
+//!
+//! An engine written in Rust signs tickets with [`ticket::Signer`]:
+//!
+//! ```no_run
+//! use consolegate::{keys, ticket::{Claims, Signer}};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let signer = Signer::new(keys::load_signing_key(std::path::Path::new("engine.key"))?);
+//! let exp = consolegate::front::unix_now() + 120;
+//! let ticket = signer.sign(
+//!     &Claims::new("127.0.0.1", 5901, exp).with_sub("alice").with_jti(keys::random_jti()),
+//! );
+//! println!("wss://hv1.example:6100/{ticket}");
+//! # Ok(()) }
+//! ```
+//!
+//! and a proxy, or any program, checks them with [`ticket::verify`] (rules 1–6) and
+//! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
 pub mod config;

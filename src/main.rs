@@ -2,13 +2,25 @@
 //! (serve) and the self-contained demo.
 #![forbid(unsafe_code)]
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use consolegate::config::{Config, LogFormat, ServeArgs};
+use consolegate::front::Proxy;
+use consolegate::keys;
+use consolegate::ticket::{Claims, Signer};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(name = "consolegate", version, about = "Stateless ticket-checking WebSocket proxy for VM consoles")]
+#[command(
+    name = "consolegate",
+    version,
+    about = "Stateless ticket-checking WebSocket proxy for VM consoles"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +35,7 @@ enum Command {
     /// Check a ticket against trusted keys; print its claims as JSON, or why it is refused.
     Verify(VerifyArgs),
     /// Run the proxy.
-    Serve(Box<consolegate::config::ServeArgs>),
+    Serve(Box<ServeArgs>),
     /// Throwaway keys, a demo console server and the proxy on 127.0.0.1:6100, in one process.
     Demo(DemoArgs),
 }
@@ -125,26 +137,356 @@ fn main() -> ExitCode {
 }
 
 fn keygen(args: KeygenArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let kid = consolegate::keys::generate(&args.out_dir, &args.name)?;
+    let key = args.out_dir.join(format!("{}.key", args.name));
+    let public = args.out_dir.join(format!("{}.pub", args.name));
+    eprintln!(
+        "wrote {} (private, mode 0600) and {} (give this one to the proxies)",
+        key.display(),
+        public.display()
+    );
+    println!("{kid}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sign(args: SignArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    use anyhow::Context as _;
+    use consolegate::ticket::{Claims, Kind, Signer, TargetTls};
+    let ttl = parse_duration(&args.ttl).with_context(|| format!("--ttl {:?}", args.ttl))?;
+    let kind = match args.kind.as_deref() {
+        None => Kind::default(),
+        Some(k) => k
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--kind {k:?}: expected vnc, spice or serial"))?,
+    };
+    let tls = match args.tls.as_deref() {
+        None => TargetTls::default(),
+        Some(t) => t
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--tls {t:?}: expected none, tls or vencrypt"))?,
+    };
+    let key = consolegate::keys::load_signing_key(&args.key)?;
+    let now = consolegate::front::unix_now();
+    let exp = now
+        .checked_add(ttl)
+        .context("--ttl is too long to express as a time")?;
+    let mut claims = Claims::new(args.host, args.port, exp)
+        .with_iat(now)
+        .with_kind(kind)
+        .with_tls(tls);
+    claims.aud = args.aud;
+    claims.sub = args.sub;
+    claims.jti = match (args.no_jti, args.jti) {
+        (true, _) => None,
+        (false, Some(jti)) => Some(jti),
+        (false, None) => Some(consolegate::keys::random_jti()),
+    };
+    claims.validate().context("refusing to sign")?;
+    let default_max = consolegate::ticket::VerifyOptions::default().max_lifetime_secs;
+    if ttl > default_max {
+        eprintln!(
+            "warning: a {ttl} s ticket is refused by proxies with the default maximum \
+             lifetime of {default_max} s"
+        );
+    }
+
+    let signer = Signer::new(key);
+    let ticket = signer.sign(&claims);
+    let url = args
+        .url
+        .map(|base| format!("{}/{ticket}", base.trim_end_matches('/')));
+    if args.json {
+        let out = serde_json::json!({
+            "ticket": ticket,
+            "url": url,
+            "kid": signer.kid(),
+            "exp": exp,
+            "jti": claims.jti,
+        });
+        println!("{out}");
+    } else {
+        println!("{}", url.as_deref().unwrap_or(&ticket));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    if args.leeway < 0 {
+        anyhow::bail!("--leeway must be 0 or more seconds");
+    }
+    if args.max_lifetime <= 0 {
+        anyhow::bail!("--max-lifetime must be more than 0 seconds");
+    }
+    let keys = consolegate::keys::load_trusted(&args.trust)?;
+    let ticket = if args.ticket == "-" {
+        // Bounded: a ticket is at most 4 KiB, and anything far larger is a mistake.
+        let mut text = String::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .context("cannot read the ticket from standard input")?;
+        text.trim().to_owned()
+    } else {
+        args.ticket
+    };
+    let opts = consolegate::ticket::VerifyOptions {
+        leeway_secs: args.leeway,
+        max_lifetime_secs: args.max_lifetime,
+        audiences: args.aud,
+    };
+    match consolegate::ticket::verify(&ticket, &keys, &opts, consolegate::front::unix_now()) {
+        Ok(v) => {
+            println!(
+                "{}",
+                serde_json::json!({ "kid": v.kid, "claims": v.claims })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("refused: {err} ({})", err.code());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
-fn serve(args: consolegate::config::ServeArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+/// A ticket lifetime (`120`, `120s`, `5m`, `1h`, as every duration option reads):
+/// more than zero and at most a day; a longer bearer ticket is never what anyone
+/// wants, and no proxy accepts it.
+fn parse_duration(text: &str) -> Result<i64> {
+    let secs = consolegate::config::parse_duration(text)
+        .flatten()
+        .filter(|d| d.subsec_nanos() == 0)
+        .map(|d| d.as_secs())
+        .ok_or_else(|| anyhow::anyhow!("expected a number like 120s, 5m or 1h"))?;
+    if !(1..=86_400).contains(&secs) {
+        anyhow::bail!("a ticket lifetime must be between 1 s and 24 h");
+    }
+    Ok(secs as i64)
+}
+
+fn init_logging(format: LogFormat, level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("log level {level:?} is not a level or filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let config = Config::load(&args).context("invalid configuration")?;
+    init_logging(config.log_format, &config.log_level)?;
+    let listen = config.listen;
+    let plain = config.tls.is_none();
+    let proxy = Proxy::new(config).context("cannot load keys or certificate")?;
+    if args.check_config {
+        println!(
+            "configuration OK: listen {listen} ({}), {} trusted key(s): {}",
+            if plain { "plain ws://" } else { "TLS" },
+            proxy.key_ids().len(),
+            proxy.key_ids().join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let proxy = Arc::new(proxy);
+    runtime()?.block_on(async move {
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        if plain {
+            warn!("TLS is off: browsers connect with plain ws://; use this only behind a TLS-terminating balancer or for tests");
+        }
+        info!(listen = %listen, keys = ?proxy.key_ids(), "consolegate listening");
+        spawn_reload_on_sighup(proxy.clone());
+        proxy.serve(listener, termination()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn spawn_reload_on_sighup(proxy: Arc<Proxy>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = proxy.reload() {
+                error!(cause = %e, "reload failed; the previous keys and certificate stay in force");
+            }
+        }
+    });
+}
+
+/// Where the console page is: the flag, ./web, next to the binary in a source tree,
+/// or where the Debian package puts it.
+fn find_web_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = flag {
+        return d;
+    }
+    let mut candidates = vec![PathBuf::from("web")];
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(root) = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .and_then(|d| d.parent())
+        {
+            candidates.push(root.join("web"));
+        }
+    }
+    candidates.push(PathBuf::from("/usr/share/consolegate/web"));
+    candidates
+        .iter()
+        .find(|d| d.join("console.html").is_file())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("web"))
+}
+
+fn random_password() -> String {
+    // VNC passwords are at most 8 characters; avoid look-alike characters.
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let _ = args;
-    todo!()
+    init_logging(LogFormat::Text, "info")?;
+    let listen: SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("{:?} is not an address", args.listen))?;
+    let key_dir = std::env::temp_dir().join(format!("consolegate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&key_dir)
+        .with_context(|| format!("cannot create {}", key_dir.display()))?;
+    let _cleanup = RemoveOnDrop(key_dir.clone());
+    keys::generate(&key_dir, "demo").context("cannot make the demo key")?;
+    let signer = Signer::new(
+        keys::load_signing_key(&key_dir.join("demo.key")).context("cannot read the demo key")?,
+    );
+    let password = random_password();
+    let web_dir = find_web_dir(args.web_dir);
+
+    runtime()?.block_on(async move {
+        let rfb = TcpListener::bind("127.0.0.1:0").await.context("cannot start the demo console server")?;
+        let rfb_port = rfb.local_addr()?.port();
+        tokio::spawn(consolegate::demo::run_rfb_server(rfb, Some(password.clone())));
+
+        let host_ip = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
+        let port = listen.port();
+        let base = format!("http://{}", SocketAddr::new(host_ip.parse()?, port));
+        let serve_args = ServeArgs {
+            listen: Some(listen.to_string()),
+            allow_plain: true,
+            trust: vec![key_dir.clone()],
+            allow_target: vec!["127.0.0.1/32".into()],
+            allow_port: vec![rfb_port.to_string()],
+            engine_origin: vec![base.clone(), format!("http://localhost:{port}")],
+            web_dir: Some(web_dir.clone()),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&serve_args).context("demo configuration")?;
+        let sign = move |ttl: i64| {
+            let exp = consolegate::front::unix_now() + ttl;
+            let claims = Claims {
+                sub: Some("demo".into()),
+                jti: Some(keys::random_jti()),
+                iat: Some(consolegate::front::unix_now()),
+                ..Claims::new("127.0.0.1", rfb_port, exp)
+            };
+            signer.sign(&claims)
+        };
+        let url_ticket = sign(600);
+        let demo_password = password.clone();
+        let proxy = Proxy::new(config)?.with_demo(Box::new(move || {
+            serde_json::json!({
+                "ticket": sign(120), "password": demo_password, "title": "consolegate demo", "kind": "vnc",
+            })
+        }));
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let has_page = web_dir.join("console.html").is_file();
+        println!();
+        println!("consolegate demo is running (Ctrl-C to stop)");
+        if has_page {
+            println!("  open in a browser:  {base}/engine-demo.html   and click \"Open console\"");
+        } else {
+            println!("  (console page not found in {}: run from the source tree)", web_dir.display());
+        }
+        println!("  WebSocket URL:      ws://{}:{port}/{url_ticket}", host_ip);
+        println!("  VNC password:       {password}");
+        println!("  (the URL's ticket is valid for 10 minutes; the demo console server is 127.0.0.1:{rfb_port})");
+        println!();
+        Arc::new(proxy).serve(listener, termination()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Removes the demo's throwaway key directory when the demo ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn ttl_accepts_seconds_minutes_and_hours() {
+        for (text, secs) in [("120", 120), ("120s", 120), ("5m", 300), ("1h", 3600)] {
+            assert_eq!(parse_duration(text).unwrap(), secs, "{text}");
+        }
+    }
+
+    #[test]
+    fn ttl_refuses_zero_junk_negative_and_overflow() {
+        for text in [
+            "",
+            "0",
+            "0s",
+            "s",
+            "-5",
+            "5x",
+            "1.5m",
+            "25h",
+            "99999999999999999999",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+    }
 }

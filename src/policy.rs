@@ -1,1 +1,522 @@
-//! policy
+//! Policy: which console servers a ticket may reach (rule 8), which web origins may
+//! open a session, and the single-use record (rule 7).
+//!
+//! A signed ticket is not a licence to reach anything: the target policy is the
+//! operator's fence around the private network, checked on every resolved address.
+//! Everything here is plain data and arithmetic; DNS resolution happens in `front`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+/// Why the policy refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("target {0} is outside the allowed targets")]
+    TargetNotAllowed(SocketAddr),
+    #[error("target port {0} is outside the allowed ports")]
+    PortNotAllowed(u16),
+    #[error("target host {host} resolves to {addr}, which is outside the allowed targets")]
+    ResolvesOutside { host: String, addr: SocketAddr },
+    #[error("origin {0} is not allowed")]
+    OriginNotAllowed(String),
+    #[error("origin {origin} does not match the proxy's address {host}")]
+    OriginMismatch { origin: String, host: String },
+    #[error("this proxy requires single-use tickets, and the ticket has no jti")]
+    JtiRequired,
+    #[error("ticket {0} was already used")]
+    Replayed(String),
+}
+
+impl PolicyError {
+    /// A short stable identifier for logs, metrics and the console page.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::TargetNotAllowed(_) | PolicyError::ResolvesOutside { .. } => {
+                "target_not_allowed"
+            }
+            PolicyError::PortNotAllowed(_) => "port_not_allowed",
+            PolicyError::OriginNotAllowed(_) | PolicyError::OriginMismatch { .. } => "origin",
+            PolicyError::JtiRequired => "jti_required",
+            PolicyError::Replayed(_) => "replayed",
+        }
+    }
+}
+
+/// Why a policy setting could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicySyntaxError {
+    #[error("{0:?} is not an address range (expected e.g. 10.0.0.0/8 or ::1/128)")]
+    Cidr(String),
+    #[error("{0:?} is not a port range (expected e.g. 5900-6923 or 5901)")]
+    Ports(String),
+    #[error("{0:?} is not an origin (expected scheme://host[:port], e.g. https://engine.example)")]
+    Origin(String),
+}
+
+/// An address range such as `10.0.0.0/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        // An IPv4-mapped IPv6 address (::ffff:10.0.0.1) is the IPv4 host it maps to;
+        // without this a ticket could dodge an IPv4 rule by writing the v6 form.
+        match (self.network, addr.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if a.get(..full) != b.get(..full) {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    match (a.get(full), b.get(full)) {
+        (Some(x), Some(y)) => x & mask == y & mask,
+        _ => false,
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = PolicySyntaxError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PolicySyntaxError::Cidr(s.to_string());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let network: IpAddr = addr.trim().parse().map_err(|_| err())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(Cidr {
+            network: network.to_canonical(),
+            prefix,
+        })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// An inclusive port range such as `5900-6923`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = PolicySyntaxError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PolicySyntaxError::Ports(s.to_string());
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: u16 = a.trim().parse().map_err(|_| err())?;
+        let last: u16 = b.trim().parse().map_err(|_| err())?;
+        if first == 0 || first > last {
+            return Err(err());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// The console servers tickets may reach: address ranges × port ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPolicy {
+    pub allow: Vec<Cidr>,
+    pub ports: Vec<PortRange>,
+}
+
+impl Default for TargetPolicy {
+    /// A per-host proxy reaching the local QEMU: loopback, VNC/SPICE console ports.
+    fn default() -> Self {
+        TargetPolicy {
+            allow: vec![
+                Cidr {
+                    network: IpAddr::from([127, 0, 0, 0]),
+                    prefix: 8,
+                },
+                Cidr {
+                    network: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+                    prefix: 128,
+                },
+            ],
+            ports: vec![PortRange {
+                first: 5900,
+                last: 6923,
+            }],
+        }
+    }
+}
+
+impl TargetPolicy {
+    /// Checked before any resolution, so a forbidden port costs no DNS query.
+    pub fn check_port(&self, port: u16) -> Result<(), PolicyError> {
+        if self.ports.iter().any(|r| r.contains(port)) {
+            Ok(())
+        } else {
+            Err(PolicyError::PortNotAllowed(port))
+        }
+    }
+
+    pub fn check(&self, target: SocketAddr) -> Result<(), PolicyError> {
+        self.check_port(target.port())?;
+        if self.allow.iter().any(|c| c.contains(target.ip())) {
+            Ok(())
+        } else {
+            Err(PolicyError::TargetNotAllowed(target))
+        }
+    }
+
+    /// Every address a name resolves to must be allowed: a name that resolves to one
+    /// good and one forbidden address is refused rather than raced.
+    pub fn check_resolved(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), PolicyError> {
+        for addr in addrs {
+            if self.check(*addr).is_err() {
+                if host.parse::<IpAddr>().is_ok() {
+                    return Err(PolicyError::TargetNotAllowed(*addr));
+                }
+                return Err(PolicyError::ResolvesOutside {
+                    host: host.to_string(),
+                    addr: *addr,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A web origin, normalised: lower-case scheme and host, default port made explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for Origin {
+    type Err = PolicySyntaxError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PolicySyntaxError::Origin(s.to_string());
+        let (scheme, rest) = s.split_once("://").ok_or_else(err)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" | "ws" => 80,
+            "https" | "wss" => 443,
+            _ => return Err(err()),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err(err());
+        }
+        let (host, port) = split_host_port(rest).ok_or_else(err)?;
+        let port = port.unwrap_or(default_port);
+        Ok(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// Splits `host[:port]`, `[v6][:port]`; `None` when the port is not a number.
+pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            p => Some((host, Some(p.strip_prefix(':')?.parse().ok()?))),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p.parse().ok()?))),
+        Some(_) => Some((s, None)), // a bare IPv6 literal
+        None => Some((s, None)),
+    }
+}
+
+/// Which web pages may open WebSocket sessions (cross-site WebSocket hijacking,
+/// nova's CVE-2015-0259). A request without `Origin` is not from a browser and is
+/// allowed: the ticket is its credential.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginPolicy {
+    /// Empty: the Origin must be the proxy's own address (its `Host` header).
+    pub allow: Vec<Origin>,
+}
+
+impl OriginPolicy {
+    /// `host` is the request's `Host` header; `tls` whether the browser reached us
+    /// over TLS (directly or through a trusted TLS-terminating balancer).
+    pub fn check(
+        &self,
+        origin: Option<&str>,
+        host: Option<&str>,
+        tls: bool,
+    ) -> Result<(), PolicyError> {
+        let Some(raw) = origin else { return Ok(()) };
+        let refused = || PolicyError::OriginNotAllowed(raw.chars().take(200).collect());
+        let parsed: Origin = raw.parse().map_err(|_| refused())?;
+        if !self.allow.is_empty() {
+            return if self.allow.contains(&parsed) {
+                Ok(())
+            } else {
+                Err(refused())
+            };
+        }
+        let want_scheme = if tls { "https" } else { "http" };
+        let own = host.and_then(|h| format!("{want_scheme}://{h}").parse::<Origin>().ok());
+        match own {
+            Some(own) if own == parsed => Ok(()),
+            _ => Err(PolicyError::OriginMismatch {
+                origin: raw.chars().take(200).collect(),
+                host: host.unwrap_or("(none)").chars().take(200).collect(),
+            }),
+        }
+    }
+}
+
+/// Rule 7: the `jti`s already used, each kept until its ticket expires. Lives in
+/// this proxy's memory only: a per-host proxy needs no shared store.
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl ReplayCache {
+    /// Records `jti` as used until `forget_after` (Unix seconds, the ticket's expiry
+    /// plus leeway), or refuses it if it was used before.
+    pub fn use_once(
+        &self,
+        jti: Option<&str>,
+        forget_after: i64,
+        now: i64,
+    ) -> Result<(), PolicyError> {
+        let jti = jti.ok_or(PolicyError::JtiRequired)?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Amortised pruning: the map never holds more than twice its live entries.
+        if seen.len() >= 1024 && seen.len().is_power_of_two() {
+            seen.retain(|_, until| *until > now);
+        }
+        match seen.get(jti) {
+            Some(until) if *until > now => Err(PolicyError::Replayed(jti.to_string())),
+            _ => {
+                seen.insert(jti.to_string(), forget_after);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `jti` would be refused now, without recording it (the console page's
+    /// pre-flight check must not consume a single-use ticket).
+    pub fn check(&self, jti: Option<&str>, now: i64) -> Result<(), PolicyError> {
+        let jti = jti.ok_or(PolicyError::JtiRequired)?;
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(jti) {
+            Some(until) if *until > now => Err(PolicyError::Replayed(jti.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives a ticket back when its session could not start (the console server was
+    /// unreachable), so the person can retry with the same link.
+    pub fn forget(&self, jti: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(jti);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_policy_allows_local_vnc_ports_only() {
+        let p = TargetPolicy::default();
+        assert!(p.check(sa("127.0.0.1:5900")).is_ok());
+        assert!(p.check(sa("[::1]:5901")).is_ok());
+        assert_eq!(
+            p.check(sa("127.0.0.1:22")),
+            Err(PolicyError::PortNotAllowed(22))
+        );
+        assert!(p.check(sa("10.0.0.9:5900")).is_err());
+        assert!(p.check(sa("[::2]:5900")).is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_checked_as_ipv4() {
+        let p = TargetPolicy {
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ports: vec!["1-65535".parse().unwrap()],
+        };
+        assert!(p.check(sa("[::ffff:10.1.2.3]:5900")).is_ok());
+        assert!(p.check(sa("[::ffff:192.168.1.1]:5900")).is_err());
+        let local = TargetPolicy::default();
+        assert!(local.check(sa("[::ffff:127.0.0.1]:5900")).is_ok());
+        assert!(local.check(sa("[::ffff:169.254.169.254]:5900")).is_err());
+    }
+
+    #[test]
+    fn cidr_prefixes_match_bit_by_bit() {
+        let c: Cidr = "192.168.4.0/22".parse().unwrap();
+        assert!(c.contains("192.168.7.255".parse().unwrap()));
+        assert!(!c.contains("192.168.8.0".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!(!all.contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("10.0.0/8".parse::<Cidr>().is_err());
+        assert_eq!(
+            "10.0.0.1".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.1/32"
+        );
+    }
+
+    #[test]
+    fn port_ranges_parse_and_refuse_nonsense() {
+        assert_eq!(
+            "5900-6923".parse::<PortRange>().unwrap(),
+            PortRange {
+                first: 5900,
+                last: 6923
+            }
+        );
+        assert_eq!(
+            "5901".parse::<PortRange>().unwrap(),
+            PortRange {
+                first: 5901,
+                last: 5901
+            }
+        );
+        assert!("0".parse::<PortRange>().is_err());
+        assert!("6000-5900".parse::<PortRange>().is_err());
+        assert!("70000".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn a_name_resolving_to_any_forbidden_address_is_refused() {
+        let p = TargetPolicy::default();
+        let addrs = [sa("127.0.0.1:5900"), sa("10.0.0.1:5900")];
+        assert!(matches!(
+            p.check_resolved("console.example", &addrs),
+            Err(PolicyError::ResolvesOutside { .. })
+        ));
+        assert!(p.check_resolved("localhost", &addrs[..1]).is_ok());
+    }
+
+    #[test]
+    fn without_an_allow_list_the_origin_must_be_the_proxy_itself() {
+        let p = OriginPolicy::default();
+        assert!(p.check(None, Some("proxy:6100"), true).is_ok());
+        assert!(p
+            .check(Some("https://proxy:6100"), Some("proxy:6100"), true)
+            .is_ok());
+        assert!(p
+            .check(Some("https://PROXY:6100/"), Some("proxy:6100"), true)
+            .is_ok());
+        assert!(p
+            .check(Some("https://proxy"), Some("proxy:443"), true)
+            .is_ok());
+        assert!(
+            p.check(Some("http://proxy:6100"), Some("proxy:6100"), true)
+                .is_err(),
+            "scheme mismatch"
+        );
+        assert!(p
+            .check(Some("https://evil.example"), Some("proxy:6100"), true)
+            .is_err());
+        assert!(p.check(Some("null"), Some("proxy:6100"), true).is_err());
+        assert!(p.check(Some("https://proxy:6100"), None, true).is_err());
+    }
+
+    #[test]
+    fn an_allow_list_matches_whole_origins_not_prefixes() {
+        let p = OriginPolicy {
+            allow: vec!["https://engine.example".parse().unwrap()],
+        };
+        assert!(p
+            .check(Some("https://engine.example"), Some("proxy:6100"), true)
+            .is_ok());
+        assert!(p
+            .check(Some("https://engine.example:443"), Some("proxy:6100"), true)
+            .is_ok());
+        assert!(p
+            .check(
+                Some("https://engine.example.evil.test"),
+                Some("proxy:6100"),
+                true
+            )
+            .is_err());
+        assert!(p
+            .check(Some("http://engine.example"), Some("proxy:6100"), true)
+            .is_err());
+        assert!(p.check(Some("null"), Some("proxy:6100"), true).is_err());
+    }
+
+    #[test]
+    fn single_use_tickets_are_refused_the_second_time_until_they_expire() {
+        let r = ReplayCache::default();
+        assert_eq!(r.use_once(None, 100, 0), Err(PolicyError::JtiRequired));
+        assert!(r.use_once(Some("a"), 100, 0).is_ok());
+        assert!(r.check(Some("a"), 50).is_err());
+        assert_eq!(
+            r.use_once(Some("a"), 100, 50),
+            Err(PolicyError::Replayed("a".into()))
+        );
+        assert!(
+            r.use_once(Some("a"), 200, 101).is_ok(),
+            "forgotten once expired"
+        );
+        r.forget("a");
+        assert!(r.check(Some("a"), 150).is_ok());
+    }
+}
