@@ -25,6 +25,8 @@ struct Data<'a> {
 #[derive(Clone)]
 enum Cell {
     Num(f64),
+    /// A figure shown with extra text (the ratio uses the figure).
+    NumNote(f64, String),
     Text(String),
     Missing,
 }
@@ -32,13 +34,14 @@ enum Cell {
 impl Cell {
     fn num(&self) -> Option<f64> {
         match self {
-            Cell::Num(v) => Some(*v),
+            Cell::Num(v) | Cell::NumNote(v, _) => Some(*v),
             _ => None,
         }
     }
     fn show(&self) -> String {
         match self {
             Cell::Num(v) => fmt_num(*v),
+            Cell::NumNote(v, note) => format!("{} {note}", fmt_num(*v)),
             Cell::Text(s) => s.clone(),
             Cell::Missing => "–".into(),
         }
@@ -106,7 +109,7 @@ fn idle_row(kind: IdleKind, n: u64) -> Row {
         IdleKind::Burst => "after 1 MiB each way",
     };
     Row {
-        label: format!("idle KiB/session, {n} sessions, {what} ↓"),
+        label: format!("idle KiB/session, {n} sessions, {what}: RSS (PSS) ↓"),
         higher_better: false,
         chart: None,
         get: Box::new(move |d| {
@@ -114,13 +117,18 @@ fn idle_row(kind: IdleKind, n: u64) -> Row {
                 return Cell::Missing;
             };
             if let Some(p) = i.points.iter().find(|p| p.n == n) {
-                return Cell::Num(p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / n as f64);
+                let pss = p.pss_kib.saturating_sub(i.base_pss_kib) as f64 / n as f64;
+                return Cell::NumNote(
+                    p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / n as f64,
+                    format!("({})", fmt_num(pss)),
+                );
             }
             match i.points.last() {
                 Some(p) if p.n > 0 => Cell::Text(format!(
-                    "✗ held {}; {} there",
+                    "✗ held {}; {} ({}) there",
                     i.held,
-                    fmt_num(p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64)
+                    fmt_num(p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64),
+                    fmt_num(p.pss_kib.saturating_sub(i.base_pss_kib) as f64 / p.n as f64)
                 )),
                 _ => Cell::Text(format!("✗ held {}", i.held)),
             }
