@@ -273,6 +273,64 @@ class Interop:
         expect(out.returncode == 0, f"exit {out.returncode}: {out.stderr.strip()}")
         expect(json.loads(out.stdout)["claims"]["host"] == "10.0.0.5", f"stdout {out.stdout!r}")
 
+    def pyjwt_ticket_opens_a_session_through_the_proxy(self, tmp):
+        """The proxy itself, not just `verify`, accepts a Python engine's ticket: a raw
+        WebSocket handshake gets 101 and the console server's first bytes arrive."""
+        import socket
+        import threading
+
+        _, key_path, pub_path = write_keypair(tmp)
+        console = socket.socket()
+        console.bind(("127.0.0.1", 0))
+        console.listen(1)
+        console_port = console.getsockname()[1]
+
+        def serve_banner():
+            conn, _ = console.accept()
+            conn.sendall(b"RFB 003.008\n")
+            conn.recv(1)
+            conn.close()
+
+        threading.Thread(target=serve_banner, daemon=True).start()
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        proxy_port = probe.getsockname()[1]
+        probe.close()
+        proxy = subprocess.Popen(
+            [self.binary, "serve", "--listen", f"127.0.0.1:{proxy_port}", "--allow-plain",
+             "--trust", pub_path, "--allow-port", str(console_port), "--log-level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.time() + 20
+            while True:
+                try:
+                    client = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
+                    break
+                except OSError:
+                    expect(time.time() < deadline, "the proxy did not start listening")
+                    time.sleep(0.05)
+            ticket = pyjwt_ticket(key_path, console_claims(host="127.0.0.1", port=console_port))
+            key = base64.b64encode(os.urandom(16)).decode()
+            client.sendall(
+                (f"GET /{ticket} HTTP/1.1\r\nHost: 127.0.0.1:{proxy_port}\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+            )
+            data = b""
+            while b"RFB 003.008" not in data and len(data) < 4096:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            expect(data.startswith(b"HTTP/1.1 101"), f"answer {data[:80]!r}")
+            expect(b"RFB 003.008\n" in data, f"no banner in {data[-40:]!r}")
+            client.close()
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=40)
+            console.close()
+
 
 CHECKS = [
     "pyjwt_ticket_with_kid_is_accepted",
@@ -286,6 +344,7 @@ CHECKS = [
     "expired_pyjwt_ticket_is_refused",
     "pyjwt_hs256_with_the_public_key_is_refused",
     "verify_reads_the_ticket_from_stdin",
+    "pyjwt_ticket_opens_a_session_through_the_proxy",
 ]
 
 
