@@ -285,6 +285,9 @@ impl Conn {
     pub async fn send(&mut self, data: &[u8], frame: usize) -> Result<()> {
         if !self.ws {
             self.io.write_all(data).await?;
+            // TLS may keep records buffered after `write` returns; only flush pushes
+            // them out (a no-op on plain TCP).
+            self.io.flush().await?;
             return Ok(());
         }
         for chunk in data.chunks(frame.max(1)) {
@@ -324,6 +327,9 @@ impl Conn {
         if !self.wbuf.is_empty() {
             self.io.write_all(&self.wbuf).await?;
             self.wbuf.clear();
+            // tokio-rustls accepts plaintext and may hold the records when the socket
+            // is full: without this flush the peer can wait forever for them.
+            self.io.flush().await?;
         }
         Ok(())
     }

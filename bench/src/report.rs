@@ -60,6 +60,15 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A ratio; small ones as "1/N×" so that 0.0001 does not print as 0.00.
+fn fmt_ratio(r: f64) -> String {
+    if r > 0.0 && r < 0.1 {
+        format!("1/{:.0}×", 1.0 / r)
+    } else {
+        format!("{}×", fmt_num(r))
+    }
+}
+
 /// Median of `f` over the repetitions; "error" when any repetition failed.
 fn median<T>(v: &[Outcome<T>], f: impl Fn(&T) -> Option<f64>) -> Cell {
     if v.is_empty() {
@@ -124,12 +133,17 @@ fn idle_row(kind: IdleKind, n: u64) -> Row {
                 );
             }
             match i.points.last() {
-                Some(p) if p.n > 0 => Cell::Text(format!(
-                    "✗ held {}; {} ({}) there",
-                    i.held,
-                    fmt_num(p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64),
-                    fmt_num(p.pss_kib.saturating_sub(i.base_pss_kib) as f64 / p.n as f64)
-                )),
+                // It could not hold `n`: its cost per session at the most it held is
+                // the best figure there is, marked as such.
+                Some(p) if p.n > 0 => Cell::NumNote(
+                    p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64,
+                    format!(
+                        "({}) at {}: ✗ held {}",
+                        fmt_num(p.pss_kib.saturating_sub(i.base_pss_kib) as f64 / p.n as f64),
+                        p.n,
+                        i.held
+                    ),
+                ),
                 _ => Cell::Text(format!("✗ held {}", i.held)),
             }
         }),
@@ -253,6 +267,17 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
             idles.push(serde_json::from_str(&text).with_context(|| format!("parse {name}"))?);
         }
     }
+    // Same order as the table's columns, banner before burst.
+    let order = [CG_WS, CG_WSS, WF_WS, WF_WSS, BARE, DIRECT];
+    idles.sort_by_key(|f| {
+        (
+            order
+                .iter()
+                .position(|n| *n == f.target)
+                .unwrap_or(order.len()),
+            f.idle.kind as u8,
+        )
+    });
     let mut checkpoints: Vec<u64> = idles
         .iter()
         .flat_map(|f| f.idle.checkpoints.iter().copied())
@@ -321,7 +346,7 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
                 Col::Target(n, _) => (row.get)(&data(n)).show(),
                 Col::Ratio(a, b, _) => match ((row.get)(&data(a)).num(), (row.get)(&data(b)).num())
                 {
-                    (Some(x), Some(y)) if y != 0.0 => format!("{}×", fmt_num(x / y)),
+                    (Some(x), Some(y)) if y != 0.0 => fmt_ratio(x / y),
                     _ => "–".into(),
                 },
             })
