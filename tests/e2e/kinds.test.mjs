@@ -347,7 +347,7 @@ test('serial: typed input reaches bc, its answer appears in the terminal, the te
   const after = await waitFor('the terminal to shrink with the window', async () => {
     const now = await popup.evaluate(() => [window.consolegate.client.term.cols, window.consolegate.client.term.rows]);
     return now[0] < before[0] && now[1] < before[1] ? now : null;
-  }, { timeoutMs: 5000 });
+  }, { timeoutMs: 15000 });
   assert.ok(after[0] >= 40 && after[1] >= 10, `terminal ${after} in a 640x420 window`);
   assert.deepEqual(popup.cspViolations, [], 'no CSP violations');
   assert.deepEqual(popup.errors, [], 'no page errors');
