@@ -34,8 +34,12 @@ pub enum ConfigError {
     NoTls,
     #[error("[tls] needs both cert and key")]
     HalfTls,
-    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories")]
+    #[error("no trusted keys configured: set [tickets] trust (--trust) to public key files or directories, or enable a [legacy] source")]
     NoTrust,
+    #[error("legacy.ovirt_allow_sha1 needs legacy.ovirt_certificate (--ovirt-certificate)")]
+    Sha1WithoutOvirt,
+    #[error("legacy.token_source cannot be combined with tickets.single_use: websockify tokens are reusable by design")]
+    TokensSingleUse,
     #[error("{option}: must be greater than zero")]
     Zero { option: &'static str },
     #[error("log format {0:?} is not text or json")]
@@ -44,6 +48,10 @@ pub enum ConfigError {
     HalfBackendClientCert,
     #[error("[backend_tls] client_cert is set without ca (--backend-ca): console servers cannot be checked")]
     BackendClientCertWithoutCa,
+    #[error("admin.listen: {0:?} is not an address or \"off\" (expected e.g. 127.0.0.1:6101)")]
+    AdminListen(String),
+    #[error("admin.listen {0} is the same address as listen")]
+    AdminSameAsListen(SocketAddr),
 }
 
 /// A duration as written in the file: seconds, or a string such as "30s".
@@ -108,6 +116,18 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     backend_tls: FileBackendTls,
+    #[serde(default)]
+    admin: FileAdmin,
+    #[serde(default)]
+    legacy: FileLegacy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLegacy {
+    ovirt_certificate: Option<PathBuf>,
+    ovirt_allow_sha1: Option<bool>,
+    token_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +154,7 @@ struct FileTickets {
     max_lifetime: Option<DurationValue>,
     audiences: Option<Vec<String>>,
     single_use: Option<bool>,
+    deny_list: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +162,9 @@ struct FileTickets {
 struct FileTargets {
     allow: Option<Vec<String>>,
     ports: Option<Vec<String>>,
+    vnc_ports: Option<Vec<String>>,
+    spice_ports: Option<Vec<String>>,
+    serial_ports: Option<Vec<String>>,
     connect_timeout: Option<DurationValue>,
 }
 
@@ -155,6 +179,8 @@ struct FileOrigins {
 struct FileWeb {
     dir: Option<PathBuf>,
     novnc_dir: Option<PathBuf>,
+    spice_dir: Option<PathBuf>,
+    xterm_dir: Option<PathBuf>,
     engine_origins: Option<Vec<String>>,
 }
 
@@ -168,6 +194,13 @@ struct FileLimits {
     ping_interval: Option<DurationValue>,
     grace: Option<DurationValue>,
     max_message: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,9 +249,18 @@ pub struct ServeArgs {
     /// Allowed target address range (CIDR); repeat [targets.allow; default 127.0.0.0/8, ::1/128].
     #[arg(long, value_name = "CIDR")]
     pub allow_target: Vec<String>,
-    /// Allowed target port range; repeat [targets.ports; default 5900-6923].
+    /// Allowed target port range for VNC and SPICE tickets; repeat [targets.ports; default 5900-6923].
     #[arg(long, value_name = "RANGE")]
     pub allow_port: Vec<String>,
+    /// Port range for `vnc` tickets only; repeat [targets.vnc_ports; default: targets.ports].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_vnc_port: Vec<String>,
+    /// Port range for `spice` tickets only; repeat [targets.spice_ports; default: targets.ports].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_spice_port: Vec<String>,
+    /// Port range for `serial` tickets; repeat [targets.serial_ports; default: none].
+    #[arg(long, value_name = "RANGE")]
+    pub allow_serial_port: Vec<String>,
     /// Console server connect timeout [targets.connect_timeout; default 5s].
     #[arg(long, value_name = "DUR")]
     pub connect_timeout: Option<String>,
@@ -231,6 +273,12 @@ pub struct ServeArgs {
     /// noVNC copy served at /novnc/ [web.novnc_dir; default web/node_modules/@novnc/novnc].
     #[arg(long, value_name = "DIR")]
     pub novnc_dir: Option<PathBuf>,
+    /// spice-html5 served at /spice/ [web.spice_dir; default web/node_modules/@spice-project/spice-html5/src].
+    #[arg(long, value_name = "DIR")]
+    pub spice_dir: Option<PathBuf>,
+    /// xterm.js and its fit add-on (the @xterm directory) served at /xterm/ [web.xterm_dir; default web/node_modules/@xterm].
+    #[arg(long, value_name = "DIR")]
+    pub xterm_dir: Option<PathBuf>,
     /// Engine origin trusted to hand tickets to the console page; repeat [web.engine_origins].
     #[arg(long, value_name = "ORIGIN")]
     pub engine_origin: Vec<String>,
@@ -268,6 +316,38 @@ pub struct ServeArgs {
     /// Private key of --backend-client-cert, PEM [backend_tls.client_key].
     #[arg(long, value_name = "PEM")]
     pub backend_client_key: Option<PathBuf>,
+    /// Revoked ticket ids and users, re-read on SIGHUP [tickets.deny_list; default none].
+    #[arg(long, value_name = "FILE")]
+    pub deny_list: Option<PathBuf>,
+    /// Admin HTTP listener (health, metrics, sessions), or "off" [admin.listen; default 127.0.0.1:6101].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Bearer token file that turns on session control at the admin listener [admin.token_file].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// oVirt engine certificate (CERT_FOR_DATA_VERIFICATION); accepts the engine's
+    /// console tickets [legacy.ovirt_certificate; default off].
+    #[arg(long, value_name = "PEM")]
+    pub ovirt_certificate: Option<PathBuf>,
+    /// Also accept oVirt tickets signed only with SHA-1 (engines without v2_signature)
+    /// [legacy.ovirt_allow_sha1; default off].
+    #[arg(long)]
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory (`token: host:port` lines); tokens are not
+    /// signed and do not expire [legacy.token_source; default off].
+    #[arg(long, value_name = "PATH")]
+    pub token_source: Option<PathBuf>,
+}
+
+/// Credentials of the proxies consolegate replaces; all off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// The engine certificate whose key verifies oVirt tickets; `Some` enables them.
+    pub ovirt_certificate: Option<PathBuf>,
+    /// Accept PKCS#1 v1.5 SHA-1 `signature` when `v2_signature` is absent.
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory; `Some` enables token files.
+    pub token_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +363,15 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The admin listener: health, metrics and session control.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `None` when switched off.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token guarding `/sessions`; without it session control is off.
+    pub token_file: Option<PathBuf>,
+}
+
 /// The validated configuration of one proxy.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -296,6 +385,8 @@ pub struct Config {
     pub origins: OriginPolicy,
     pub web_dir: PathBuf,
     pub novnc_dir: PathBuf,
+    pub spice_dir: PathBuf,
+    pub xterm_dir: PathBuf,
     pub engine_origins: Vec<Origin>,
     pub max_sessions: usize,
     pub handshake_timeout: Duration,
@@ -305,6 +396,10 @@ pub struct Config {
     pub log_level: String,
     /// TLS to console servers; `ca` unset: only `tls: none` tickets are served.
     pub backend_tls: BackendTlsFiles,
+    /// Revoked `jti`s and `sub`s; `None` when no deny list is configured.
+    pub deny_list: Option<PathBuf>,
+    pub admin: AdminConfig,
+    pub legacy: LegacyConfig,
 }
 
 impl Config {
@@ -378,12 +473,23 @@ impl Config {
             return Err(ConfigError::NoTls);
         }
 
+        let legacy = LegacyConfig {
+            ovirt_certificate: a.ovirt_certificate.clone().or(f.legacy.ovirt_certificate),
+            ovirt_allow_sha1: a.ovirt_allow_sha1 || f.legacy.ovirt_allow_sha1.unwrap_or(false),
+            token_source: a.token_source.clone().or(f.legacy.token_source),
+        };
+        if legacy.ovirt_allow_sha1 && legacy.ovirt_certificate.is_none() {
+            return Err(ConfigError::Sha1WithoutOvirt);
+        }
         let trust = if a.trust.is_empty() {
             f.tickets.trust.unwrap_or_default()
         } else {
             a.trust.clone()
         };
-        if trust.is_empty() {
+        // A proxy replacing ovirt-websocket-proxy or websockify may have no Ed25519
+        // engine yet: a legacy source alone is enough to serve.
+        let legacy_only = legacy.ovirt_certificate.is_some() || legacy.token_source.is_some();
+        if trust.is_empty() && !legacy_only {
             return Err(ConfigError::NoTrust);
         }
         let leeway =
@@ -421,20 +527,46 @@ impl Config {
                     source,
                 })?;
         }
-        let ports = if a.allow_port.is_empty() {
-            f.targets.ports
-        } else {
-            Some(a.allow_port.clone())
+        // `ports` is the VNC and SPICE default (as before per-kind ports existed);
+        // `vnc_ports` and `spice_ports` override it for their kind. Serial ports are
+        // only ever the explicit `serial_ports`.
+        let ranges = |option: &'static str,
+                      flag: &[String],
+                      file: Option<Vec<String>>|
+         -> Result<Option<Vec<PortRange>>, ConfigError> {
+            let list = if flag.is_empty() {
+                file
+            } else {
+                Some(flag.to_vec())
+            };
+            list.map(|l| {
+                l.iter()
+                    .map(|s| s.parse::<PortRange>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|source| ConfigError::Policy { option, source })
+            })
+            .transpose()
         };
-        if let Some(list) = ports {
-            targets.ports = list
-                .iter()
-                .map(|s| s.parse::<PortRange>())
-                .collect::<Result<_, _>>()
-                .map_err(|source| ConfigError::Policy {
-                    option: "targets.ports",
-                    source,
-                })?;
+        if let Some(ports) = ranges("targets.ports", &a.allow_port, f.targets.ports)? {
+            targets.vnc_ports = ports.clone();
+            targets.spice_ports = ports;
+        }
+        if let Some(ports) = ranges("targets.vnc_ports", &a.allow_vnc_port, f.targets.vnc_ports)? {
+            targets.vnc_ports = ports;
+        }
+        if let Some(ports) = ranges(
+            "targets.spice_ports",
+            &a.allow_spice_port,
+            f.targets.spice_ports,
+        )? {
+            targets.spice_ports = ports;
+        }
+        if let Some(ports) = ranges(
+            "targets.serial_ports",
+            &a.allow_serial_port,
+            f.targets.serial_ports,
+        )? {
+            targets.serial_ports = ports;
         }
         let connect_timeout = pick_required(
             "targets.connect_timeout",
@@ -474,6 +606,16 @@ impl Config {
             .clone()
             .or(f.web.novnc_dir)
             .unwrap_or_else(|| web_dir.join("node_modules/@novnc/novnc"));
+        let spice_dir = a
+            .spice_dir
+            .clone()
+            .or(f.web.spice_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@spice-project/spice-html5/src"));
+        let xterm_dir = a
+            .xterm_dir
+            .clone()
+            .or(f.web.xterm_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/@xterm"));
 
         let max_sessions = a.max_sessions.or(f.limits.max_sessions).unwrap_or(10_000);
         if max_sessions == 0 {
@@ -539,17 +681,46 @@ impl Config {
             return Err(ConfigError::BackendClientCertWithoutCa);
         }
 
+        let admin_text = a
+            .admin_listen
+            .clone()
+            .or(f.admin.listen)
+            .unwrap_or_else(|| "127.0.0.1:6101".to_string());
+        let admin_listen = if admin_text.trim().eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let addr: SocketAddr = admin_text
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::AdminListen(admin_text.clone()))?;
+            // Port 0 (tests) picks a free port each, so only a fixed port can clash.
+            if addr == listen && addr.port() != 0 {
+                return Err(ConfigError::AdminSameAsListen(addr));
+            }
+            Some(addr)
+        };
+        let admin = AdminConfig {
+            listen: admin_listen,
+            token_file: a.admin_token_file.clone().or(f.admin.token_file),
+        };
+
+        let single_use = a.single_use || f.tickets.single_use.unwrap_or(false);
+        if single_use && legacy.token_source.is_some() {
+            return Err(ConfigError::TokensSingleUse);
+        }
         Ok(Config {
             listen,
             tls,
             trust,
             verify,
-            single_use: a.single_use || f.tickets.single_use.unwrap_or(false),
+            single_use,
             targets,
             connect_timeout,
             origins,
             web_dir,
             novnc_dir,
+            spice_dir,
+            xterm_dir,
             engine_origins,
             max_sessions,
             handshake_timeout,
@@ -558,6 +729,9 @@ impl Config {
             log_format,
             log_level,
             backend_tls,
+            deny_list: a.deny_list.clone().or(f.tickets.deny_list),
+            admin,
+            legacy,
         })
     }
 }
@@ -593,6 +767,7 @@ mod tests {
         let c = Config::from_toml(text).expect("example config parses");
         assert_eq!(c.listen.port(), 6100);
         assert!(c.tls.is_some());
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
     }
 
     #[test]
@@ -608,6 +783,36 @@ mod tests {
         assert_eq!(c.relay.ping_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.relay.idle_timeout, None);
         assert_eq!(c.grace, Duration::from_secs(30));
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
+        assert_eq!(c.admin.token_file, None);
+        assert_eq!(c.deny_list, None);
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_switched_off_and_must_be_an_address() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n";
+        let c = Config::from_toml(&format!("{base}[admin]\nlisten = \"off\"\n")).unwrap();
+        assert_eq!(c.admin.listen, None);
+        let err =
+            Config::from_toml(&format!("{base}[admin]\nlisten = \"localhost\"\n")).unwrap_err();
+        assert!(err.to_string().contains("admin.listen"), "{err}");
+        let err = Config::from_toml(&format!(
+            "listen = \"127.0.0.1:7000\"\n{base}[admin]\nlisten = \"127.0.0.1:7000\"\n"
+        ))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::AdminSameAsListen(_)), "{err}");
+        let args = ServeArgs {
+            admin_listen: Some("off".into()),
+            deny_list: Some("deny.list".into()),
+            admin_token_file: Some("t".into()),
+            ..ServeArgs::default()
+        };
+        let file: FileConfig =
+            toml::from_str(&format!("{base}[admin]\nlisten = \"127.0.0.1:1\"")).unwrap();
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.admin.listen, None);
+        assert_eq!(c.admin.token_file, Some(PathBuf::from("t")));
+        assert_eq!(c.deny_list, Some(PathBuf::from("deny.list")));
     }
 
     #[test]
@@ -670,6 +875,39 @@ mod tests {
     }
 
     #[test]
+    fn legacy_sources_are_off_by_default_and_read_from_file_and_flags() {
+        let c = Config::from_toml("allow_plain = true\n[tickets]\ntrust = [\"keys\"]\n").unwrap();
+        assert_eq!(c.legacy, LegacyConfig::default());
+        let c = Config::from_toml(
+            "allow_plain = true\n[legacy]\novirt_certificate = \"/etc/pki/ovirt-engine/certs/engine.cer\"\n\
+             token_source = \"/var/lib/one/sunstone_vnc_tokens\"\n",
+        )
+        .unwrap();
+        assert!(c.trust.is_empty(), "a legacy source alone is enough");
+        assert_eq!(
+            c.legacy.ovirt_certificate,
+            Some(PathBuf::from("/etc/pki/ovirt-engine/certs/engine.cer"))
+        );
+        assert!(!c.legacy.ovirt_allow_sha1);
+        let err = Config::from_toml("allow_plain = true\n[legacy]\novirt_allow_sha1 = true\n")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Sha1WithoutOvirt), "{err}");
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\nsingle_use = true\n[legacy]\ntoken_source = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::TokensSingleUse), "{err}");
+        let args = ServeArgs {
+            allow_plain: true,
+            ovirt_certificate: Some(PathBuf::from("engine.cer")),
+            ovirt_allow_sha1: true,
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(FileConfig::default(), &args).unwrap();
+        assert!(c.legacy.ovirt_allow_sha1);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let args = ServeArgs {
             listen: Some("127.0.0.1:7000".into()),
@@ -683,12 +921,49 @@ mod tests {
         let c = Config::merge(file, &args).unwrap();
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.trust, vec![PathBuf::from("other")]);
+        let p5901 = vec![PortRange {
+            first: 5901,
+            last: 5901,
+        }];
+        assert_eq!(c.targets.vnc_ports, p5901);
+        assert_eq!(c.targets.spice_ports, p5901);
+        assert!(c.targets.serial_ports.is_empty());
+    }
+
+    #[test]
+    fn ports_is_the_vnc_and_spice_default_and_serial_ports_are_explicit() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n[targets]\n";
+        let c = Config::from_toml(&format!("{base}ports = [\"5901\"]\n")).unwrap();
+        assert_eq!(c.targets.vnc_ports, c.targets.spice_ports);
+        assert!(c.targets.serial_ports.is_empty());
+        let c = Config::from_toml(&format!(
+            "{base}ports = [\"5901\"]\nspice_ports = [\"6100-6199\"]\nserial_ports = [\"7000\", \"7100-7101\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.targets.vnc_ports, vec!["5901".parse().unwrap()]);
+        assert_eq!(c.targets.spice_ports, vec!["6100-6199".parse().unwrap()]);
+        assert_eq!(c.targets.serial_ports.len(), 2);
+        let err = Config::from_toml(&format!("{base}serial_ports = [\"0\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("targets.serial_ports"), "{err}");
+        let args = ServeArgs {
+            allow_plain: true,
+            trust: vec![PathBuf::from("k")],
+            allow_serial_port: vec!["7000".into()],
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(FileConfig::default(), &args).unwrap();
+        assert_eq!(c.targets.serial_ports, vec!["7000".parse().unwrap()]);
         assert_eq!(
-            c.targets.ports,
-            vec![PortRange {
-                first: 5901,
-                last: 5901
-            }]
+            c.targets,
+            TargetPolicy {
+                serial_ports: vec!["7000".parse().unwrap()],
+                ..TargetPolicy::default()
+            }
         );
+        assert_eq!(
+            c.spice_dir,
+            PathBuf::from("web/node_modules/@spice-project/spice-html5/src")
+        );
+        assert_eq!(c.xterm_dir, PathBuf::from("web/node_modules/@xterm"));
     }
 }

@@ -9,10 +9,13 @@
 
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
+use crate::denylist::{DenyList, DenyListError};
 use crate::keys::{self, KeyError, KeySet};
-use crate::policy::{PolicyError, ReplayCache};
+use crate::legacy::{self, Legacy, LegacyError};
+use crate::metrics::Metrics;
+use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
-use crate::session::{SessionInfo, Sessions};
+use crate::session::{SessionInfo, SessionStats, Sessions};
 use crate::ticket::{self, Kind, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -40,8 +43,12 @@ pub enum FrontError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Backend(#[from] crate::backend::LoadError),
+    #[error(transparent)]
+    Legacy(#[from] legacy::LoadError),
     #[error("TLS certificate {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
+    #[error(transparent)]
+    DenyList(#[from] DenyListError),
 }
 
 /// A request refused before the upgrade.
@@ -72,6 +79,12 @@ impl From<TicketError> for Refusal {
 
 impl From<BackendError> for Refusal {
     fn from(e: BackendError) -> Self {
+        Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<LegacyError> for Refusal {
+    fn from(e: LegacyError) -> Self {
         Refusal::new(e.status(), e.code(), e.to_string())
     }
 }
@@ -113,12 +126,18 @@ pub struct Proxy {
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
     demo: Option<DemoTicketFn>,
+    /// oVirt engine tickets and websockify token files, when configured.
+    legacy: Legacy,
+    /// Revoked ticket ids and users (see [`crate::denylist`]); re-read on SIGHUP.
+    deny: Arc<DenyList>,
+    /// Counters and histograms served by the admin listener ([`crate::admin`]).
+    metrics: Metrics,
 }
 
 impl Proxy {
     /// Loads keys and the TLS certificate named by `config`.
     pub fn new(config: Config) -> Result<Proxy, FrontError> {
-        let keys = keys::load_trusted(&config.trust)?;
+        let keys = load_keys(&config.trust)?;
         let tls = match &config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
@@ -128,9 +147,17 @@ impl Proxy {
             config.connect_timeout,
             config.handshake_timeout,
         )?;
+        let legacy = Legacy::load(&config.legacy)?;
+        let sessions = Sessions::new(config.max_sessions);
+        let deny = Arc::new(DenyList::load(config.deny_list.as_deref())?);
+        let metrics = Metrics::new(sessions.clone(), deny.clone());
+        metrics.keys_loaded(&keys);
         Ok(Proxy {
             backend,
-            sessions: Sessions::new(config.max_sessions),
+            legacy,
+            sessions,
+            deny,
+            metrics,
             config,
             keys: RwLock::new(Arc::new(keys)),
             tls: RwLock::new(tls),
@@ -159,6 +186,19 @@ impl Proxy {
         &self.backend
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn deny_list(&self) -> &DenyList {
+        &self.deny
+    }
+
+    /// True once shutdown began (new sessions get 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     pub fn key_ids(&self) -> Vec<String> {
         self.current_keys()
             .iter()
@@ -171,15 +211,20 @@ impl Proxy {
     }
 
     /// SIGHUP: re-reads keys and certificate. On any error the old ones stay in force
-    /// and live sessions are untouched.
+    /// and live sessions are untouched. The deny list is re-read first and on its own
+    /// (its errors are logged, not returned): a broken key file must not delay a
+    /// revocation.
     pub fn reload(&self) -> Result<(), FrontError> {
-        let keys = keys::load_trusted(&self.config.trust)?;
+        self.deny.reload_and_enforce(&self.sessions);
+        let keys = load_keys(&self.config.trust)?;
         let tls = match &self.config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
         self.backend.reload()?;
+        self.legacy.reload()?;
         let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
+        self.metrics.keys_loaded(&keys);
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
         info!(keys = ?kids, "reloaded trusted keys and TLS certificate");
@@ -272,7 +317,10 @@ impl Proxy {
         if is_websocket_upgrade(req.headers()) {
             return match self.clone().open_session(req, peer, tls).await {
                 Ok(resp) => resp,
-                Err(refusal) => refuse(refusal),
+                Err(refusal) => {
+                    self.metrics.refused(refusal.code);
+                    refuse(refusal)
+                }
             };
         }
         let path = req.uri().path().to_string();
@@ -314,7 +362,8 @@ impl Proxy {
         if let Err(e) = self.config.origins.check(origin, host, tls) {
             return Err(self.log_refusal(peer, e.into(), None));
         }
-        let Some(ticket) = ticket_from_uri(req.uri()) else {
+        let from_uri = self.legacy.ticket_from_uri(req.uri());
+        let Some(ticket) = from_uri.or_else(|| ticket_from_uri(req.uri())) else {
             return Err(self.log_refusal(
                 peer,
                 Refusal::new(
@@ -348,12 +397,16 @@ impl Proxy {
             );
             return Err(self.log_refusal(peer, r, Some(&verified)));
         };
+        let dialled = Instant::now();
         let (tcp, target) = match self
             .backend
             .dial(&verified.claims.host, &admitted.addrs)
             .await
         {
-            Ok(t) => t,
+            Ok(t) => {
+                self.metrics.backend_connected(dialled.elapsed());
+                t
+            }
             Err(e) => {
                 forget_on_failure(&self);
                 return Err(self.log_refusal(peer, e.into(), Some(&verified)));
@@ -366,6 +419,7 @@ impl Proxy {
             .pending(tcp, &verified.claims.host, verified.claims.tls);
 
         let on_upgrade = hyper::upgrade::on(&mut req);
+        let stats = Arc::new(SessionStats::default());
         let info = SessionInfo {
             id: 0,
             client: peer,
@@ -374,6 +428,7 @@ impl Proxy {
             jti: verified.claims.jti.clone(),
             kid: verified.kid.clone(),
             started: SystemTime::now(),
+            stats: stats.clone(),
         };
         let (guard, stop) = self.sessions.register(slot, info);
         let id = guard.id();
@@ -389,8 +444,10 @@ impl Proxy {
             let (upgraded, secured) = tokio::join!(on_upgrade, pending.finish());
             let (up, down, reason) = match (upgraded, secured) {
                 (Ok(upgraded), Ok(target_stream)) => {
+                    let client = TokioIo::new(upgraded);
                     let out =
-                        relay::relay(TokioIo::new(upgraded), target_stream, &relay_cfg, stop).await;
+                        relay::relay_counted(client, target_stream, &relay_cfg, stop, Some(stats))
+                            .await;
                     (out.bytes_up, out.bytes_down, Ok(out.reason))
                 }
                 (Ok(upgraded), Err(e)) => {
@@ -431,6 +488,7 @@ impl Proxy {
                 HeaderValue::from_static("binary"),
             );
         }
+        self.metrics.handshake_done(started.elapsed());
         Ok(resp)
     }
 
@@ -438,11 +496,15 @@ impl Proxy {
     /// `consume` false (the pre-flight check) a single-use ticket is only looked up.
     async fn admit(&self, ticket: &str, consume: bool) -> Result<Admitted, Rejected> {
         let now = unix_now();
-        let verified = ticket::verify(ticket, &self.current_keys(), &self.config.verify, now)
-            .map_err(|e| Rejected {
-                refusal: e.into(),
-                verified: None,
-            })?;
+        let opts = &self.config.verify;
+        let verified = match self.legacy.verify(ticket, opts, now) {
+            Some(legacy) => legacy.map_err(Refusal::from),
+            None => ticket::verify(ticket, &self.current_keys(), opts, now).map_err(Refusal::from),
+        }
+        .map_err(|refusal| Rejected {
+            refusal,
+            verified: None,
+        })?;
         let claims = &verified.claims;
         let fail = |refusal: Refusal, v: &Verified| {
             Err(Rejected {
@@ -450,28 +512,41 @@ impl Proxy {
                 verified: Some(Box::new(v.clone())),
             })
         };
+        if let Err(revoked) = self
+            .deny
+            .check(claims.jti.as_deref(), claims.sub.as_deref())
+        {
+            return fail(Refusal::new(403, "revoked", revoked.to_string()), &verified);
+        }
         if let Err(e) = self.backend.supports(claims.tls) {
             return fail(e.into(), &verified);
         }
         if self.config.single_use {
             let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
+            // A SPICE client opens one connection per channel with the same ticket.
+            let uses = Uses::for_kind(claims.kind);
             let seen = if consume {
-                self.replay.use_once(claims.jti.as_deref(), until, now)
+                self.replay
+                    .use_ticket(claims.jti.as_deref(), uses, until, now)
             } else {
-                self.replay.check(claims.jti.as_deref(), now)
+                self.replay.check_uses(claims.jti.as_deref(), uses, now)
             };
             if let Err(e) = seen {
                 return fail(e.into(), &verified);
             }
         }
-        if let Err(e) = self.config.targets.check_port(claims.port) {
+        if let Err(e) = self.config.targets.check_port(claims.kind, claims.port) {
             return fail(e.into(), &verified);
         }
         let addrs = match resolve(&claims.host, claims.port).await {
             Ok(a) => a,
             Err(r) => return fail(r, &verified),
         };
-        if let Err(e) = self.config.targets.check_resolved(&claims.host, &addrs) {
+        if let Err(e) = self
+            .config
+            .targets
+            .check_resolved(claims.kind, &claims.host, &addrs)
+        {
             if consume && self.config.single_use {
                 if let Some(jti) = &claims.jti {
                     self.replay.forget(jti);
@@ -516,8 +591,12 @@ impl Proxy {
     }
 
     async fn static_file(&self, url_path: &str, head: bool) -> Response<Full<Bytes>> {
-        let Some(path) = resolve_static(&self.config.web_dir, &self.config.novnc_dir, url_path)
-        else {
+        let mounts = [
+            ("novnc/", self.config.novnc_dir.as_path()),
+            ("spice/", self.config.spice_dir.as_path()),
+            ("xterm/", self.config.xterm_dir.as_path()),
+        ];
+        let Some(path) = resolve_static(&self.config.web_dir, &mounts, url_path) else {
             return not_found();
         };
         let body = match tokio::fs::metadata(&path).await {
@@ -692,6 +771,11 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
     while let Some(&c) = b.get(i) {
         if c == b'%' {
             let hex = b.get(i + 1..i + 3)?;
+            // Exactly two hex digits: `from_str_radix` alone would also take a sign
+            // ("%+f" as 0x0f), a second spelling of the same byte.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -703,18 +787,19 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Maps a URL path to a file under the web directory (or noVNC's under `/novnc/`).
-/// `None` for anything that is not a plain relative path of normal names: no `..`,
-/// no hidden files, no empty segments (so `//evil.example` is not a path), no
-/// backslashes or NUL. Directories get no listing; `/` is `index.html`.
-pub fn resolve_static(web_dir: &Path, novnc_dir: &Path, url_path: &str) -> Option<PathBuf> {
+/// Maps a URL path to a file under the web directory, or under a mounted client's
+/// directory (`mounts`: URL prefix such as `"novnc/"` and its directory: noVNC,
+/// spice-html5, xterm.js). `None` for anything that is not a plain relative path of
+/// normal names: no `..`, no hidden files, no empty segments (so `//evil.example` is
+/// not a path), no backslashes or NUL. Directories get no listing; `/` is `index.html`.
+pub fn resolve_static(web_dir: &Path, mounts: &[(&str, &Path)], url_path: &str) -> Option<PathBuf> {
     let decoded = String::from_utf8(percent_decode(url_path)?).ok()?;
     let rel = decoded.strip_prefix('/')?;
     let rel = if rel.is_empty() { "index.html" } else { rel };
-    let (root, rel) = match rel.strip_prefix("novnc/") {
-        Some(r) => (novnc_dir, r),
-        None => (web_dir, rel),
-    };
+    let (root, rel) = mounts
+        .iter()
+        .find_map(|(prefix, dir)| rel.strip_prefix(prefix).map(|r| (*dir, r)))
+        .unwrap_or((web_dir, rel));
     let mut out = root.to_path_buf();
     for seg in rel.split('/') {
         if seg.is_empty()
@@ -782,9 +867,14 @@ fn security_headers(h: &mut HeaderMap, config: &Config) {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // style-src-elem allows inline <style> elements: xterm.js (the serial console)
+    // writes its cell sizes and colours into <style> elements it creates at run time
+    // and accepts no nonce. Style attributes in markup stay blocked (style-src-attr
+    // falls back to style-src); scripts stay 'self' only.
     let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'; object-src 'none'"
+        "default-src 'self'; script-src 'self'; style-src 'self'; style-src-elem 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+         frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'; object-src 'none'"
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -847,6 +937,15 @@ fn json_response(
     resp
 }
 
+/// The trusted Ed25519 keys. None configured is allowed only with a legacy source
+/// (the configuration checks that): such a proxy serves oVirt tickets or token files.
+fn load_keys(trust: &[PathBuf]) -> Result<KeySet, KeyError> {
+    if trust.is_empty() {
+        return Ok(KeySet::new());
+    }
+    keys::load_trusted(trust)
+}
+
 /// Builds the rustls acceptor from PEM files.
 fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, FrontError> {
     use rustls_pki_types::pem::PemObject;
@@ -881,7 +980,12 @@ mod tests {
     #[test]
     fn static_paths_stay_inside_the_web_directory() {
         let web = Path::new("/srv/web");
-        let novnc = Path::new("/usr/share/novnc");
+        let novnc = [
+            ("novnc/", Path::new("/usr/share/novnc")),
+            ("spice/", Path::new("/usr/share/spice-html5")),
+            ("xterm/", Path::new("/opt/xterm")),
+        ];
+        let novnc = &novnc[..];
         assert_eq!(
             resolve_static(web, novnc, "/"),
             Some(PathBuf::from("/srv/web/index.html"))
@@ -893,6 +997,19 @@ mod tests {
         assert_eq!(
             resolve_static(web, novnc, "/novnc/core/rfb.js"),
             Some(PathBuf::from("/usr/share/novnc/core/rfb.js"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/spice/main.js"),
+            Some(PathBuf::from("/usr/share/spice-html5/main.js"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/xterm/css/xterm.css"),
+            Some(PathBuf::from("/opt/xterm/css/xterm.css"))
+        );
+        assert_eq!(
+            resolve_static(web, novnc, "/spiced.html"),
+            Some(PathBuf::from("/srv/web/spiced.html")),
+            "a prefix is a whole segment"
         );
         for bad in [
             "/../etc/passwd",
@@ -908,6 +1025,9 @@ mod tests {
             "relative",
             "/c:/windows",
             "/novnc/../secret",
+            "/spice/../../etc/passwd",
+            "/xterm/%2e%2e/x",
+            "/spice/",
         ] {
             assert_eq!(resolve_static(web, novnc, bad), None, "{bad}");
         }
@@ -925,5 +1045,17 @@ mod tests {
         assert_eq!(t("/websockify?x=1&token=a%2Eb"), Some("a.b".into()));
         assert_eq!(t("/"), None);
         assert_eq!(t("/x/"), None);
+    }
+
+    #[test]
+    fn percent_escapes_are_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("a%2Eb%2f"), Some(b"a.b/".to_vec()));
+        // Found while writing the request_uri fuzz target (its reference decoder guards
+        // it now): a sign was taken as part of the number.
+        assert_eq!(percent_decode("%+f"), None);
+        assert_eq!(percent_decode("%-1"), None);
+        assert_eq!(percent_decode("%f"), None);
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%zz"), None);
     }
 }

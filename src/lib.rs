@@ -11,6 +11,10 @@
 //! server) → `relay` → close and log, with `session` keeping the live-session limit
 //! and drain.
 //!
+//! Operators watch and steer a running proxy through [`admin`] (health, readiness,
+//! [`metrics`], listing and killing sessions) and revoke tickets or users with a
+//! [`denylist`] file; see docs/operations.md.
+//!
 //! An engine written in Rust signs tickets with [`ticket::Signer`]:
 //!
 //! ```no_run
@@ -29,11 +33,15 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod demo;
+pub mod denylist;
 pub mod front;
 pub mod keys;
+pub mod legacy;
+pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod session;

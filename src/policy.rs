@@ -5,6 +5,7 @@
 //! operator's fence around the private network, checked on every resolved address.
 //! Everything here is plain data and arithmetic; DNS resolution happens in `front`.
 
+use crate::ticket::Kind;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,16 @@ pub enum PolicyError {
     TargetNotAllowed(SocketAddr),
     #[error("target port {0} is outside the allowed ports")]
     PortNotAllowed(u16),
+    /// The port is allowed, but for other console kinds: a `serial` ticket naming a
+    /// VNC port (or the reverse) is a mistake in the engine, or an attempt.
+    #[error(
+        "target port {port} is not allowed for {kind} consoles (it is allowed for {allowed_for})"
+    )]
+    PortNotAllowedForKind {
+        kind: Kind,
+        port: u16,
+        allowed_for: String,
+    },
     #[error("target host {host} resolves to {addr}, which is outside the allowed targets")]
     ResolvesOutside { host: String, addr: SocketAddr },
     #[error("origin {0} is not allowed")]
@@ -38,6 +49,7 @@ impl PolicyError {
                 "target_not_allowed"
             }
             PolicyError::PortNotAllowed(_) => "port_not_allowed",
+            PolicyError::PortNotAllowedForKind { .. } => "port_not_allowed_for_kind",
             PolicyError::OriginNotAllowed(_) | PolicyError::OriginMismatch { .. } => "origin",
             PolicyError::JtiRequired => "jti_required",
             PolicyError::Replayed(_) => "replayed",
@@ -78,8 +90,11 @@ impl Cidr {
 fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     let full = usize::from(prefix / 8);
     let rest = prefix % 8;
-    if a.get(..full) != b.get(..full) {
-        return false;
+    // Both sides must have the whole prefix: a prefix longer than the address would
+    // otherwise compare two missing slices as equal and match every address.
+    match (a.get(..full), b.get(..full)) {
+        (Some(x), Some(y)) if x == y => {}
+        _ => return false,
     }
     if rest == 0 {
         return true;
@@ -99,8 +114,8 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let network: IpAddr = addr.trim().parse().map_err(|_| err())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
+        let written: IpAddr = addr.trim().parse().map_err(|_| err())?;
+        let max = if written.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
             None => max,
@@ -108,10 +123,16 @@ impl FromStr for Cidr {
         if prefix > max {
             return Err(err());
         }
-        Ok(Cidr {
-            network: network.to_canonical(),
-            prefix,
-        })
+        // An IPv4-mapped range (::ffff:10.0.0.0/104) is the IPv4 range it maps to, so
+        // its prefix is counted in IPv4 bits; one shorter than /96 reaches beyond the
+        // mapped space and has no IPv4 meaning, so it is refused.
+        let network = written.to_canonical();
+        let prefix = if network.is_ipv4() && written.is_ipv6() {
+            prefix.checked_sub(96).ok_or_else(err)?
+        } else {
+            prefix
+        };
+        Ok(Cidr { network, prefix })
     }
 }
 
@@ -158,15 +179,29 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// The console servers tickets may reach: address ranges × port ranges.
+/// The console servers tickets may reach: address ranges × port ranges, the port
+/// ranges per console kind, so a `serial` ticket cannot reach a VNC port by accident
+/// and the reverse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetPolicy {
     pub allow: Vec<Cidr>,
-    pub ports: Vec<PortRange>,
+    /// Ports for `vnc` tickets.
+    pub vnc_ports: Vec<PortRange>,
+    /// Ports for `spice` tickets.
+    pub spice_ports: Vec<PortRange>,
+    /// Ports for `serial` tickets: none unless configured.
+    pub serial_ports: Vec<PortRange>,
 }
 
+/// QEMU's VNC displays :0..:1023, and where libvirt puts SPICE ports too.
+const CONSOLE_PORTS: PortRange = PortRange {
+    first: 5900,
+    last: 6923,
+};
+
 impl Default for TargetPolicy {
-    /// A per-host proxy reaching the local QEMU: loopback, VNC/SPICE console ports.
+    /// A per-host proxy reaching the local QEMU: loopback, VNC/SPICE console ports,
+    /// no serial ports.
     fn default() -> Self {
         TargetPolicy {
             allow: vec![
@@ -179,26 +214,47 @@ impl Default for TargetPolicy {
                     prefix: 128,
                 },
             ],
-            ports: vec![PortRange {
-                first: 5900,
-                last: 6923,
-            }],
+            vnc_ports: vec![CONSOLE_PORTS],
+            spice_ports: vec![CONSOLE_PORTS],
+            serial_ports: Vec::new(),
         }
     }
 }
 
 impl TargetPolicy {
-    /// Checked before any resolution, so a forbidden port costs no DNS query.
-    pub fn check_port(&self, port: u16) -> Result<(), PolicyError> {
-        if self.ports.iter().any(|r| r.contains(port)) {
-            Ok(())
-        } else {
-            Err(PolicyError::PortNotAllowed(port))
+    /// The port ranges tickets of `kind` may reach.
+    pub fn ports(&self, kind: Kind) -> &[PortRange] {
+        match kind {
+            Kind::Vnc => &self.vnc_ports,
+            Kind::Spice => &self.spice_ports,
+            Kind::Serial => &self.serial_ports,
         }
     }
 
-    pub fn check(&self, target: SocketAddr) -> Result<(), PolicyError> {
-        self.check_port(target.port())?;
+    /// Checked before any resolution, so a forbidden port costs no DNS query.
+    pub fn check_port(&self, kind: Kind, port: u16) -> Result<(), PolicyError> {
+        if self.ports(kind).iter().any(|r| r.contains(port)) {
+            return Ok(());
+        }
+        let others: Vec<&str> = [Kind::Vnc, Kind::Spice, Kind::Serial]
+            .into_iter()
+            .filter(|k| *k != kind && self.ports(*k).iter().any(|r| r.contains(port)))
+            .map(Kind::as_str)
+            .collect();
+        if others.is_empty() {
+            Err(PolicyError::PortNotAllowed(port))
+        } else {
+            Err(PolicyError::PortNotAllowedForKind {
+                kind,
+                port,
+                allowed_for: others.join(" and "),
+            })
+        }
+    }
+
+    /// Whether a `kind` ticket may reach `target`.
+    pub fn check(&self, kind: Kind, target: SocketAddr) -> Result<(), PolicyError> {
+        self.check_port(kind, target.port())?;
         if self.allow.iter().any(|c| c.contains(target.ip())) {
             Ok(())
         } else {
@@ -208,9 +264,17 @@ impl TargetPolicy {
 
     /// Every address a name resolves to must be allowed: a name that resolves to one
     /// good and one forbidden address is refused rather than raced.
-    pub fn check_resolved(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), PolicyError> {
+    pub fn check_resolved(
+        &self,
+        kind: Kind,
+        host: &str,
+        addrs: &[SocketAddr],
+    ) -> Result<(), PolicyError> {
         for addr in addrs {
-            if self.check(*addr).is_err() {
+            if let Err(e) = self.check(kind, *addr) {
+                if !matches!(e, PolicyError::TargetNotAllowed(_)) {
+                    return Err(e);
+                }
                 if host.parse::<IpAddr>().is_ok() {
                     return Err(PolicyError::TargetNotAllowed(*addr));
                 }
@@ -319,11 +383,59 @@ impl OriginPolicy {
     }
 }
 
+/// How often one single-use ticket may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses {
+    /// Connections the ticket may open in all.
+    pub max: u32,
+    /// Seconds after the first connection in which the others must open.
+    pub window_secs: i64,
+}
+
+impl Uses {
+    /// VNC and serial: one connection.
+    pub const ONCE: Uses = Uses {
+        max: 1,
+        window_secs: 0,
+    };
+    /// SPICE: the client opens one WebSocket per channel (main, display, inputs,
+    /// cursor, playback, record, usbredir, port, webdav…) to the same URL, all within
+    /// a moment of the main channel's answer. One "use" of a SPICE ticket is that
+    /// burst: at most 16 connections, within 20 s of the first.
+    pub const SPICE_CHANNELS: Uses = Uses {
+        max: 16,
+        window_secs: 20,
+    };
+
+    pub fn for_kind(kind: Kind) -> Uses {
+        match kind {
+            Kind::Spice => Uses::SPICE_CHANNELS,
+            Kind::Vnc | Kind::Serial => Uses::ONCE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Forgotten after this (the ticket's expiry plus leeway).
+    until: i64,
+    /// When the first connection was admitted.
+    first: i64,
+    uses: u32,
+}
+
+impl Seen {
+    fn refuses(&self, allowed: Uses, now: i64) -> bool {
+        self.until > now
+            && (self.uses >= allowed.max || now > self.first.saturating_add(allowed.window_secs))
+    }
+}
+
 /// Rule 7: the `jti`s already used, each kept until its ticket expires. Lives in
 /// this proxy's memory only: a per-host proxy needs no shared store.
 #[derive(Debug, Default)]
 pub struct ReplayCache {
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<HashMap<String, Seen>>,
 }
 
 impl ReplayCache {
@@ -335,16 +447,39 @@ impl ReplayCache {
         forget_after: i64,
         now: i64,
     ) -> Result<(), PolicyError> {
+        self.use_ticket(jti, Uses::ONCE, forget_after, now)
+    }
+
+    /// Records one more connection of `jti`, or refuses it when the ticket has used
+    /// up its `allowed` connections or their window.
+    pub fn use_ticket(
+        &self,
+        jti: Option<&str>,
+        allowed: Uses,
+        forget_after: i64,
+        now: i64,
+    ) -> Result<(), PolicyError> {
         let jti = jti.ok_or(PolicyError::JtiRequired)?;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Amortised pruning: the map never holds more than twice its live entries.
         if seen.len() >= 1024 && seen.len().is_power_of_two() {
-            seen.retain(|_, until| *until > now);
+            seen.retain(|_, s| s.until > now);
         }
-        match seen.get(jti) {
-            Some(until) if *until > now => Err(PolicyError::Replayed(jti.to_string())),
+        match seen.get_mut(jti) {
+            Some(s) if s.refuses(allowed, now) => Err(PolicyError::Replayed(jti.to_string())),
+            Some(s) if s.until > now => {
+                s.uses += 1;
+                Ok(())
+            }
             _ => {
-                seen.insert(jti.to_string(), forget_after);
+                seen.insert(
+                    jti.to_string(),
+                    Seen {
+                        until: forget_after,
+                        first: now,
+                        uses: 1,
+                    },
+                );
                 Ok(())
             }
         }
@@ -353,21 +488,34 @@ impl ReplayCache {
     /// Whether `jti` would be refused now, without recording it (the console page's
     /// pre-flight check must not consume a single-use ticket).
     pub fn check(&self, jti: Option<&str>, now: i64) -> Result<(), PolicyError> {
+        self.check_uses(jti, Uses::ONCE, now)
+    }
+
+    /// [`ReplayCache::check`] for a ticket allowed `allowed` connections.
+    pub fn check_uses(
+        &self,
+        jti: Option<&str>,
+        allowed: Uses,
+        now: i64,
+    ) -> Result<(), PolicyError> {
         let jti = jti.ok_or(PolicyError::JtiRequired)?;
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         match seen.get(jti) {
-            Some(until) if *until > now => Err(PolicyError::Replayed(jti.to_string())),
+            Some(s) if s.refuses(allowed, now) => Err(PolicyError::Replayed(jti.to_string())),
             _ => Ok(()),
         }
     }
 
-    /// Gives a ticket back when its session could not start (the console server was
-    /// unreachable), so the person can retry with the same link.
+    /// Gives one connection back when its session could not start (the console
+    /// server was unreachable), so the person can retry with the same link.
     pub fn forget(&self, jti: &str) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(jti);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = seen.get_mut(jti) {
+            s.uses = s.uses.saturating_sub(1);
+            if s.uses == 0 {
+                seen.remove(jti);
+            }
+        }
     }
 }
 
@@ -382,27 +530,89 @@ mod tests {
     #[test]
     fn default_policy_allows_local_vnc_ports_only() {
         let p = TargetPolicy::default();
-        assert!(p.check(sa("127.0.0.1:5900")).is_ok());
-        assert!(p.check(sa("[::1]:5901")).is_ok());
+        assert!(p.check(Kind::Vnc, sa("127.0.0.1:5900")).is_ok());
+        assert!(p.check(Kind::Vnc, sa("[::1]:5901")).is_ok());
         assert_eq!(
-            p.check(sa("127.0.0.1:22")),
+            p.check(Kind::Vnc, sa("127.0.0.1:22")),
             Err(PolicyError::PortNotAllowed(22))
         );
-        assert!(p.check(sa("10.0.0.9:5900")).is_err());
-        assert!(p.check(sa("[::2]:5900")).is_err());
+        assert!(p.check(Kind::Vnc, sa("10.0.0.9:5900")).is_err());
+        assert!(p.check(Kind::Vnc, sa("[::2]:5900")).is_err());
+    }
+
+    #[test]
+    fn ports_are_per_console_kind_and_serial_has_none_by_default() {
+        let mut p = TargetPolicy::default();
+        assert!(p.check(Kind::Spice, sa("127.0.0.1:5930")).is_ok());
+        assert_eq!(
+            p.check_port(Kind::Serial, 5901),
+            Err(PolicyError::PortNotAllowedForKind {
+                kind: Kind::Serial,
+                port: 5901,
+                allowed_for: "vnc and spice".into()
+            })
+        );
+        assert_eq!(
+            p.check_port(Kind::Serial, 7000),
+            Err(PolicyError::PortNotAllowed(7000))
+        );
+        p.serial_ports = vec!["7000-7099".parse().unwrap()];
+        p.spice_ports = vec!["6000-6099".parse().unwrap()];
+        p.vnc_ports = vec!["5900-5999".parse().unwrap()];
+        assert!(p.check(Kind::Serial, sa("127.0.0.1:7000")).is_ok());
+        let e = p.check(Kind::Vnc, sa("127.0.0.1:7000")).unwrap_err();
+        assert_eq!(e.code(), "port_not_allowed_for_kind");
+        assert_eq!(
+            e.to_string(),
+            "target port 7000 is not allowed for vnc consoles (it is allowed for serial)"
+        );
+        assert!(p.check(Kind::Spice, sa("127.0.0.1:5901")).is_err());
+        assert!(p.check(Kind::Vnc, sa("127.0.0.1:6001")).is_err());
+        // A name resolving to a port of another kind says so, not "outside".
+        assert_eq!(
+            p.check_resolved(Kind::Vnc, "localhost", &[sa("127.0.0.1:7000")])
+                .unwrap_err()
+                .code(),
+            "port_not_allowed_for_kind"
+        );
+    }
+
+    #[test]
+    fn an_ipv4_mapped_range_means_the_ipv4_range_not_every_ipv4_address() {
+        // Found while writing the config_toml fuzz target (its round-trip check guards
+        // it now): /104 was kept as a 104-bit prefix of a 32-bit address, and the
+        // comparison then matched every IPv4 address.
+        let p = TargetPolicy {
+            allow: vec!["::ffff:10.0.0.0/104".parse().unwrap()],
+            vnc_ports: vec!["1-65535".parse().unwrap()],
+            spice_ports: vec![],
+            serial_ports: vec![],
+        };
+        let v = Kind::Vnc;
+        assert!(p.check(v, sa("10.1.2.3:5900")).is_ok());
+        assert!(p.check(v, sa("[::ffff:10.1.2.3]:5900")).is_ok());
+        assert!(p.check(v, sa("192.168.1.1:5900")).is_err());
+        assert!(p.check(v, sa("169.254.169.254:80")).is_err());
+        let host: Cidr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(host, "10.0.0.1/32".parse().unwrap());
+        assert_eq!(host.to_string().parse::<Cidr>(), Ok(host));
+        assert!("::ffff:10.0.0.0/95".parse::<Cidr>().is_err());
     }
 
     #[test]
     fn ipv4_mapped_ipv6_is_checked_as_ipv4() {
         let p = TargetPolicy {
             allow: vec!["10.0.0.0/8".parse().unwrap()],
-            ports: vec!["1-65535".parse().unwrap()],
+            vnc_ports: vec!["1-65535".parse().unwrap()],
+            spice_ports: vec![],
+            serial_ports: vec![],
         };
-        assert!(p.check(sa("[::ffff:10.1.2.3]:5900")).is_ok());
-        assert!(p.check(sa("[::ffff:192.168.1.1]:5900")).is_err());
+        let v = Kind::Vnc;
+        assert!(p.check(v, sa("[::ffff:10.1.2.3]:5900")).is_ok());
+        assert!(p.check(v, sa("[::ffff:192.168.1.1]:5900")).is_err());
         let local = TargetPolicy::default();
-        assert!(local.check(sa("[::ffff:127.0.0.1]:5900")).is_ok());
-        assert!(local.check(sa("[::ffff:169.254.169.254]:5900")).is_err());
+        assert!(local.check(v, sa("[::ffff:127.0.0.1]:5900")).is_ok());
+        assert!(local.check(v, sa("[::ffff:169.254.169.254]:5900")).is_err());
     }
 
     #[test]
@@ -447,10 +657,12 @@ mod tests {
         let p = TargetPolicy::default();
         let addrs = [sa("127.0.0.1:5900"), sa("10.0.0.1:5900")];
         assert!(matches!(
-            p.check_resolved("console.example", &addrs),
+            p.check_resolved(Kind::Vnc, "console.example", &addrs),
             Err(PolicyError::ResolvesOutside { .. })
         ));
-        assert!(p.check_resolved("localhost", &addrs[..1]).is_ok());
+        assert!(p
+            .check_resolved(Kind::Vnc, "localhost", &addrs[..1])
+            .is_ok());
     }
 
     #[test]
@@ -518,5 +730,33 @@ mod tests {
         );
         r.forget("a");
         assert!(r.check(Some("a"), 150).is_ok());
+    }
+
+    #[test]
+    fn a_spice_ticket_opens_its_channels_in_one_burst_and_then_no_more() {
+        let r = ReplayCache::default();
+        let spice = Uses::SPICE_CHANNELS;
+        for _ in 0..spice.max {
+            assert!(r.use_ticket(Some("s"), spice, 600, 100).is_ok());
+        }
+        assert_eq!(
+            r.use_ticket(Some("s"), spice, 600, 101),
+            Err(PolicyError::Replayed("s".into())),
+            "more channels than SPICE has"
+        );
+        r.forget("s");
+        assert!(
+            r.check_uses(Some("s"), spice, 101).is_ok(),
+            "one given back"
+        );
+        assert!(r.use_ticket(Some("t"), spice, 600, 100).is_ok());
+        assert!(r.use_ticket(Some("t"), spice, 600, 120).is_ok());
+        assert!(
+            r.use_ticket(Some("t"), spice, 600, 121).is_err(),
+            "later than the window after the first channel"
+        );
+        // A SPICE burst does not make the same jti usable once more as VNC.
+        assert!(r.use_ticket(Some("u"), spice, 600, 100).is_ok());
+        assert!(r.use_once(Some("u"), 600, 100).is_err());
     }
 }

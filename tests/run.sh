@@ -37,6 +37,7 @@ suite "Debian package: build, install, check, purge" bash tests/package.sh
 if [ -f tests/e2e/package.json ]; then
   suite "browser end to end (chromium, noVNC, QEMU)" bash -c 'cd tests/e2e && CONSOLEGATE_BIN="$0/target/debug/consolegate" node --test --test-concurrency=1' "$root"
 fi
+suite "fuzz quick run (5 s per target)" bash fuzz/run.sh 5
 if [ -f bench/run.sh ]; then
   suite "benchmark smoke (byte integrity)" bash bench/run.sh --smoke
 fi

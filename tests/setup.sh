@@ -9,6 +9,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v socat >/dev/null || need_apt+=(socat)
+command -v bc >/dev/null || need_apt+=(bc)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
@@ -46,8 +47,10 @@ python3 -c 'import jwt, jwcrypto, cryptography' 2>/dev/null \
 
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
 
-# Node packages: noVNC for the console page, playwright-core to drive Debian's chromium.
-if [ -f web/package-lock.json ] && [ ! -d web/node_modules/@novnc/novnc ]; then
+# Node packages: noVNC, spice-html5 and xterm.js for the console page, playwright-core to drive Debian's chromium.
+if [ -f web/package-lock.json ] && { [ ! -d web/node_modules/@novnc/novnc ] \
+    || [ ! -d web/node_modules/@spice-project/spice-html5 ] || [ ! -d web/node_modules/@xterm/xterm ] \
+    || [ ! -d web/node_modules/@xterm/addon-fit ]; }; then
   (cd web && npm ci --no-audit --no-fund --silent)
 fi
 if [ -f tests/e2e/package-lock.json ] && [ ! -d tests/e2e/node_modules/playwright-core ]; then

@@ -1,11 +1,14 @@
 // consolegate console page.
 //
 // The engine (portal) opens this page, we tell it we are ready, it answers with a
-// ticket and the VNC password by postMessage. Nothing secret ever travels in this
+// ticket and the console password by postMessage. Nothing secret ever travels in this
 // page's URL, and a message is only believed when it comes from an engine origin the
 // proxy's own configuration names (never from anything the URL could say).
 //
-// noVNC is served by the proxy at /novnc/ (npm's @novnc/novnc or Debian's novnc).
+// The ticket's `kind` picks the client: noVNC for `vnc`, served by the proxy at
+// /novnc/ (npm's @novnc/novnc or Debian's novnc); spice-html5 for `spice` (spice.js,
+// /spice/); xterm.js for `serial` (serial.js, /xterm/). The SPICE and serial clients
+// are loaded only when a ticket asks for them.
 import RFB from '/novnc/core/rfb.js';
 import KeyTable from '/novnc/core/input/keysym.js';
 import keysyms from '/novnc/core/input/keysymdef.js';
@@ -23,6 +26,7 @@ const TEXT = {
   audience: 'This console link is meant for another console proxy.',
   tooLong: 'This console link is valid for longer than this console proxy accepts: ask the administrator.',
   targetNotAllowed: 'This console proxy is not allowed to reach that console server: ask the administrator.',
+  revoked: 'Access to this console was revoked: ask the administrator.',
   wrongPassword: 'Wrong VNC password.',
   unreachable: 'The console server is unreachable.',
   proxyUnreachable: 'The console proxy does not answer.',
@@ -38,6 +42,17 @@ const TEXT = {
   portalGone: 'The portal window is gone: open the console again from the portal.',
   portalSilent: 'The portal did not send a new console link: open the console again from the portal.',
   noConfig: 'The console proxy did not send its configuration: reload the page.',
+  wrongKindPort: 'This console proxy does not allow this type of console on that port: ask the administrator.',
+  wrongSpicePassword: 'Wrong SPICE password.',
+  spiceFailed: 'The SPICE console failed.',
+  spiceChannelRefused: 'The console proxy refused part of the SPICE console: ask the administrator (SPICE needs several connections per console link).',
+  clientMissing: 'This console proxy has no client for this console type installed: ask the administrator.',
+};
+
+// The password dialog's question, per console kind.
+const PASSWORD_QUESTION = {
+  vnc: 'The console asks for its VNC password',
+  spice: 'The console asks for its SPICE password',
 };
 
 // Bounded waits: a person should never look at "Connecting…" forever.
@@ -70,6 +85,7 @@ const ui = {
   pasteText: $('paste-text'),
   passwordDialog: $('password-dialog'),
   passwordInput: $('password-input'),
+  passwordLabel: $('password-label'),
 };
 
 const app = {
@@ -87,6 +103,9 @@ window.consolegate = {
   get state() { return app.state; },
   get status() { return ui.status.textContent; },
   get rfb() { return app.attempt ? app.attempt.rfb : null; },
+  // The running client: {kind, ...}; its `sc` (SPICE) or `term` (serial) for tests.
+  get client() { return app.attempt ? app.attempt.client : null; },
+  get kind() { return app.attempt ? app.attempt.kind : null; },
   get ignored() { return app.ignored; },
   // The ticket id (not the ticket): tells one ticket from the next, as the logs do.
   get jti() { return app.attempt ? app.attempt.jti : null; },
@@ -99,8 +118,10 @@ function setState(state, text, detail) {
   ui.status.textContent = text;
   ui.status.title = detail || '';
   const live = state === 'connected';
-  ui.cad.disabled = !live;
-  ui.paste.disabled = !live;
+  const client = app.attempt ? app.attempt.client : null;
+  ui.cad.disabled = !(live && client && client.sendCtrlAltDel);
+  ui.paste.disabled = !(live && client && client.typeText);
+  ui.scale.disabled = Boolean(client && !client.setScale);
   ui.disconnect.disabled = !(live || state === 'connecting');
   ui.reconnect.disabled = !app.engine || live || state === 'connecting' || state === 'asking';
   window.dispatchEvent(new CustomEvent('consolegate:state', { detail: { state, text } }));
@@ -207,10 +228,12 @@ function sentenceForCheck(check) {
     case 'lifetime_too_long': return TEXT.tooLong;
     case 'target_not_allowed':
     case 'port_not_allowed': return TEXT.targetNotAllowed;
+    case 'port_not_allowed_for_kind': return TEXT.wrongKindPort;
     case 'unknown_kind': return TEXT.unsupported;
     case 'unknown_tls': return TEXT.unknownTls;
     case 'tls_unsupported': return TEXT.tlsUnsupported;
     case 'draining': return TEXT.shuttingDown;
+    case 'revoked': return TEXT.revoked;
     case 'jti_required': return TEXT.invalid;
     case 'network': return TEXT.proxyUnreachable;
     default: return TEXT.invalid;
@@ -226,7 +249,7 @@ function teardown() {
   attempt.superseded = true;
   clearTimeout(attempt.guard);
   if (ui.passwordDialog.open) ui.passwordDialog.close('cancel');
-  try { attempt.rfb.disconnect(); } catch { /* already gone */ }
+  try { attempt.client?.disconnect(); } catch { /* already gone */ }
 }
 
 async function connect({ ticket, password, title }) {
@@ -245,13 +268,15 @@ async function connect({ ticket, password, title }) {
     return;
   }
   const kind = claims.kind || 'vnc';
-  if (kind !== 'vnc') {
+  if (!['vnc', 'spice', 'serial'].includes(kind)) {
     fail(TEXT.unsupported, `kind ${kind}`);
     return;
   }
 
   const attempt = {
     ticket,
+    kind,
+    client: null,
     jti: typeof claims.jti === 'string' ? claims.jti : null,
     password: typeof password === 'string' ? password : null,
     rfb: null,
@@ -273,12 +298,109 @@ async function connect({ ticket, password, title }) {
     fail(sentenceForCheck(check), check.reason);
     return;
   }
-  openVnc(attempt);
+  if (kind === 'vnc') openVnc(attempt);
+  else if (kind === 'spice') openSpiceConsole(attempt);
+  else openSerialConsole(attempt);
+}
+
+function sessionUrl(ticket) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/${ticket}`;
+}
+
+// Callbacks the SPICE and serial clients report through; the same states and
+// sentences as noVNC's events below.
+function clientEvents(attempt) {
+  return {
+    opened() { attempt.opened = true; },
+    closed(close) { attempt.close = close; },
+    connected() {
+      if (attempt.superseded) return;
+      attempt.connected = true;
+      clearTimeout(attempt.guard);
+      setState('connected', TEXT.connected);
+      attempt.client?.focus();
+    },
+    ended(failure) {
+      if (failure && !attempt.failure) attempt.failure = failure;
+      onDisconnect(attempt);
+    },
+  };
+}
+
+function startGuard(attempt) {
+  attempt.guard = setTimeout(() => {
+    if (!attempt.connected && !attempt.superseded && !ui.passwordDialog.open) {
+      teardown();
+      fail(TEXT.noAnswer);
+    }
+  }, CONNECT_GUARD_MS);
+}
+
+async function loadClient(attempt, path) {
+  try {
+    return await import(path);
+  } catch (err) {
+    if (attempt === app.attempt) fail(TEXT.clientMissing, `${path}: ${err.message}`);
+    return null;
+  }
+}
+
+async function openSpiceConsole(attempt) {
+  const mod = await loadClient(attempt, './spice.js');
+  if (!mod || attempt.superseded) return;
+  if (attempt.password === null) {
+    // SPICE sends its password as soon as the channel opens: ask first.
+    const password = await promptPassword('spice');
+    if (attempt.superseded) return;
+    if (password === null) {
+      teardown();
+      setState('disconnected', TEXT.disconnected);
+      return;
+    }
+    attempt.password = password;
+  }
+  attempt.sentCredentials = true;
+  attempt.client = mod.openSpice({
+    url: sessionUrl(attempt.ticket),
+    password: attempt.password,
+    screen: ui.screen,
+    scale: app.scale,
+    events: clientEvents(attempt),
+    text: TEXT,
+  });
+  startGuard(attempt);
+}
+
+async function openSerialConsole(attempt) {
+  const mod = await loadClient(attempt, './serial.js');
+  if (!mod || attempt.superseded) return;
+  attempt.client = await mod.openSerial({
+    url: sessionUrl(attempt.ticket),
+    screen: ui.screen,
+    events: clientEvents(attempt),
+  });
+  if (attempt.superseded) { attempt.client.disconnect(); return; }
+  startGuard(attempt);
+}
+
+// Resolves to the typed password, or null when the person cancels.
+function promptPassword(kind) {
+  return new Promise((resolve) => {
+    ui.passwordLabel.textContent = PASSWORD_QUESTION[kind] || PASSWORD_QUESTION.vnc;
+    ui.passwordInput.value = '';
+    ui.passwordDialog.returnValue = '';
+    ui.passwordDialog.onclose = () => {
+      const value = ui.passwordDialog.returnValue === 'ok' ? ui.passwordInput.value : null;
+      ui.passwordInput.value = '';
+      resolve(value);
+    };
+    ui.passwordDialog.showModal();
+  });
 }
 
 function openVnc(attempt) {
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(`${scheme}//${location.host}/${attempt.ticket}`, ['binary']);
+  const ws = new WebSocket(sessionUrl(attempt.ticket), ['binary']);
   // Registered before noVNC attaches its own handlers, so the close code is known by
   // the time noVNC reports the disconnect.
   ws.addEventListener('open', () => { attempt.opened = true; });
@@ -286,6 +408,14 @@ function openVnc(attempt) {
 
   const rfb = new RFB(ui.screen, ws, { shared: true });
   attempt.rfb = rfb;
+  attempt.client = {
+    kind: 'vnc',
+    disconnect: () => rfb.disconnect(),
+    focus: () => rfb.focus(),
+    sendCtrlAltDel: () => rfb.sendCtrlAltDel(),
+    typeText: (text) => typeText(text),
+    setScale: (on) => { rfb.scaleViewport = on; },
+  };
   rfb.scaleViewport = app.scale;
   rfb.background = '#1e1e1e';
 
@@ -319,15 +449,11 @@ function openVnc(attempt) {
     setTimeout(() => onDisconnect(attempt, e.detail), 0);
   });
 
-  attempt.guard = setTimeout(() => {
-    if (!attempt.connected && !attempt.superseded && !ui.passwordDialog.open) {
-      teardown();
-      fail(TEXT.noAnswer);
-    }
-  }, CONNECT_GUARD_MS);
+  startGuard(attempt);
 }
 
 function askPassword(attempt, types) {
+  ui.passwordLabel.textContent = PASSWORD_QUESTION.vnc;
   ui.passwordInput.value = '';
   ui.passwordDialog.returnValue = '';
   ui.passwordDialog.onclose = () => {
@@ -421,13 +547,12 @@ function renderScale() {
 }
 
 function wireToolbar() {
-  ui.cad.addEventListener('click', () => window.consolegate.rfb?.sendCtrlAltDel());
+  ui.cad.addEventListener('click', () => window.consolegate.client?.sendCtrlAltDel?.());
   ui.scale.addEventListener('click', () => {
     app.scale = !app.scale;
     saveSetting('consolegate.scale', app.scale ? 'on' : 'off');
     renderScale();
-    const rfb = window.consolegate.rfb;
-    if (rfb) rfb.scaleViewport = app.scale;
+    window.consolegate.client?.setScale?.(app.scale);
   });
   ui.fullscreen.addEventListener('click', () => {
     if (document.fullscreenElement) document.exitFullscreen();
@@ -443,17 +568,18 @@ function wireToolbar() {
   });
   ui.pasteDialog.addEventListener('close', () => {
     const text = ui.pasteText.value;
+    const client = window.consolegate.client;
     if (ui.pasteDialog.returnValue === 'type' && text) {
       ui.pasteText.value = '';
-      typeText(text);
+      client?.typeText?.(text);
     }
-    window.consolegate.rfb?.focus();
+    client?.focus();
   });
   ui.disconnect.addEventListener('click', () => {
     const attempt = app.attempt;
     if (!attempt) return;
     attempt.userDisconnect = true;
-    if (attempt.rfb) attempt.rfb.disconnect();
+    if (attempt.client) attempt.client.disconnect();
     else { teardown(); setState('disconnected', TEXT.disconnected); }
   });
   ui.reconnect.addEventListener('click', askForTicket);

@@ -34,7 +34,7 @@ const TEXT = {
   expired: 'This console link has expired: open the console again from the portal.',
   wrongPassword: 'Wrong VNC password.',
   unreachable: 'The console server is unreachable.',
-  unsupported: 'This console type is not supported yet.',
+  wrongKindPort: 'This console proxy does not allow this type of console on that port: ask the administrator.',
 };
 
 const env = {};      // everything `before` sets up, for the tests and `after`
@@ -111,8 +111,8 @@ async function startEngine(consoleUrl) {
             break;
           case 'unreachable':
             answer = { ticket: await sign({ port: env.deadPort }), password: VNC_PASSWORD, title: 'e2e VM' }; break;
-          case 'spice':
-            answer = { ticket: await sign({ port: env.vncPort, kind: 'spice' }), password: '', title: 'e2e VM' }; break;
+          case 'serial-on-vnc-port':
+            answer = { ticket: await sign({ port: env.vncPort, kind: 'serial' }), title: 'e2e VM' }; break;
           default:
             res.writeHead(400).end('unknown scenario');
             return;
@@ -402,10 +402,10 @@ test('a console server that does not listen shows "unreachable"', { timeout: 600
   await page.close();
 });
 
-test('a console kind the page has no client for says so', { timeout: 60000 }, async () => {
-  const { page, popup } = await openConsole(env.engine.page('spice'));
+test('a serial ticket for the VNC port is refused with its own sentence (per-kind ports)', { timeout: 60000 }, async () => {
+  const { page, popup } = await openConsole(env.engine.page('serial-on-vnc-port'));
   await waitState(popup, 'failed');
-  assert.equal(await statusText(popup), TEXT.unsupported);
+  assert.equal(await statusText(popup), TEXT.wrongKindPort);
   await popup.close();
   await page.close();
 });

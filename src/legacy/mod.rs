@@ -1,0 +1,225 @@
+//! Drop-in acceptance of the credentials other console proxies take, so an existing
+//! installation can switch to consolegate without touching its engine:
+//! - [`ovirt`]: oVirt engine tickets (`[legacy] ovirt_certificate`), verified strictly;
+//! - [`tokenfile`]: websockify token files (`[legacy] token_source`).
+//!
+//! Both are off by default. Each turns its credential into the same
+//! [`Verified`](crate::ticket::Verified) an Ed25519 ticket gives, so target policy,
+//! Origin rules, limits and logs apply unchanged. `front` asks [`Legacy::verify`]
+//! first; `None` means "not ours: verify it as an Ed25519 ticket".
+
+pub mod ovirt;
+pub mod tokenfile;
+
+use crate::config::LegacyConfig;
+use crate::ticket::{Claims, Verified, VerifyOptions};
+use std::sync::{Arc, RwLock};
+use tracing::{info, warn};
+
+/// Why a legacy credential source cannot be loaded (start-up or SIGHUP).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Ovirt(#[from] ovirt::LoadError),
+    #[error(transparent)]
+    Tokens(#[from] tokenfile::LoadError),
+}
+
+/// Why a legacy credential is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyError {
+    #[error(transparent)]
+    Ovirt(#[from] ovirt::OvirtError),
+    #[error("token is not listed in the websockify token source")]
+    UnknownToken,
+}
+
+impl LegacyError {
+    /// HTTP status: 400 malformed, 401 bad signature, expired or unlisted.
+    pub fn status(&self) -> u16 {
+        match self {
+            LegacyError::Ovirt(e) => e.status(),
+            LegacyError::UnknownToken => 401,
+        }
+    }
+
+    /// A short stable identifier for logs, metrics and the console page.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LegacyError::Ovirt(e) => e.code(),
+            LegacyError::UnknownToken => "unknown_token",
+        }
+    }
+}
+
+/// The enabled legacy sources of one proxy.
+#[derive(Debug, Default)]
+pub struct Legacy {
+    config: LegacyConfig,
+    /// The engine certificate; replaced whole on SIGHUP.
+    ovirt: Option<RwLock<Arc<ovirt::Engine>>>,
+    tokens: Option<tokenfile::TokenSource>,
+}
+
+impl Legacy {
+    /// Loads what `config` enables and warns about what each one gives up.
+    pub fn load(config: &LegacyConfig) -> Result<Legacy, LoadError> {
+        let ovirt = match &config.ovirt_certificate {
+            Some(path) => {
+                let engine = ovirt::Engine::load(path, config.ovirt_allow_sha1)?;
+                announce_engine(&engine);
+                Some(RwLock::new(Arc::new(engine)))
+            }
+            None => None,
+        };
+        let tokens = match &config.token_source {
+            Some(path) => {
+                let t = tokenfile::TokenSource::load(path)?;
+                warn!(
+                    source = %path.display(), tokens = t.len(),
+                    "websockify token files are on: these tokens are not signed and do not expire; \
+                     anyone who learns one reaches its console for as long as it is listed. \
+                     Move the engine to Ed25519 tickets (docs/migration.md)"
+                );
+                Some(t)
+            }
+            None => None,
+        };
+        Ok(Legacy {
+            config: config.clone(),
+            ovirt,
+            tokens,
+        })
+    }
+
+    pub fn ovirt_enabled(&self) -> bool {
+        self.ovirt.is_some()
+    }
+
+    /// `ovirt:<fingerprint>` of the trusted engine certificate, when enabled.
+    pub fn ovirt_kid(&self) -> Option<String> {
+        self.engine().map(|e| e.kid().to_string())
+    }
+
+    fn engine(&self) -> Option<Arc<ovirt::Engine>> {
+        self.ovirt
+            .as_ref()
+            .map(|e| e.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// SIGHUP: re-reads the engine certificate and the token source. On an error the
+    /// previous ones stay in force.
+    pub fn reload(&self) -> Result<(), LoadError> {
+        let engine = match (&self.ovirt, &self.config.ovirt_certificate) {
+            (Some(_), Some(path)) => Some(ovirt::Engine::load(path, self.config.ovirt_allow_sha1)?),
+            _ => None,
+        };
+        if let Some(t) = &self.tokens {
+            let n = t.reload()?;
+            info!(source = %t.source().display(), tokens = n, "reloaded the websockify token source");
+        }
+        if let (Some(slot), Some(engine)) = (&self.ovirt, engine) {
+            announce_engine(&engine);
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
+        }
+        Ok(())
+    }
+
+    /// The whole path as an oVirt ticket, when oVirt tickets are on and the path is one
+    /// (standard base64 may contain `/`, so the last segment is not enough).
+    pub fn ticket_from_uri(&self, uri: &hyper::Uri) -> Option<String> {
+        self.ovirt.as_ref()?;
+        ovirt::ticket_from_uri(uri)
+    }
+
+    /// Verifies `ticket` when it is a legacy credential; `None` when it is not (an
+    /// Ed25519 JWS, or nothing legacy is enabled), for `ticket::verify` to judge.
+    pub fn verify(
+        &self,
+        ticket: &str,
+        opts: &VerifyOptions,
+        now: i64,
+    ) -> Option<Result<Verified, LegacyError>> {
+        if let Some(entry) = self.tokens.as_ref().and_then(|t| t.lookup(ticket)) {
+            return Some(Ok(token_verified(entry, opts, now)));
+        }
+        // A compact JWS always has dots; neither base64 nor a listed token needs one.
+        if ticket.contains('.') {
+            return None;
+        }
+        match (self.engine(), &self.tokens) {
+            (Some(engine), None) => Some(engine.verify(ticket, opts, now).map_err(Into::into)),
+            (Some(engine), Some(_)) if ovirt::looks_like_ticket(ticket) => {
+                Some(engine.verify(ticket, opts, now).map_err(Into::into))
+            }
+            (_, Some(_)) => Some(Err(LegacyError::UnknownToken)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A listed token as the common shape. It has no expiry of its own: `exp` is set to
+/// the proxy's maximum lifetime from now only so the claims stay well formed;
+/// `jti` names the line that listed it (`file:line`), never the token.
+fn token_verified(entry: tokenfile::Entry, opts: &VerifyOptions, now: i64) -> Verified {
+    let mut claims = Claims::new(
+        entry.host,
+        entry.port,
+        now.saturating_add(opts.max_lifetime_secs),
+    );
+    claims.jti = Some(entry.origin);
+    Verified {
+        claims,
+        kid: "tokenfile".into(),
+    }
+}
+
+fn announce_engine(engine: &ovirt::Engine) {
+    let now = crate::front::unix_now();
+    match engine.validity_problem(now) {
+        Some(problem) => {
+            warn!(kid = %engine.kid(), problem = %problem, "the oVirt engine certificate is not valid now: every oVirt ticket will be refused")
+        }
+        None => {
+            info!(kid = %engine.kid(), days_left = (engine.not_after() - now) / 86400, "oVirt engine tickets are on")
+        }
+    }
+    if engine.allows_sha1() {
+        warn!(kid = %engine.kid(), "legacy.ovirt_allow_sha1 is on: oVirt tickets signed only with RSA PKCS#1 v1.5 SHA-1 are accepted; turn it off once the engine sends v2_signature");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_legacy_is_enabled_by_default_and_every_ticket_goes_to_ed25519() {
+        let l = Legacy::load(&LegacyConfig::default()).unwrap();
+        assert!(l.verify("abc", &VerifyOptions::default(), 0).is_none());
+        assert!(l.verify("a.b.c", &VerifyOptions::default(), 0).is_none());
+        assert!(l
+            .ticket_from_uri(&"/eyJhIjoxfQ==".parse().unwrap())
+            .is_none());
+    }
+
+    #[test]
+    fn a_listed_token_verifies_and_an_unlisted_one_is_refused_with_401() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one-7"), "tok7: 127.0.0.1:5907\n").unwrap();
+        let l = Legacy::load(&LegacyConfig {
+            token_source: Some(dir.path().to_path_buf()),
+            ..LegacyConfig::default()
+        })
+        .unwrap();
+        let opts = VerifyOptions::default();
+        let v = l.verify("tok7", &opts, 1000).unwrap().unwrap();
+        assert_eq!((v.claims.host.as_str(), v.claims.port), ("127.0.0.1", 5907));
+        assert_eq!(v.kid, "tokenfile");
+        assert_eq!(v.claims.jti.as_deref(), Some("one-7:1"));
+        let err = l.verify("tok8", &opts, 1000).unwrap().unwrap_err();
+        assert_eq!((err.status(), err.code()), (401, "unknown_token"));
+        // A JWS still goes to the Ed25519 rules.
+        assert!(l.verify("a.b.c", &opts, 1000).is_none());
+    }
+}

@@ -1,0 +1,492 @@
+//! Drop-in credentials end to end: oVirt engine tickets made by an independent Python
+//! encoder (tests/ovirt_ticket.py, `cryptography`) with an engine CA and certificate
+//! made by `openssl`, and websockify token directories written the way OpenNebula and
+//! Abiquo write them, through a real proxy to a real VNC server (QEMU) or stand-ins.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+use futures_util::StreamExt;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// An engine CA, an engine certificate it signed, and an attacker's self-signed
+/// certificate with the engine's name: made once per test binary.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn get() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .current_dir(&dir)
+                    .output()
+                    .expect("openssl is installed (tests/setup.sh)");
+                assert!(
+                    out.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            let days = ["-days", "30"];
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=Test Engine CA",
+                days[0],
+                days[1],
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "engine.key",
+                "-out",
+                "engine.csr",
+                "-subj",
+                "/CN=engine.test",
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "engine.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "engine.cer",
+                days[0],
+                days[1],
+            ]);
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "attacker.key",
+                "-out",
+                "attacker.cer",
+                "-subj",
+                "/CN=engine.test",
+                days[0],
+                days[1],
+            ]);
+            Pki { dir }
+        })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+/// Runs tests/ovirt_ticket.py and returns the ticket it prints.
+fn encoder(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ovirt_ticket.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "ovirt_ticket.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A ticket signed by the engine for `target`, with extra encoder flags.
+fn engine_ticket(target: SocketAddr, extra: &[&str]) -> String {
+    let pki = Pki::get();
+    let (key, cert) = (pki.path("engine.key"), pki.path("engine.cer"));
+    let (host, port) = (target.ip().to_string(), target.port().to_string());
+    let mut args = vec![
+        "sign", "--key", &key, "--cert", &cert, "--host", &host, "--port", &port,
+    ];
+    args.extend_from_slice(extra);
+    encoder(&args)
+}
+
+async fn ovirt_proxy() -> TestProxy {
+    let cert = PathBuf::from(Pki::get().path("engine.cer"));
+    TestProxy::start(move |a| a.ovirt_certificate = Some(cert)).await
+}
+
+/// QEMU with a VNC display on a free loopback port, killed when dropped.
+struct Qemu {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Qemu {
+    async fn start() -> Qemu {
+        let display = (100..400)
+            .find(|d| std::net::TcpListener::bind(("127.0.0.1", 5900 + d)).is_ok())
+            .expect("a free VNC display");
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-display", "none", "-vnc"])
+            .arg(format!("127.0.0.1:{display}"))
+            .args([
+                "-m",
+                "64",
+                "-nodefaults",
+                "-vga",
+                "std",
+                "-machine",
+                "accel=tcg",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-system-x86_64 is installed (tests/setup.sh)");
+        let addr: SocketAddr = ([127, 0, 0, 1], 5900 + display).into();
+        let q = Qemu { child, addr };
+        // Ready when it answers with its RFB banner.
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                let mut banner = [0u8; 12];
+                if s.read_exact(&mut banner).await.is_ok() {
+                    assert_eq!(&banner, b"RFB 003.008\n");
+                    return q;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "QEMU did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Opens a session and returns the first bytes the console server sent.
+async fn first_bytes(url: &str) -> Vec<u8> {
+    let (mut ws, resp) = timeout(LIMIT, tokio_tungstenite::connect_async(url))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    loop {
+        match timeout(LIMIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Binary(b))) => return b.to_vec(),
+            Some(Ok(_)) => continue,
+            other => panic!("no console bytes: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_genuine_engine_ticket_reaches_a_real_qemu_vnc_server() {
+    let qemu = Qemu::start().await;
+    let p = ovirt_proxy().await;
+    let ticket = engine_ticket(qemu.addr, &[]);
+    assert!(
+        ticket.len() > 2000,
+        "the ticket carries the engine certificate"
+    );
+    // The path after the first `/` is the whole ticket, `/` and `+` included.
+    let bytes = first_bytes(&format!("ws://{}/{ticket}", p.addr)).await;
+    assert_eq!(bytes, b"RFB 003.008\n");
+}
+
+#[tokio::test]
+async fn a_percent_encoded_engine_ticket_connects_and_passes_the_pre_flight_check() {
+    let (target, accepted) = one_shot_target().await;
+    let p = ovirt_proxy().await;
+    let ticket = engine_ticket(target, &[]);
+    let body = reqwest_like_check(p.addr, &ticket).await;
+    assert!(body.contains(r#""ok":true"#), "{body}");
+    let escaped = ticket
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let (_ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/{escaped}", p.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    timeout(LIMIT, accepted).await.unwrap().unwrap();
+}
+
+/// POST /consolegate/check with the ticket as the body; returns the JSON text.
+async fn reqwest_like_check(addr: SocketAddr, ticket: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /consolegate/check HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ticket}",
+        ticket.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    timeout(LIMIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+async fn refusal_of(p: &TestProxy, ticket: &str) -> (u16, String) {
+    refused(&format!("ws://{}/{ticket}", p.addr)).await
+}
+
+#[tokio::test]
+async fn the_salt_absorption_forgery_is_refused_for_choosing_its_signed_fields() {
+    let p = ovirt_proxy().await;
+    let target: SocketAddr = "127.0.0.1:5901".parse().unwrap();
+    let genuine = engine_ticket(target, &[]);
+    let forged = encoder(&[
+        "forge-absorb",
+        "--ticket",
+        &genuine,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "22",
+    ]);
+    let (status, body) = refusal_of(&p, &forged).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signedFields \"salt\" is refused"), "{body}");
+}
+
+#[tokio::test]
+async fn a_ticket_carrying_an_attackers_certificate_is_refused() {
+    let p = ovirt_proxy().await;
+    let pki = Pki::get();
+    let (key, cert) = (pki.path("attacker.key"), pki.path("attacker.cer"));
+    let forged = encoder(&[
+        "sign",
+        "--key",
+        &key,
+        "--cert",
+        &cert,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5901",
+    ]);
+    let (status, body) = refusal_of(&p, &forged).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("v2_signature does not verify with the engine certificate ovirt:")
+            && body.contains("carries another certificate, which is never trusted"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_ticket_with_only_the_sha1_signature_is_refused() {
+    let p = ovirt_proxy().await;
+    let t = engine_ticket("127.0.0.1:5901".parse().unwrap(), &["--no-v2", "--v1"]);
+    let (status, body) = refusal_of(&p, &t).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("has no v2_signature"), "{body}");
+}
+
+#[tokio::test]
+async fn a_sha1_only_ticket_connects_when_the_operator_allows_it() {
+    let (target, accepted) = one_shot_target().await;
+    let cert = PathBuf::from(Pki::get().path("engine.cer"));
+    let p = TestProxy::start(move |a| {
+        a.ovirt_certificate = Some(cert);
+        a.ovirt_allow_sha1 = true;
+    })
+    .await;
+    let t = engine_ticket(target, &["--no-v2", "--v1"]);
+    let (_ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/{t}", p.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    timeout(LIMIT, accepted).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_engine_ticket_is_refused() {
+    let p = ovirt_proxy().await;
+    let t = engine_ticket(
+        "127.0.0.1:5901".parse().unwrap(),
+        &["--start=-600", "--lifetime", "120"],
+    );
+    let (status, body) = refusal_of(&p, &t).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("ticket expired 4"), "{body}");
+}
+
+#[tokio::test]
+async fn reordered_or_shortened_signed_fields_are_refused_even_when_the_engine_signed_them() {
+    let p = ovirt_proxy().await;
+    for list in ["data,salt,digest,validFrom,validTo", "salt,data", "data"] {
+        let t = engine_ticket(
+            "127.0.0.1:5901".parse().unwrap(),
+            &["--signed-fields", list],
+        );
+        let (status, body) = refusal_of(&p, &t).await;
+        assert_eq!(status, 401, "{list}: {body}");
+        assert!(
+            body.contains(&format!("signedFields \"{list}\" is refused")),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_engine_ticket_for_a_host_outside_the_target_policy_is_refused_with_403() {
+    let p = ovirt_proxy().await;
+    let t = engine_ticket("10.0.0.9:5901".parse().unwrap(), &[]);
+    let (status, body) = refusal_of(&p, &t).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("target 10.0.0.9:5901 is outside the allowed targets"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_ssl_target_ticket_asks_for_tls_and_is_refused_without_a_console_ca() {
+    // ssl_target maps to `tls: "tls"`; this proxy has no [backend_tls] CA, so it must
+    // refuse rather than fall back to plain TCP.
+    let p = ovirt_proxy().await;
+    let t = engine_ticket("127.0.0.1:5901".parse().unwrap(), &["--ssl-target"]);
+    let (status, body) = refusal_of(&p, &t).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("not set up to reach console servers over")
+            && body.contains("ca is not configured"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn ed25519_tickets_still_work_with_ovirt_tickets_on() {
+    let (target, accepted) = one_shot_target().await;
+    let p = ovirt_proxy().await;
+    let (_ws, resp) = tokio_tungstenite::connect_async(p.url(&p.ticket(target)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    timeout(LIMIT, accepted).await.unwrap().unwrap();
+}
+
+/// A token directory as OpenNebula Sunstone writes it: one file per VM, named
+/// `one-<vm id>`, holding `<token>: <host>:<port>`.
+fn write_token(dir: &Path, vm: u32, token: &str, target: SocketAddr) {
+    std::fs::write(
+        dir.join(format!("one-{vm}")),
+        format!("{token}: {}:{}\n", target.ip(), target.port()),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_directory_connects_listed_tokens_and_refuses_others_with_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, accepted) = one_shot_target().await;
+    write_token(dir.path(), 17, "k3j4h5g6f7d8s9a0q1w2", target);
+    // Abiquo's style: one file holding several lines, with a comment.
+    std::fs::write(
+        dir.path().join("abiquo.tokens"),
+        "# written by the Abiquo remote services\nvm-91-token: 10.0.0.9:5901\n",
+    )
+    .unwrap();
+    let src = dir.path().to_path_buf();
+    let p = TestProxy::start(move |a| a.token_source = Some(src)).await;
+    let url = format!("ws://{}/websockify?token=k3j4h5g6f7d8s9a0q1w2", p.addr);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "binary".parse().unwrap());
+    let (_ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "binary"
+    );
+    timeout(LIMIT, accepted).await.unwrap().unwrap();
+
+    let (status, body) = refused(&format!(
+        "ws://{}/websockify?token=unlistedtoken0000000",
+        p.addr
+    ))
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("not listed in the websockify token source"),
+        "{body}"
+    );
+    // The token may also be the path, and the target policy still applies.
+    let (status, body) = refused(&format!("ws://{}/vm-91-token", p.addr)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("target 10.0.0.9:5901 is outside the allowed targets"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_token_file_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _accepted) = one_shot_target().await;
+    write_token(dir.path(), 5, "oldtoken", first);
+    let src = dir.path().to_path_buf();
+    let p = TestProxy::start(move |a| {
+        a.token_source = Some(src);
+        a.allow_port = vec!["1024-65535".into()];
+    })
+    .await;
+    let (second, accepted) = one_shot_target().await;
+    // The VM's console moved and got a new token: Sunstone rewrites its file.
+    write_token(dir.path(), 5, "newtoken", second);
+    let url = format!("ws://{}/websockify?token=newtoken", p.addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((_ws, resp)) => {
+                assert_eq!(resp.status(), 101);
+                break;
+            }
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the edited token file was not picked up: {e}"),
+        }
+    }
+    timeout(LIMIT, accepted).await.unwrap().unwrap();
+    let (status, _) = refused(&format!("ws://{}/websockify?token=oldtoken", p.addr)).await;
+    assert_eq!(status, 401);
+}
