@@ -160,10 +160,10 @@ start_target() {
     PORT="$(free_port)"
     case "$1" in
         consolegate-ws)
-            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --allow-plain --trust "$KEYS" \
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off --allow-plain --trust "$KEYS" \
                 --allow-port "$BACKEND_PORT" --max-sessions 30000 --log-level warn ;;
         consolegate-wss)
-            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --trust "$KEYS" \
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off --trust "$KEYS" \
                 --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" \
                 --allow-port "$BACKEND_PORT" --max-sessions 30000 --log-level warn ;;
         websockify-ws)

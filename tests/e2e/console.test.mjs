@@ -165,6 +165,7 @@ async function startProxy(port, extra = []) {
   const proxy = start(`consolegate serve :${port}`, BIN, [
     'serve',
     '--listen', `127.0.0.1:${port}`,
+    '--admin-listen', 'off',
     '--tls-cert', env.tls.cert, '--tls-key', env.tls.key,
     '--trust', env.keyDir,
     '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),

@@ -226,6 +226,7 @@ before(async () => {
   env.proxy = start('consolegate serve (kinds)', BIN, [
     'serve',
     '--listen', `127.0.0.1:${env.proxyPort}`,
+    '--admin-listen', 'off',
     '--allow-plain',
     '--trust', keyDir,
     '--single-use',

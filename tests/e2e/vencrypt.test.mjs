@@ -94,6 +94,7 @@ async function startProxy(backendFlags) {
   const proxy = start(`consolegate serve :${port}`, BIN, [
     'serve',
     '--listen', `127.0.0.1:${port}`,
+    '--admin-listen', 'off',
     '--allow-plain',
     '--trust', env.keyDir,
     '--allow-port', '5900-6923',
