@@ -3,6 +3,8 @@
 //! wins over the file, so operators can try a change without editing the file.
 
 use crate::backend::BackendTlsFiles;
+use crate::clientaddr::ClientsConfig;
+use crate::limits::LimitsConfig;
 use crate::policy::{Cidr, Origin, OriginPolicy, PolicySyntaxError, PortRange, TargetPolicy};
 use crate::relay::RelayConfig;
 use crate::ticket::VerifyOptions;
@@ -42,6 +44,10 @@ pub enum ConfigError {
     TokensSingleUse,
     #[error("{option}: must be greater than zero")]
     Zero { option: &'static str },
+    #[error("{option}: {value} is not a rate (expected a number of 0 or more)")]
+    Rate { option: &'static str, value: f64 },
+    #[error("clients.proxy_protocol needs clients.trusted_proxies (--trusted-proxy): PROXY headers are believed only from the balancers named there")]
+    ProxyProtocolWithoutTrust,
     #[error("log format {0:?} is not text or json")]
     LogFormat(String),
     #[error("[backend_tls] needs both client_cert and client_key (--backend-client-cert/--backend-client-key)")]
@@ -96,30 +102,30 @@ fn duration(option: &'static str, v: &DurationValue) -> Result<Option<Duration>,
 /// The file's layout. Unknown keys are errors: a typo must not silently fall back to
 /// a default in a security setting.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every section is optional (`default` on the struct, so a new section cannot
+// forget it).
+#[serde(default, deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
     allow_plain: Option<bool>,
-    #[serde(default)]
     tls: FileTls,
-    #[serde(default)]
     tickets: FileTickets,
-    #[serde(default)]
     targets: FileTargets,
-    #[serde(default)]
     origins: FileOrigins,
-    #[serde(default)]
     web: FileWeb,
-    #[serde(default)]
     limits: FileLimits,
-    #[serde(default)]
     log: FileLog,
-    #[serde(default)]
     backend_tls: FileBackendTls,
-    #[serde(default)]
     admin: FileAdmin,
-    #[serde(default)]
+    clients: FileClients,
     legacy: FileLegacy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClients {
+    trusted_proxies: Option<Vec<String>>,
+    proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +161,7 @@ struct FileTickets {
     audiences: Option<Vec<String>>,
     single_use: Option<bool>,
     deny_list: Option<PathBuf>,
+    max_sessions_per_ticket: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +201,9 @@ struct FileLimits {
     ping_interval: Option<DurationValue>,
     grace: Option<DurationValue>,
     max_message: Option<usize>,
+    max_sessions_per_client: Option<usize>,
+    handshakes_per_second_per_client: Option<f64>,
+    handshake_burst_per_client: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +218,7 @@ struct FileAdmin {
 struct FileLog {
     format: Option<String>,
     level: Option<String>,
+    refusals_per_second: Option<u32>,
 }
 
 /// `consolegate serve` flags; each overrides the same option of the config file.
@@ -300,6 +311,35 @@ pub struct ServeArgs {
     /// Drain time on SIGTERM before sessions are closed [limits.grace; default 30s].
     #[arg(long, value_name = "DUR")]
     pub grace: Option<String>,
+    /// Largest WebSocket message from a browser, bytes [limits.max_message; default 16 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message: Option<usize>,
+    /// Concurrent sessions of one ticket; a newer one replaces the oldest; 0 = no limit
+    /// [tickets.max_sessions_per_ticket; default 2].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_ticket: Option<usize>,
+    /// Concurrent sessions of one client address (IPv6: its /64); 0 = no limit
+    /// [limits.max_sessions_per_client; default 100].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_client: Option<usize>,
+    /// WebSocket handshakes per second from one client address, then 429; 0 = no limit
+    /// [limits.handshakes_per_second_per_client; default 20].
+    #[arg(long, value_name = "N")]
+    pub handshakes_per_second_per_client: Option<f64>,
+    /// Handshakes one client may make at once [limits.handshake_burst_per_client; default 40].
+    #[arg(long, value_name = "N")]
+    pub handshake_burst_per_client: Option<f64>,
+    /// Balancer address range believed about the client address (PROXY protocol,
+    /// X-Forwarded-For) and scheme (X-Forwarded-Proto); repeat [clients.trusted_proxies].
+    #[arg(long, value_name = "CIDR")]
+    pub trusted_proxy: Vec<String>,
+    /// Trusted balancers send a PROXY protocol (v1 or v2) header first [clients.proxy_protocol].
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Refusal log lines per second per refusal code, the rest summarised; 0 = all
+    /// [log.refusals_per_second; default 10].
+    #[arg(long, value_name = "N")]
+    pub log_refusals_per_second: Option<u32>,
     /// Log format: text or json [log.format].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -399,6 +439,10 @@ pub struct Config {
     /// Revoked `jti`s and `sub`s; `None` when no deny list is configured.
     pub deny_list: Option<PathBuf>,
     pub admin: AdminConfig,
+    /// Balancers trusted about the client address and scheme.
+    pub clients: ClientsConfig,
+    /// Per-client and per-ticket limits, and the refusal log rate.
+    pub abuse: LimitsConfig,
     pub legacy: LegacyConfig,
 }
 
@@ -648,7 +692,7 @@ impl Config {
                 f.limits.max_duration,
                 "off",
             )?,
-            max_message: f.limits.max_message.unwrap_or(16 << 20),
+            max_message: a.max_message.or(f.limits.max_message).unwrap_or(16 << 20),
             ..RelayConfig::default()
         };
         let grace = pick("limits.grace", &a.grace, f.limits.grace, "30s")?.unwrap_or_default();
@@ -704,11 +748,65 @@ impl Config {
             token_file: a.admin_token_file.clone().or(f.admin.token_file),
         };
 
+        let trusted_list = if a.trusted_proxy.is_empty() {
+            f.clients.trusted_proxies.unwrap_or_default()
+        } else {
+            a.trusted_proxy.clone()
+        };
+        let clients = ClientsConfig {
+            trusted_proxies: trusted_list
+                .iter()
+                .map(|s| s.parse::<Cidr>())
+                .collect::<Result<_, _>>()
+                .map_err(|source| ConfigError::Policy {
+                    option: "clients.trusted_proxies",
+                    source,
+                })?,
+            proxy_protocol: a.proxy_protocol || f.clients.proxy_protocol.unwrap_or(false),
+        };
+        if clients.proxy_protocol && clients.trusted_proxies.is_empty() {
+            return Err(ConfigError::ProxyProtocolWithoutTrust);
+        }
+        let defaults = LimitsConfig::default();
+        let rate = |option: &'static str, v: Option<f64>, default: f64| match v {
+            None => Ok(default),
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            Some(x) => Err(ConfigError::Rate { option, value: x }),
+        };
+        let abuse = LimitsConfig {
+            max_sessions_per_client: a
+                .max_sessions_per_client
+                .or(f.limits.max_sessions_per_client)
+                .unwrap_or(defaults.max_sessions_per_client),
+            handshakes_per_second: rate(
+                "limits.handshakes_per_second_per_client",
+                a.handshakes_per_second_per_client
+                    .or(f.limits.handshakes_per_second_per_client),
+                defaults.handshakes_per_second,
+            )?,
+            handshake_burst: rate(
+                "limits.handshake_burst_per_client",
+                a.handshake_burst_per_client
+                    .or(f.limits.handshake_burst_per_client),
+                defaults.handshake_burst,
+            )?,
+            max_sessions_per_ticket: a
+                .max_sessions_per_ticket
+                .or(f.tickets.max_sessions_per_ticket)
+                .unwrap_or(defaults.max_sessions_per_ticket),
+            refusal_lines_per_second: a
+                .log_refusals_per_second
+                .or(f.log.refusals_per_second)
+                .unwrap_or(defaults.refusal_lines_per_second),
+        };
+
         let single_use = a.single_use || f.tickets.single_use.unwrap_or(false);
         if single_use && legacy.token_source.is_some() {
             return Err(ConfigError::TokensSingleUse);
         }
         Ok(Config {
+            clients,
+            abuse,
             listen,
             tls,
             trust,
@@ -813,6 +911,51 @@ mod tests {
         assert_eq!(c.admin.listen, None);
         assert_eq!(c.admin.token_file, Some(PathBuf::from("t")));
         assert_eq!(c.deny_list, Some(PathBuf::from("deny.list")));
+    }
+
+    #[test]
+    fn hardening_options_have_documented_defaults_and_flags_override_them() {
+        let c = Config::from_toml("allow_plain = true\n[tickets]\ntrust = [\"keys\"]\n").unwrap();
+        assert_eq!(c.abuse, LimitsConfig::default());
+        assert_eq!(c.abuse.max_sessions_per_ticket, 2);
+        assert_eq!(c.abuse.max_sessions_per_client, 100);
+        assert_eq!(c.clients, ClientsConfig::default());
+        let file: FileConfig = toml::from_str(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\nmax_sessions_per_ticket = 1\n\
+             [clients]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol = true\n\
+             [limits]\nhandshakes_per_second_per_client = 5\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            max_sessions_per_ticket: Some(3),
+            trusted_proxy: vec!["127.0.0.1/32".into()],
+            ..ServeArgs::default()
+        };
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.abuse.max_sessions_per_ticket, 3);
+        assert_eq!(c.abuse.handshakes_per_second, 5.0);
+        assert!(c.clients.proxy_protocol);
+        assert!(c.clients.trusts("127.0.0.1".parse().unwrap()));
+        assert!(
+            !c.clients.trusts("10.1.2.3".parse().unwrap()),
+            "the flag replaces the file's list"
+        );
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[clients]\nproxy_protocol = true\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::ProxyProtocolWithoutTrust),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[limits]\nhandshake_burst_per_client = -1\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("handshake_burst_per_client"),
+            "{err}"
+        );
     }
 
     #[test]

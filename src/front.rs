@@ -8,10 +8,12 @@
 //! plain-text reason and one log line; the ticket itself is never logged.
 
 use crate::backend::{Backend, BackendError};
+use crate::clientaddr;
 use crate::config::Config;
 use crate::denylist::{DenyList, DenyListError};
 use crate::keys::{self, KeyError, KeySet};
 use crate::legacy::{self, Legacy, LegacyError};
+use crate::limits::{ClientLimits, RefusalLog, TicketSessions};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
@@ -35,6 +37,14 @@ use tracing::{debug, info, warn};
 
 /// Largest request body accepted (the pre-flight check's ticket).
 const MAX_BODY: usize = 16 << 10;
+/// Largest request head (request line and headers) accepted: 431 above. hyper's own
+/// buffer ([`HYPER_BUF`]) is larger so that the 431 comes from here, with a reason;
+/// heads beyond that get hyper's bare 431.
+const MAX_HEAD: usize = 16 << 10;
+const HYPER_BUF: usize = 24 << 10;
+/// Longest wait between accept retries when accepting fails (file descriptors
+/// exhausted): the loop backs off from 10 ms to this instead of spinning.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why the proxy could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +136,12 @@ pub struct Proxy {
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
     demo: Option<DemoTicketFn>,
+    /// Per-client-address session counts and handshake rate.
+    client_limits: Arc<ClientLimits>,
+    /// Live sessions per ticket (`max_sessions_per_ticket`).
+    ticket_sessions: Arc<TicketSessions>,
+    /// Caps refusal log lines so a storm cannot fill the disk.
+    refusal_log: RefusalLog,
     /// oVirt engine tickets and websockify token files, when configured.
     legacy: Legacy,
     /// Revoked ticket ids and users (see [`crate::denylist`]); re-read on SIGHUP.
@@ -147,6 +163,9 @@ impl Proxy {
             config.connect_timeout,
             config.handshake_timeout,
         )?;
+        let client_limits = Arc::new(ClientLimits::new(config.abuse.clone()));
+        let ticket_sessions = Arc::new(TicketSessions::new(config.abuse.max_sessions_per_ticket));
+        let refusal_log = RefusalLog::new(config.abuse.refusal_lines_per_second);
         let legacy = Legacy::load(&config.legacy)?;
         let sessions = Sessions::new(config.max_sessions);
         let deny = Arc::new(DenyList::load(config.deny_list.as_deref())?);
@@ -164,6 +183,9 @@ impl Proxy {
             replay: ReplayCache::default(),
             draining: AtomicBool::new(false),
             demo: None,
+            client_limits,
+            ticket_sessions,
+            refusal_log,
         })
     }
 
@@ -197,6 +219,16 @@ impl Proxy {
     /// True once shutdown began (new sessions get 503).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Per-client counts (tests check that nothing leaks).
+    pub fn client_limits(&self) -> &ClientLimits {
+        &self.client_limits
+    }
+
+    /// Live sessions per ticket (tests check that nothing leaks).
+    pub fn ticket_sessions(&self) -> &TicketSessions {
+        &self.ticket_sessions
     }
 
     pub fn key_ids(&self) -> Vec<String> {
@@ -240,19 +272,34 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> bool {
         tokio::pin!(shutdown);
+        let mut backoff = Duration::ZERO;
+        let mut accept_failures: u64 = 0;
+        let mut last_accept_log: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        backoff = Duration::ZERO;
                         let proxy = self.clone();
                         tokio::spawn(async move { proxy.connection(stream, peer).await });
                     }
                     Err(e) => {
-                        // Running out of file descriptors is transient: back off, retry.
-                        warn!(cause = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Running out of file descriptors is transient: back off
+                        // (10 ms doubling to 1 s), retry, and log at most once a second
+                        // with the count, so neither the CPU nor the log spins.
+                        accept_failures += 1;
+                        if last_accept_log.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                            warn!(cause = %e, failures = accept_failures, "accept failed; backing off");
+                            last_accept_log = Some(Instant::now());
+                            accept_failures = 0;
+                        }
+                        backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                        tokio::time::sleep(backoff).await;
                     }
                 },
+                _ = tick.tick() => self.housekeeping(),
                 () = &mut shutdown => break,
             }
         }
@@ -269,9 +316,39 @@ impl Proxy {
         clean
     }
 
-    /// One TCP connection: TLS if configured, then HTTP/1.1 with upgrades.
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// Once a second: summaries of suppressed refusal lines, and forgetting clients
+    /// that hold nothing.
+    fn housekeeping(&self) {
+        let now = Instant::now();
+        for (code, n) in self.refusal_log.flush(now) {
+            warn!(
+                code,
+                suppressed = n,
+                "suppressed {n} refusals (reason: {code})"
+            );
+        }
+        self.client_limits.prune(now);
+    }
+
+    /// One TCP connection: the PROXY header from a trusted balancer, TLS if
+    /// configured, then HTTP/1.1 with upgrades.
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let clients = &self.config.clients;
+        // From anyone else the bytes are the request itself (see `clientaddr`).
+        let peer = if clients.proxy_protocol && clients.trusts(peer.ip()) {
+            match clientaddr::read_proxy_header(&mut stream, self.config.handshake_timeout).await {
+                Ok(Some(client)) => client,
+                Ok(None) => peer,
+                Err(e) => {
+                    let r = Refusal::new(400, "proxy_protocol", e.to_string());
+                    self.log_refusal(peer, r, None);
+                    return;
+                }
+            }
+        } else {
+            peer
+        };
         let acceptor = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         match acceptor {
             Some(acceptor) => {
@@ -300,7 +377,7 @@ impl Proxy {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.handshake_timeout)
-            .max_buf_size(24 << 10)
+            .max_buf_size(HYPER_BUF)
             .serve_connection(io, service)
             .with_upgrades();
         if let Err(e) = conn.await {
@@ -311,9 +388,21 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        hop: SocketAddr,
         tls: bool,
     ) -> Response<Full<Bytes>> {
+        // `hop` sent this request; a trusted balancer may name the client behind it.
+        let peer = clientaddr::forwarded_client(hop, req.headers(), &self.config.clients);
+        let tls = clientaddr::browser_used_tls(hop, req.headers(), &self.config.clients, tls);
+        let head = head_size(&req);
+        if head > MAX_HEAD {
+            let r = Refusal::new(
+                431,
+                "head_too_large",
+                format!("request headers too large ({head} bytes; at most {MAX_HEAD})"),
+            );
+            return refuse(self.log_refusal(peer, r, None));
+        }
         if is_websocket_upgrade(req.headers()) {
             return match self.clone().open_session(req, peer, tls).await {
                 Ok(resp) => resp,
@@ -325,7 +414,14 @@ impl Proxy {
         }
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
-            (&Method::POST, "/consolegate/check") => self.check_endpoint(req).await,
+            (&Method::POST, "/consolegate/check") => {
+                // The pre-flight verifies a ticket too: same bucket as handshakes.
+                if let Err(e) = self.client_limits.handshake(peer.ip(), Instant::now()) {
+                    let r = Refusal::new(429, e.code(), e.to_string());
+                    return refuse(self.log_refusal(peer, r, None));
+                }
+                self.check_endpoint(req).await
+            }
             (&Method::GET, "/consolegate/config.json") => self.config_json(),
             (&Method::POST, "/demo/ticket") if self.demo.is_some() => match &self.demo {
                 Some(f) => json_response(StatusCode::OK, &f(), &self.config),
@@ -356,6 +452,10 @@ impl Proxy {
                 Refusal::new(503, "draining", "the proxy is shutting down; try again"),
                 None,
             ));
+        }
+        if let Err(e) = self.client_limits.handshake(peer.ip(), Instant::now()) {
+            let r = Refusal::new(429, e.code(), e.to_string());
+            return Err(self.log_refusal(peer, r, None));
         }
         let origin = header_str(headers, header::ORIGIN);
         let host = header_str(headers, header::HOST);
@@ -397,6 +497,14 @@ impl Proxy {
             );
             return Err(self.log_refusal(peer, r, Some(&verified)));
         };
+        let client_slot = match self.client_limits.session(peer.ip()) {
+            Ok(s) => s,
+            Err(e) => {
+                forget_on_failure(&self);
+                let r = Refusal::new(429, e.code(), e.to_string());
+                return Err(self.log_refusal(peer, r, Some(&verified)));
+            }
+        };
         let dialled = Instant::now();
         let (tcp, target) = match self
             .backend
@@ -432,6 +540,21 @@ impl Proxy {
         };
         let (guard, stop) = self.sessions.register(slot, info);
         let id = guard.id();
+        // Keyed by jti, or by the signature for a ticket without one (never logged).
+        let ticket_key = match &verified.claims.jti {
+            Some(jti) => format!("jti:{}:{jti}", verified.kid),
+            None => format!("sig:{}", ticket.rsplit('.').next().unwrap_or("")),
+        };
+        let per_client = Uses::for_kind(verified.claims.kind).max as usize;
+        let (ticket_slot, replaced) = self.ticket_sessions.add(ticket_key, id, per_client);
+        if !replaced.is_empty() {
+            let n = self.sessions.stop_where(
+                crate::relay::Stop::Kill("replaced by a newer session with the same ticket".into()),
+                |i| replaced.contains(&i.id),
+            );
+            info!(session = id, replaced = ?replaced, stopped = n, jti = field(&verified.claims.jti),
+                "ticket over max_sessions_per_ticket: the oldest session is replaced");
+        }
         info!(
             session = id, client = %peer, target = %target, sub = field(&verified.claims.sub),
             jti = field(&verified.claims.jti), kid = %verified.kid,
@@ -440,6 +563,8 @@ impl Proxy {
         let relay_cfg = self.config.relay.clone();
         tokio::spawn(async move {
             let _guard = guard;
+            let _client_slot = client_slot;
+            let _ticket_slot = ticket_slot;
             let opened = Instant::now();
             let (upgraded, secured) = tokio::join!(on_upgrade, pending.finish());
             let (up, down, reason) = match (upgraded, secured) {
@@ -621,7 +746,21 @@ impl Proxy {
         resp
     }
 
+    /// One log line per refusal, at most `refusals_per_second` a second per code; the
+    /// rest are counted and summarised (here or by [`Self::housekeeping`]).
     fn log_refusal(&self, peer: SocketAddr, r: Refusal, v: Option<&Verified>) -> Refusal {
+        let verdict = self.refusal_log.note(r.code, Instant::now());
+        if verdict.suppressed_before > 0 {
+            let (code, n) = (r.code, verdict.suppressed_before);
+            warn!(
+                code,
+                suppressed = n,
+                "suppressed {n} refusals (reason: {code})"
+            );
+        }
+        if !verdict.log {
+            return r;
+        }
         let (sub, jti, kid) = match v {
             Some(v) => (field(&v.claims.sub), field(&v.claims.jti), v.kid.as_str()),
             None => ("-", "-", "-"),
@@ -905,8 +1044,29 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// Bytes of the request line and headers as they came (close enough: the line ends
+/// and separators are counted as written by a well-behaved client).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
 fn refuse(r: Refusal) -> Response<Full<Bytes>> {
     let mut resp = plain(r.status, &r.reason);
+    if r.status == StatusCode::TOO_MANY_REQUESTS {
+        // A token comes back within a second; a session slot takes longer.
+        let after = if r.code == "too_many_handshakes" {
+            "1"
+        } else {
+            "10"
+        };
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+    }
     if r.status == StatusCode::UPGRADE_REQUIRED {
         resp.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,

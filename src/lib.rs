@@ -35,12 +35,14 @@
 
 pub mod admin;
 pub mod backend;
+pub mod clientaddr;
 pub mod config;
 pub mod demo;
 pub mod denylist;
 pub mod front;
 pub mod keys;
 pub mod legacy;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod relay;

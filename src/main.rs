@@ -382,6 +382,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         if plain {
             warn!("TLS is off: browsers connect with plain ws://; use this only behind a TLS-terminating balancer or for tests");
         }
+        // Before the "listening" line: a SIGHUP that arrives once a supervisor has
+        // seen it must reload, not kill the process (SIGHUP's default action).
+        spawn_reload_on_sighup(proxy.clone(), admin.clone());
         if let Some(addr) = admin_listen {
             let admin_listener = TcpListener::bind(addr)
                 .await
@@ -390,10 +393,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                 warn!(admin = %addr, "the admin listener is plain HTTP and not on loopback: its token and session data cross the network unencrypted");
             }
             info!(admin = %addr, session_control = proxy.config().admin.token_file.is_some(), "admin listening");
-            tokio::spawn(admin.clone().serve(admin_listener));
+            tokio::spawn(admin.serve(admin_listener));
         }
-        info!(listen = %listen, keys = ?proxy.key_ids(), "consolegate listening");
-        spawn_reload_on_sighup(proxy.clone(), admin);
+        let bound = listener.local_addr().unwrap_or(listen);
+        info!(listen = %bound, keys = ?proxy.key_ids(), "consolegate listening");
         proxy.serve(listener, termination()).await;
         Ok(ExitCode::SUCCESS)
     })
@@ -401,10 +404,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 
 fn spawn_reload_on_sighup(proxy: Arc<Proxy>, admin: Arc<Admin>) {
     use tokio::signal::unix::{signal, SignalKind};
+    // Registered here, not in the task, so the handler is in place on return.
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot handle SIGHUP; reload by restarting");
+        return;
+    };
     tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             if let Err(e) = proxy.reload() {
                 error!(cause = %e, "reload failed; the previous keys and certificate stay in force");

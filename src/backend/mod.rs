@@ -52,6 +52,10 @@ pub enum BackendError {
     Refused { addr: SocketAddr },
     #[error("console server {addr} is unreachable: {cause}")]
     Unreachable { addr: SocketAddr, cause: String },
+    /// The proxy itself ran out of file descriptors (EMFILE/ENFILE): not the console
+    /// server's fault, and a retry later may work.
+    #[error("the proxy is out of resources; try again later")]
+    OutOfResources,
     /// The TLS or VeNCrypt negotiation took longer than the handshake timeout.
     #[error("the console server did not complete the {0} handshake in time")]
     HandshakeTimeout(TargetTls),
@@ -101,6 +105,7 @@ impl BackendError {
             NoAddress { .. } => "target_unresolved",
             ConnectTimeout { .. } => "target_timeout",
             Refused { .. } | Unreachable { .. } => "target_unreachable",
+            OutOfResources => "out_of_resources",
             HandshakeTimeout(_) => "backend_handshake_timeout",
             UntrustedCertificate(_) => "backend_cert_untrusted",
             ClientCertificateMissing => "backend_client_cert_missing",
@@ -119,6 +124,7 @@ impl BackendError {
     pub fn status(&self) -> u16 {
         match self {
             BackendError::NotConfigured(_) => 403,
+            BackendError::OutOfResources => 503,
             BackendError::ConnectTimeout { .. } | BackendError::HandshakeTimeout(_) => 504,
             _ => 502,
         }
@@ -282,6 +288,10 @@ impl Backend {
             }
         }
         Err(match last_err {
+            // EMFILE (24) / ENFILE (23) are the proxy's own limit, not the server's.
+            Some((_, e)) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                BackendError::OutOfResources
+            }
             Some((addr, e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 BackendError::Refused { addr }
             }
