@@ -7,8 +7,9 @@
 //!   banner and echo work, and both proxies served some;
 //! - one ticket works at either proxy directly (no stickiness, no shared state);
 //! - the proxies log the browser's address (127.0.0.7, which the clients bind to),
-//!   not the balancer's (127.0.0.1): PROXY protocol v2 from HAProxy,
-//!   `X-Forwarded-For` from nginx;
+//!   not the balancer's (127.0.0.1) nor the one the browser forged in its own
+//!   `X-Forwarded-For`: PROXY protocol v2 from HAProxy, `X-Forwarded-For` from nginx;
+//! - the balancer's access log holds no ticket;
 //! - SIGTERM to one proxy: its live sessions keep working through the grace period
 //!   and then close with 1001, new sessions opened meanwhile all succeed on the other
 //!   proxy, and the stopped proxy exits 0.
@@ -30,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{sleep, timeout};
 use tokio_rustls::rustls;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -39,6 +41,8 @@ const BANNER: &[u8] = b"RFB 003.008\n";
 /// The address the test's browsers connect from; the balancers connect to the
 /// proxies from 127.0.0.1, so seeing this one in a proxy's log proves it was told.
 const CLIENT_IP: &str = "127.0.0.7";
+/// What every test browser claims to be in its own `X-Forwarded-For` header.
+const FORGED_CLIENT: &str = "203.0.113.9";
 /// Sessions opened through each balancer in the spreading check.
 const SESSIONS: usize = 100;
 /// How many of them are in flight at once.
@@ -305,6 +309,9 @@ impl Cluster {
                     .args(["--allow-port", &console.port().to_string()])
                     .args(["--trusted-proxy", "127.0.0.1/32"])
                     .args(kind.proxy_flags())
+                    // Every test browser shares one address; per-client limits are
+                    // not this test's subject (tests/hardening.rs has them).
+                    .args(["--handshakes-per-second-per-client", "0"])
                     .args(["--log-format", "json"])
                     .args(["--grace", &format!("{}s", GRACE.as_secs())]);
                 Process::spawn(name, &mut cmd)
@@ -388,8 +395,14 @@ impl Cluster {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS to the balancer: {e}"))?;
-            let url = format!("wss://localhost:{}/{ticket}", self.balancer_port);
-            let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+            let mut request = format!("wss://localhost:{}/{ticket}", self.balancer_port)
+                .into_client_request()
+                .unwrap();
+            // A browser claiming another address: the proxies must not believe it.
+            request
+                .headers_mut()
+                .insert("X-Forwarded-For", FORGED_CLIENT.parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
                 .await
                 .map_err(|e| format!("WebSocket handshake: {e}"))?;
             expect_banner_and_echo(&mut ws, &jti).await?;
@@ -459,7 +472,8 @@ impl Cluster {
         }
     }
 
-    /// The proxy logged the browser's address, not the balancer's.
+    /// The proxy logged the browser's address, not the balancer's, nor the one the
+    /// browser claimed.
     fn check_client(&self, logged: &SocketAddr, local: SocketAddr) {
         let client_ip: IpAddr = CLIENT_IP.parse().unwrap();
         assert_eq!(
