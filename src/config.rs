@@ -2,6 +2,8 @@
 //! [`Config`]. Every option of the file has a flag of the same meaning, and a flag
 //! wins over the file, so operators can try a change without editing the file.
 
+use crate::clientaddr::ClientsConfig;
+use crate::limits::LimitsConfig;
 use crate::policy::{Cidr, Origin, OriginPolicy, PolicySyntaxError, PortRange, TargetPolicy};
 use crate::relay::RelayConfig;
 use crate::ticket::VerifyOptions;
@@ -37,6 +39,10 @@ pub enum ConfigError {
     NoTrust,
     #[error("{option}: must be greater than zero")]
     Zero { option: &'static str },
+    #[error("{option}: {value} is not a rate (expected a number of 0 or more)")]
+    Rate { option: &'static str, value: f64 },
+    #[error("clients.proxy_protocol needs clients.trusted_proxies (--trusted-proxy): PROXY headers are believed only from the balancers named there")]
+    ProxyProtocolWithoutTrust,
     #[error("log format {0:?} is not text or json")]
     LogFormat(String),
 }
@@ -101,6 +107,15 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    clients: FileClients,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClients {
+    trusted_proxies: Option<Vec<String>>,
+    proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +133,7 @@ struct FileTickets {
     max_lifetime: Option<DurationValue>,
     audiences: Option<Vec<String>>,
     single_use: Option<bool>,
+    max_sessions_per_ticket: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +168,9 @@ struct FileLimits {
     ping_interval: Option<DurationValue>,
     grace: Option<DurationValue>,
     max_message: Option<usize>,
+    max_sessions_per_client: Option<usize>,
+    handshakes_per_second_per_client: Option<f64>,
+    handshake_burst_per_client: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +178,7 @@ struct FileLimits {
 struct FileLog {
     format: Option<String>,
     level: Option<String>,
+    refusals_per_second: Option<u32>,
 }
 
 /// `consolegate serve` flags; each overrides the same option of the config file.
@@ -236,6 +256,35 @@ pub struct ServeArgs {
     /// Drain time on SIGTERM before sessions are closed [limits.grace; default 30s].
     #[arg(long, value_name = "DUR")]
     pub grace: Option<String>,
+    /// Largest WebSocket message from a browser, bytes [limits.max_message; default 16 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message: Option<usize>,
+    /// Concurrent sessions of one ticket; a newer one replaces the oldest; 0 = no limit
+    /// [tickets.max_sessions_per_ticket; default 2].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_ticket: Option<usize>,
+    /// Concurrent sessions of one client address (IPv6: its /64); 0 = no limit
+    /// [limits.max_sessions_per_client; default 100].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_client: Option<usize>,
+    /// WebSocket handshakes per second from one client address, then 429; 0 = no limit
+    /// [limits.handshakes_per_second_per_client; default 20].
+    #[arg(long, value_name = "N")]
+    pub handshakes_per_second_per_client: Option<f64>,
+    /// Handshakes one client may make at once [limits.handshake_burst_per_client; default 40].
+    #[arg(long, value_name = "N")]
+    pub handshake_burst_per_client: Option<f64>,
+    /// Balancer address range believed about the client address (PROXY protocol,
+    /// X-Forwarded-For) and scheme (X-Forwarded-Proto); repeat [clients.trusted_proxies].
+    #[arg(long, value_name = "CIDR")]
+    pub trusted_proxy: Vec<String>,
+    /// Trusted balancers send a PROXY protocol (v1 or v2) header first [clients.proxy_protocol].
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Refusal log lines per second per refusal code, the rest summarised; 0 = all
+    /// [log.refusals_per_second; default 10].
+    #[arg(long, value_name = "N")]
+    pub log_refusals_per_second: Option<u32>,
     /// Log format: text or json [log.format].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -277,6 +326,10 @@ pub struct Config {
     pub grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Balancers trusted about the client address and scheme.
+    pub clients: ClientsConfig,
+    /// Per-client and per-ticket limits, and the refusal log rate.
+    pub abuse: LimitsConfig,
 }
 
 impl Config {
@@ -478,7 +531,7 @@ impl Config {
                 f.limits.max_duration,
                 "off",
             )?,
-            max_message: f.limits.max_message.unwrap_or(16 << 20),
+            max_message: a.max_message.or(f.limits.max_message).unwrap_or(16 << 20),
             ..RelayConfig::default()
         };
         let grace = pick("limits.grace", &a.grace, f.limits.grace, "30s")?.unwrap_or_default();
@@ -499,7 +552,61 @@ impl Config {
             .or(f.log.level)
             .unwrap_or_else(|| "info".into());
 
+        let trusted_list = if a.trusted_proxy.is_empty() {
+            f.clients.trusted_proxies.unwrap_or_default()
+        } else {
+            a.trusted_proxy.clone()
+        };
+        let clients = ClientsConfig {
+            trusted_proxies: trusted_list
+                .iter()
+                .map(|s| s.parse::<Cidr>())
+                .collect::<Result<_, _>>()
+                .map_err(|source| ConfigError::Policy {
+                    option: "clients.trusted_proxies",
+                    source,
+                })?,
+            proxy_protocol: a.proxy_protocol || f.clients.proxy_protocol.unwrap_or(false),
+        };
+        if clients.proxy_protocol && clients.trusted_proxies.is_empty() {
+            return Err(ConfigError::ProxyProtocolWithoutTrust);
+        }
+        let defaults = LimitsConfig::default();
+        let rate = |option: &'static str, v: Option<f64>, default: f64| match v {
+            None => Ok(default),
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            Some(x) => Err(ConfigError::Rate { option, value: x }),
+        };
+        let abuse = LimitsConfig {
+            max_sessions_per_client: a
+                .max_sessions_per_client
+                .or(f.limits.max_sessions_per_client)
+                .unwrap_or(defaults.max_sessions_per_client),
+            handshakes_per_second: rate(
+                "limits.handshakes_per_second_per_client",
+                a.handshakes_per_second_per_client
+                    .or(f.limits.handshakes_per_second_per_client),
+                defaults.handshakes_per_second,
+            )?,
+            handshake_burst: rate(
+                "limits.handshake_burst_per_client",
+                a.handshake_burst_per_client
+                    .or(f.limits.handshake_burst_per_client),
+                defaults.handshake_burst,
+            )?,
+            max_sessions_per_ticket: a
+                .max_sessions_per_ticket
+                .or(f.tickets.max_sessions_per_ticket)
+                .unwrap_or(defaults.max_sessions_per_ticket),
+            refusal_lines_per_second: a
+                .log_refusals_per_second
+                .or(f.log.refusals_per_second)
+                .unwrap_or(defaults.refusal_lines_per_second),
+        };
+
         Ok(Config {
+            clients,
+            abuse,
             listen,
             tls,
             trust,

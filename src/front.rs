@@ -7,8 +7,10 @@
 //! log the end. Every refusal before the upgrade is an HTTP status with a one-line
 //! plain-text reason and one log line; the ticket itself is never logged.
 
+use crate::clientaddr;
 use crate::config::Config;
 use crate::keys::{self, KeyError, KeySet};
+use crate::limits::{ClientLimits, RefusalLog, TicketSessions};
 use crate::policy::{PolicyError, ReplayCache};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, Sessions};
@@ -31,6 +33,14 @@ use tracing::{debug, info, warn};
 
 /// Largest request body accepted (the pre-flight check's ticket).
 const MAX_BODY: usize = 16 << 10;
+/// Largest request head (request line and headers) accepted: 431 above. hyper's own
+/// buffer ([`HYPER_BUF`]) is larger so that the 431 comes from here, with a reason;
+/// heads beyond that get hyper's bare 431.
+const MAX_HEAD: usize = 16 << 10;
+const HYPER_BUF: usize = 24 << 10;
+/// Longest wait between accept retries when accepting fails (file descriptors
+/// exhausted): the loop backs off from 10 ms to this instead of spinning.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why the proxy could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +112,12 @@ pub struct Proxy {
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
     demo: Option<DemoTicketFn>,
+    /// Per-client-address session counts and handshake rate.
+    client_limits: Arc<ClientLimits>,
+    /// Live sessions per ticket (`max_sessions_per_ticket`).
+    ticket_sessions: Arc<TicketSessions>,
+    /// Caps refusal log lines so a storm cannot fill the disk.
+    refusal_log: RefusalLog,
 }
 
 impl Proxy {
@@ -112,6 +128,9 @@ impl Proxy {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        let client_limits = Arc::new(ClientLimits::new(config.abuse.clone()));
+        let ticket_sessions = Arc::new(TicketSessions::new(config.abuse.max_sessions_per_ticket));
+        let refusal_log = RefusalLog::new(config.abuse.refusal_lines_per_second);
         Ok(Proxy {
             sessions: Sessions::new(config.max_sessions),
             config,
@@ -120,6 +139,9 @@ impl Proxy {
             replay: ReplayCache::default(),
             draining: AtomicBool::new(false),
             demo: None,
+            client_limits,
+            ticket_sessions,
+            refusal_log,
         })
     }
 
@@ -135,6 +157,16 @@ impl Proxy {
 
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Per-client counts (tests check that nothing leaks).
+    pub fn client_limits(&self) -> &ClientLimits {
+        &self.client_limits
+    }
+
+    /// Live sessions per ticket (tests check that nothing leaks).
+    pub fn ticket_sessions(&self) -> &TicketSessions {
+        &self.ticket_sessions
     }
 
     pub fn key_ids(&self) -> Vec<String> {
@@ -172,19 +204,34 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> bool {
         tokio::pin!(shutdown);
+        let mut backoff = Duration::ZERO;
+        let mut accept_failures: u64 = 0;
+        let mut last_accept_log: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        backoff = Duration::ZERO;
                         let proxy = self.clone();
                         tokio::spawn(async move { proxy.connection(stream, peer).await });
                     }
                     Err(e) => {
-                        // Running out of file descriptors is transient: back off, retry.
-                        warn!(cause = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Running out of file descriptors is transient: back off
+                        // (10 ms doubling to 1 s), retry, and log at most once a second
+                        // with the count, so neither the CPU nor the log spins.
+                        accept_failures += 1;
+                        if last_accept_log.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                            warn!(cause = %e, failures = accept_failures, "accept failed; backing off");
+                            last_accept_log = Some(Instant::now());
+                            accept_failures = 0;
+                        }
+                        backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                        tokio::time::sleep(backoff).await;
                     }
                 },
+                _ = tick.tick() => self.housekeeping(),
                 () = &mut shutdown => break,
             }
         }
@@ -201,9 +248,39 @@ impl Proxy {
         clean
     }
 
-    /// One TCP connection: TLS if configured, then HTTP/1.1 with upgrades.
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// Once a second: summaries of suppressed refusal lines, and forgetting clients
+    /// that hold nothing.
+    fn housekeeping(&self) {
+        let now = Instant::now();
+        for (code, n) in self.refusal_log.flush(now) {
+            warn!(
+                code,
+                suppressed = n,
+                "suppressed {n} refusals (reason: {code})"
+            );
+        }
+        self.client_limits.prune(now);
+    }
+
+    /// One TCP connection: the PROXY header from a trusted balancer, TLS if
+    /// configured, then HTTP/1.1 with upgrades.
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let clients = &self.config.clients;
+        // From anyone else the bytes are the request itself (see `clientaddr`).
+        let peer = if clients.proxy_protocol && clients.trusts(peer.ip()) {
+            match clientaddr::read_proxy_header(&mut stream, self.config.handshake_timeout).await {
+                Ok(Some(client)) => client,
+                Ok(None) => peer,
+                Err(e) => {
+                    let r = Refusal::new(400, "proxy_protocol", e.to_string());
+                    self.log_refusal(peer, r, None);
+                    return;
+                }
+            }
+        } else {
+            peer
+        };
         let acceptor = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         match acceptor {
             Some(acceptor) => {
@@ -232,7 +309,7 @@ impl Proxy {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.handshake_timeout)
-            .max_buf_size(24 << 10)
+            .max_buf_size(HYPER_BUF)
             .serve_connection(io, service)
             .with_upgrades();
         if let Err(e) = conn.await {
@@ -243,9 +320,21 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        hop: SocketAddr,
         tls: bool,
     ) -> Response<Full<Bytes>> {
+        // `hop` sent this request; a trusted balancer may name the client behind it.
+        let peer = clientaddr::forwarded_client(hop, req.headers(), &self.config.clients);
+        let tls = clientaddr::browser_used_tls(hop, req.headers(), &self.config.clients, tls);
+        let head = head_size(&req);
+        if head > MAX_HEAD {
+            let r = Refusal::new(
+                431,
+                "head_too_large",
+                format!("request headers too large ({head} bytes; at most {MAX_HEAD})"),
+            );
+            return refuse(self.log_refusal(peer, r, None));
+        }
         if is_websocket_upgrade(req.headers()) {
             return match self.clone().open_session(req, peer, tls).await {
                 Ok(resp) => resp,
@@ -286,6 +375,10 @@ impl Proxy {
                 None,
             ));
         }
+        if let Err(e) = self.client_limits.handshake(peer.ip(), Instant::now()) {
+            let r = Refusal::new(429, e.code(), e.to_string());
+            return Err(self.log_refusal(peer, r, None));
+        }
         let origin = header_str(headers, header::ORIGIN);
         let host = header_str(headers, header::HOST);
         if let Err(e) = self.config.origins.check(origin, host, tls) {
@@ -325,6 +418,14 @@ impl Proxy {
             );
             return Err(self.log_refusal(peer, r, Some(&verified)));
         };
+        let client_slot = match self.client_limits.session(peer.ip()) {
+            Ok(s) => s,
+            Err(e) => {
+                forget_on_failure(&self);
+                let r = Refusal::new(429, e.code(), e.to_string());
+                return Err(self.log_refusal(peer, r, Some(&verified)));
+            }
+        };
         let (target_stream, target) =
             match self.connect(&verified.claims.host, &admitted.addrs).await {
                 Ok(t) => t,
@@ -347,6 +448,20 @@ impl Proxy {
         };
         let (guard, stop) = self.sessions.register(slot, info);
         let id = guard.id();
+        // Keyed by jti, or by the signature for a ticket without one (never logged).
+        let ticket_key = match &verified.claims.jti {
+            Some(jti) => format!("jti:{}:{jti}", verified.kid),
+            None => format!("sig:{}", ticket.rsplit('.').next().unwrap_or("")),
+        };
+        let (ticket_slot, replaced) = self.ticket_sessions.add(ticket_key, id);
+        if !replaced.is_empty() {
+            let n = self.sessions.stop_where(
+                crate::relay::Stop::Kill("replaced by a newer session with the same ticket".into()),
+                |i| replaced.contains(&i.id),
+            );
+            info!(session = id, replaced = ?replaced, stopped = n, jti = field(&verified.claims.jti),
+                "ticket over max_sessions_per_ticket: the oldest session is replaced");
+        }
         info!(
             session = id, client = %peer, target = %target, sub = field(&verified.claims.sub),
             jti = field(&verified.claims.jti), kid = %verified.kid,
@@ -355,6 +470,8 @@ impl Proxy {
         let relay_cfg = self.config.relay.clone();
         tokio::spawn(async move {
             let _guard = guard;
+            let _client_slot = client_slot;
+            let _ticket_slot = ticket_slot;
             let opened = Instant::now();
             let (up, down, reason) = match on_upgrade.await {
                 Ok(upgraded) => {
@@ -480,6 +597,15 @@ impl Proxy {
             }
         }
         let reason = match last_err {
+            // EMFILE (24) / ENFILE (23): the proxy itself is out of file descriptors;
+            // that is not the console server's fault, and retrying later may work.
+            Some((_, e)) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                return Err(Refusal::new(
+                    503,
+                    "out_of_resources",
+                    "the proxy is out of resources; try again later",
+                ));
+            }
             Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 format!("console server {addr} refused the connection")
             }
@@ -549,7 +675,21 @@ impl Proxy {
         resp
     }
 
+    /// One log line per refusal, at most `refusals_per_second` a second per code; the
+    /// rest are counted and summarised (here or by [`Self::housekeeping`]).
     fn log_refusal(&self, peer: SocketAddr, r: Refusal, v: Option<&Verified>) -> Refusal {
+        let verdict = self.refusal_log.note(r.code, Instant::now());
+        if verdict.suppressed_before > 0 {
+            let (code, n) = (r.code, verdict.suppressed_before);
+            warn!(
+                code,
+                suppressed = n,
+                "suppressed {n} refusals (reason: {code})"
+            );
+        }
+        if !verdict.log {
+            return r;
+        }
         let (sub, jti, kid) = match v {
             Some(v) => (field(&v.claims.sub), field(&v.claims.jti), v.kid.as_str()),
             None => ("-", "-", "-"),
@@ -822,8 +962,29 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// Bytes of the request line and headers as they came (close enough: the line ends
+/// and separators are counted as written by a well-behaved client).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
 fn refuse(r: Refusal) -> Response<Full<Bytes>> {
     let mut resp = plain(r.status, &r.reason);
+    if r.status == StatusCode::TOO_MANY_REQUESTS {
+        // A token comes back within a second; a session slot takes longer.
+        let after = if r.code == "too_many_handshakes" {
+            "1"
+        } else {
+            "10"
+        };
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+    }
     if r.status == StatusCode::UPGRADE_REQUIRED {
         resp.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,

@@ -28,10 +28,12 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
+pub mod clientaddr;
 pub mod config;
 pub mod demo;
 pub mod front;
 pub mod keys;
+pub mod limits;
 pub mod policy;
 pub mod relay;
 pub mod session;

@@ -328,7 +328,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         if plain {
             warn!("TLS is off: browsers connect with plain ws://; use this only behind a TLS-terminating balancer or for tests");
         }
-        info!(listen = %listen, keys = ?proxy.key_ids(), "consolegate listening");
+        let bound = listener.local_addr().unwrap_or(listen);
+        info!(listen = %bound, keys = ?proxy.key_ids(), "consolegate listening");
         spawn_reload_on_sighup(proxy.clone());
         proxy.serve(listener, termination()).await;
         Ok(ExitCode::SUCCESS)

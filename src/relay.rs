@@ -59,7 +59,10 @@ pub struct RelayConfig {
     /// Heartbeat ping to the browser; `None` disables it. A browser that leaves two
     /// pings in a row unanswered is considered gone ([`CloseReason::PingTimeout`]).
     pub ping_interval: Option<Duration>,
-    /// End the session when no payload moved either way for this long.
+    /// End the session when no payload moved either way for this long. Console
+    /// bytes the browser does not take count as not moving: a browser that stops
+    /// reading for this long ends the session even if it keeps sending (the proxy
+    /// has stopped reading the console by then, so the session is stuck).
     pub idle_timeout: Option<Duration>,
     /// End the session after this long whatever happens.
     pub max_duration: Option<Duration>,
@@ -346,6 +349,9 @@ struct Session<C, T> {
     last_read: Instant,
     /// Last payload either way (drives the idle timeout).
     last_payload: Instant,
+    /// When the browser last took bytes of the pending down frame (or the frame was
+    /// queued): a browser that stops reading is idle even while it sends.
+    client_progress: Instant,
     release_armed: bool,
     /// Buffers allocated over the session (each quiet period frees them); logged.
     allocations: u32,
@@ -418,6 +424,7 @@ where
             bytes_down: 0,
             last_read: now,
             last_payload: now,
+            client_progress: now,
             release_armed: false,
             allocations: 0,
         }
@@ -468,7 +475,11 @@ where
                     ping.as_mut().reset(later(Instant::now(), every));
                 }
                 () = &mut idle, if cfg.idle_timeout.is_some() => {
-                    let due = later(self.last_payload, cfg.idle_timeout.unwrap_or(Duration::MAX));
+                    let every = cfg.idle_timeout.unwrap_or(Duration::MAX);
+                    let mut due = later(self.last_payload, every);
+                    if self.down.pending() {
+                        due = due.min(later(self.client_progress, every));
+                    }
                     if due <= Instant::now() {
                         return CloseReason::IdleTimeout;
                     }
@@ -575,6 +586,7 @@ where
             *progress = true;
             self.client_flush = true;
             if is_data {
+                self.client_progress = Instant::now();
                 self.down.pos += n;
                 if self.down.pos >= self.down.end {
                     self.bytes_down += (self.down.end - MAX_HEADER) as u64;
@@ -654,6 +666,7 @@ where
         self.touch(true);
         let start = frame::put_header(&mut self.down.buf, MAX_HEADER, OP_BINARY, n);
         (self.down.start, self.down.pos, self.down.end) = (start, start, MAX_HEADER + n);
+        self.client_progress = self.last_read;
         Ok(())
     }
 
@@ -705,6 +718,7 @@ where
         self.allocations += 1;
         self.down.buf[start..end].copy_from_slice(&frame[start..end]);
         (self.down.start, self.down.pos, self.down.end) = (start, pos, end);
+        self.client_progress = self.last_read;
         *allocated = true;
         Ok(())
     }

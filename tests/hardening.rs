@@ -1,0 +1,1353 @@
+//! Hardening: HTTP abuse, cross-site WebSocket hijacking, the real client address
+//! behind a balancer, abuse of valid tickets, faults, and drain under load.
+//!
+//! Tests that need signals, file-descriptor counts or a low `ulimit -n` run the
+//! `consolegate` binary as a child ([`Child`]) with JSON logs on stderr; the rest
+//! run the proxy in-process ([`TestProxy`]). Timeouts are generous: these run on a
+//! loaded machine, and assertions are about outcomes, not speed.
+
+mod common;
+
+use common::*;
+use consolegate::front::unix_now;
+use consolegate::keys;
+use consolegate::ticket::{Claims, Signer};
+use futures_util::{SinkExt, StreamExt};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// A console-server stand-in that echoes every connection; returns its address.
+async fn echo_target() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+fn claims_for(target: SocketAddr) -> Claims {
+    Claims {
+        sub: Some("alice".into()),
+        jti: Some(keys::random_jti()),
+        ..Claims::new(target.ip().to_string(), target.port(), unix_now() + 120)
+    }
+}
+
+async fn ws_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, String> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match timeout(LIMIT, tokio_tungstenite::connect_async(req)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
+            Err(format!("HTTP {}", resp.status().as_u16()))
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
+
+/// Sends `msg` and reads until its echo came back whole.
+async fn echo_once(ws: &mut Ws, msg: &[u8]) -> Result<(), String> {
+    ws.send(Message::binary(msg.to_vec()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    while got.len() < msg.len() {
+        match timeout(LIMIT, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            other => return Err(format!("echo: {other:?}")),
+        }
+    }
+    if got == msg {
+        Ok(())
+    } else {
+        Err("echo differs".into())
+    }
+}
+
+/// Reads until a close frame; returns its code and reason.
+async fn close_of(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match timeout(LIMIT, ws.next()).await.expect("no close in time") {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for `cond`, polling; panics with `what` after `within`.
+async fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A raw WebSocket handshake on TCP; returns the stream after the 101, or the
+/// status line of the refusal.
+async fn raw_upgrade(addr: SocketAddr, path: &str, extra: &str) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = read_head(&mut s).await?;
+    if head.starts_with("HTTP/1.1 101") {
+        Ok(s)
+    } else {
+        Err(head.lines().next().unwrap_or("").to_string())
+    }
+}
+
+/// Reads an HTTP response head byte by byte (so nothing after it is consumed).
+async fn read_head(s: &mut TcpStream) -> Result<String, String> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match timeout(LIMIT, s.read(&mut b)).await {
+            Ok(Ok(1)) => head.push(b[0]),
+            Ok(Ok(_)) => return Err(format!("closed after {:?}", String::from_utf8_lossy(&head))),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("no answer".into()),
+        }
+        if head.len() > 64 << 10 {
+            return Err("head too long".into());
+        }
+    }
+    Ok(String::from_utf8_lossy(&head).to_string())
+}
+
+/// A masked client frame.
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend((n as u64).to_be_bytes());
+        }
+    }
+    f.extend(key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+// ---------------------------------------------------------------------------
+// The proxy binary as a child process
+
+struct Child {
+    child: std::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<serde_json::Value>>>,
+    key_dir: tempfile::TempDir,
+    signer: Signer,
+}
+
+impl Child {
+    /// Runs `consolegate serve` with a fresh key, JSON logs, and `extra` flags;
+    /// `nofile` sets its `ulimit -n`.
+    fn start(extra: &[&str], nofile: Option<u32>) -> Child {
+        let key_dir = tempfile::tempdir().unwrap();
+        let trust = key_dir.path().join("trust");
+        std::fs::create_dir(&trust).unwrap();
+        keys::generate(key_dir.path(), "engine").unwrap();
+        std::fs::copy(key_dir.path().join("engine.pub"), trust.join("engine.pub")).unwrap();
+        let signer =
+            Signer::new(keys::load_signing_key(&key_dir.path().join("engine.key")).unwrap());
+        // CONSOLEGATE_BIN runs these against another build (the release one for figures).
+        let bin = std::env::var("CONSOLEGATE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_consolegate").to_string());
+        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n}; "));
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!("{limit}exec \"$0\" \"$@\""))
+            .arg(bin)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-plain",
+                "--log-format",
+                "json",
+            ])
+            .arg("--trust")
+            .arg(&trust)
+            .args(["--allow-target", "127.0.0.1/32", "--allow-port", "1-65535"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn consolegate");
+        let pid = child.id();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    eprintln!("proxy: {line}");
+                    continue;
+                };
+                if v["message"] == "consolegate listening" {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(v["listen"].as_str().unwrap_or("").to_string());
+                    }
+                }
+                log2.lock().unwrap().push(v);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the proxy did not start")
+            .parse()
+            .unwrap();
+        Child {
+            child,
+            pid,
+            addr,
+            log,
+            key_dir,
+            signer,
+        }
+    }
+
+    fn url(&self, ticket: &str) -> String {
+        format!("ws://{}/{}", self.addr, ticket)
+    }
+
+    fn ticket(&self, target: SocketAddr) -> String {
+        self.signer.sign(&claims_for(target))
+    }
+
+    fn count(&self, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+        self.log.lock().unwrap().iter().filter(|v| pred(v)).count()
+    }
+
+    fn messages(&self, msg: &str) -> usize {
+        self.count(|v| v["message"] == msg)
+    }
+
+    /// Sessions opened minus sessions ended, from the log.
+    fn live(&self) -> i64 {
+        self.messages("session opened") as i64 - self.messages("session ended") as i64
+    }
+
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for the proxy to exit; returns its exit code.
+    async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// After a fault: every session ended and the descriptors are back near
+    /// `baseline`.
+    async fn assert_no_leaks(&self, baseline: usize) {
+        wait_until(LIMIT, "live sessions back to 0", || self.live() == 0).await;
+        let until = Instant::now() + LIMIT;
+        loop {
+            let now = self.fds();
+            if now <= baseline + 2 {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "fds {now} did not return to {baseline} (+2)"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. HTTP abuse
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_at_the_handshake_timeout() {
+    let p = TestProxy::start(|a| a.handshake_timeout = Some("2s".into())).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let started = Instant::now();
+    let head = b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut closed_at = None;
+    for b in head {
+        if s.write_all(&[*b]).await.is_err() {
+            closed_at = Some(started.elapsed());
+            break;
+        }
+        // The proxy closes the connection; a read notices at once.
+        let mut buf = [0u8; 256];
+        match timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                closed_at = Some(started.elapsed());
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let at = closed_at.expect("the proxy kept a byte-a-second request open");
+    println!("slowloris connection closed after {at:?} (handshake timeout 2 s)");
+    assert!(
+        at >= Duration::from_millis(1500),
+        "closed too early: {at:?}"
+    );
+    assert!(at < Duration::from_secs(15), "closed too late: {at:?}");
+}
+
+#[tokio::test]
+async fn a_header_block_over_16_kib_gets_431_with_a_reason() {
+    let p = TestProxy::start(|_| {}).await;
+    for size in [20 << 10, 100 << 10] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let big = "a".repeat(size);
+        let req = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n");
+        // The proxy may answer before reading everything; a write error is fine.
+        let _ = s.write_all(req.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = timeout(LIMIT, s.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 431"), "{size}: {text}");
+        if size == 20 << 10 {
+            assert!(text.contains("request headers too large"), "{text}");
+        }
+    }
+    // A normal request still works.
+    let (status, _) = refused(&p.url("not-a-ticket")).await;
+    assert_eq!(status, 400);
+}
+
+/// One storm worker: bad-ticket upgrade requests over keep-alive connections.
+async fn storm_worker(
+    addr: SocketAddr,
+    path: String,
+    left: Arc<AtomicU64>,
+    deadline: Instant,
+    statuses: Arc<Mutex<std::collections::BTreeMap<u16, u64>>>,
+) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut conn: Option<TcpStream> = None;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < deadline {
+        if left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return;
+        }
+        if conn.is_none() {
+            conn = TcpStream::connect(addr).await.ok();
+        }
+        let Some(s) = conn.as_mut() else { continue };
+        if s.write_all(req.as_bytes()).await.is_err() {
+            conn = None;
+            continue;
+        }
+        // Read one response: head, then Content-Length bytes of body.
+        let mut got = Vec::new();
+        let status = loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    break Some(status);
+                }
+            }
+            match timeout(LIMIT, s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break None,
+            }
+        };
+        match status {
+            Some(st) => *statuses.lock().unwrap().entry(st).or_default() += 1,
+            None => conn = None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_storm_of_bad_tickets_leaves_good_tickets_working_and_the_log_bounded() {
+    let child = Child::start(
+        &[
+            "--handshakes-per-second-per-client",
+            "0",
+            "--log-refusals-per-second",
+            "10",
+        ],
+        None,
+    );
+    let target = echo_target().await;
+    // Bad but well-formed tickets, as a script would replay them: signed by a key
+    // the proxy does not trust (refused by key id, before any signature check).
+    let foreign = tempfile::tempdir().unwrap();
+    keys::generate(foreign.path(), "x").unwrap();
+    let fkey = keys::load_signing_key(&foreign.path().join("x.key")).unwrap();
+    let bad = Signer::new(fkey).sign(&claims_for(target));
+
+    let total = 10_000u64;
+    let left = Arc::new(AtomicU64::new(total));
+    let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(storm_worker(
+                child.addr,
+                format!("/{bad}"),
+                left.clone(),
+                deadline,
+                statuses.clone(),
+            ))
+        })
+        .collect();
+
+    // Good tickets during the storm: each must connect and echo within 10 s (a
+    // generous bound for a debug build on a shared machine; the figures printed
+    // are what matters).
+    let mut latencies = Vec::new();
+    while workers.iter().any(|w| !w.is_finished()) {
+        let t = Instant::now();
+        let mut ws = timeout(
+            Duration::from_secs(10),
+            ws_connect(&child.url(&child.ticket(target)), &[]),
+        )
+        .await
+        .expect("a good ticket waited more than 10 s during the storm")
+        .expect("a good ticket was refused during the storm");
+        echo_once(&mut ws, b"hello").await.unwrap();
+        latencies.push(t.elapsed());
+        let _ = ws.close(None).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let storm = started.elapsed();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    let sent: u64 = statuses.values().sum();
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = *latencies.last().unwrap();
+    println!(
+        "storm: {sent} bad-ticket requests in {storm:.1?} ({:.0}/s), statuses {statuses:?}; \
+         {} good sessions during it: connect+echo p50 {p50:?}, max {max:?}",
+        sent as f64 / storm.as_secs_f64(),
+        latencies.len()
+    );
+    assert!(sent >= 200, "the storm made only {sent} requests");
+    assert_eq!(
+        statuses.get(&401).copied().unwrap_or(0),
+        sent,
+        "{statuses:?}"
+    );
+
+    // Refusal lines are capped and the rest summarised: lines + suppressed = refusals.
+    let refused_lines = || child.count(|v| v["message"] == "refused" && v["code"] == "unknown_key");
+    let suppressed = || -> u64 {
+        let log = child.log.lock().unwrap();
+        log.iter()
+            .filter(|v| v["code"] == "unknown_key")
+            .filter_map(|v| v["suppressed"].as_u64())
+            .sum()
+    };
+    wait_until(LIMIT, "every refusal to be logged or summarised", || {
+        refused_lines() as u64 + suppressed() == sent
+    })
+    .await;
+    let lines = refused_lines();
+    let cap = 10 * (storm.as_secs() as usize + 3);
+    println!(
+        "storm: {lines} refusal lines and {} suppressed",
+        suppressed()
+    );
+    assert!(
+        lines <= cap,
+        "{lines} refusal lines for a {storm:?} storm (cap {cap})"
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_message_through_the_proxy_closes_with_1009() {
+    let p = TestProxy::start(|a| a.max_message = Some(1000)).await;
+    let target = echo_target().await;
+    let mut ws = ws_connect(&p.url(&p.ticket(target)), &[]).await.unwrap();
+    echo_once(&mut ws, &[7; 1000]).await.unwrap();
+    ws.send(Message::binary(vec![7u8; 1001])).await.unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 1009, "{reason}");
+    wait_until(LIMIT, "the session to end", || {
+        p.proxy.sessions().live_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_storm_of_tiny_continuation_frames_is_relayed_in_order_without_buffering() {
+    let p = TestProxy::start(|a| a.max_message = Some(1 << 20)).await;
+    let (target, rx) = one_shot_target().await;
+    let mut s = raw_upgrade(p.addr, &format!("/{}", p.ticket(target)), "")
+        .await
+        .unwrap();
+    let mut t = timeout(LIMIT, rx).await.unwrap().unwrap();
+    let n = 50_000usize;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::with_capacity(n);
+        let mut buf = [0u8; 8192];
+        while got.len() < n {
+            let k = timeout(LIMIT, t.read(&mut buf)).await.unwrap().unwrap();
+            assert!(k > 0, "target saw EOF after {} bytes", got.len());
+            got.extend_from_slice(&buf[..k]);
+        }
+        (t, got)
+    });
+    let mut frames = Vec::with_capacity(n * 7);
+    for i in 0..n {
+        let first = match i {
+            0 => 0x02,               // binary, not final
+            i if i == n - 1 => 0x80, // final continuation
+            _ => 0x00,               // continuation
+        };
+        frames.extend(frame(first, &[(i % 251) as u8]));
+    }
+    // A ping in the middle of the fragments is answered; data keeps flowing.
+    s.write_all(&frames[..frames.len() / 2]).await.unwrap();
+    s.write_all(&frame(0x89, b"p")).await.unwrap();
+    s.write_all(&frames[frames.len() / 2..]).await.unwrap();
+    let (_t, got) = reader.await.unwrap();
+    assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    // Each fragment went to the target as it came: the relay never held the message.
+    assert_eq!(p.proxy.sessions().live_count(), 1);
+    drop(s);
+    wait_until(LIMIT, "the session to end", || {
+        p.proxy.sessions().live_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_browser_that_never_reads_stops_the_console_reads_and_ends_at_the_idle_timeout() {
+    let p = TestProxy::start(|a| a.idle_timeout = Some("2s".into())).await;
+    let (target, rx) = one_shot_target().await;
+    let mut s = raw_upgrade(p.addr, &format!("/{}", p.ticket(target)), "")
+        .await
+        .unwrap();
+    let t = timeout(LIMIT, rx).await.unwrap().unwrap();
+    let (mut tr, mut tw) = t.into_split();
+    let written = Arc::new(AtomicU64::new(0));
+    let w2 = written.clone();
+    // The console floods; the browser never reads but keeps typing, so payload moves
+    // up all the time: only the stalled down direction can end the session.
+    let flood = tokio::spawn(async move {
+        let chunk = vec![0x55u8; 64 << 10];
+        while tw.write_all(&chunk).await.is_ok() {
+            w2.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let started = Instant::now();
+    let typing = tokio::spawn(async move {
+        for _ in 0..200 {
+            if s.write_all(&frame(0x82, b"k")).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        s
+    });
+    // The proxy closes the console connection when the session ends.
+    let mut sink = vec![0u8; 4096];
+    let ended = timeout(Duration::from_secs(20), async {
+        loop {
+            match tr.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a browser that never reads kept the session alive"
+    );
+    let after = started.elapsed();
+    let total = written.load(Ordering::Relaxed);
+    println!("never-reading browser: session ended after {after:?}; console wrote {total} bytes");
+    // Bounded: socket buffers both ways plus one relay buffer, not the flood.
+    assert!(
+        total < 64 << 20,
+        "the proxy kept reading the console: {total} bytes"
+    );
+    flood.abort();
+    typing.abort();
+    wait_until(LIMIT, "the session to end", || {
+        p.proxy.sessions().live_count() == 0
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// 2. Cross-site WebSocket hijacking
+
+#[tokio::test]
+async fn origin_null_a_scheme_mismatch_and_a_look_alike_host_are_refused() {
+    let p = TestProxy::start(|a| a.allow_origin = vec!["https://engine.example".into()]).await;
+    let target = echo_target().await;
+    for origin in [
+        "null",
+        "http://engine.example",
+        "https://engine.example.evil.test",
+        "https://engine.example:8443",
+        "https://evil.test",
+    ] {
+        let (status, body) = refused_with(&p.url(&p.ticket(target)), &[("origin", origin)]).await;
+        assert_eq!(status, 403, "{origin}: {body}");
+    }
+    let ok = ws_connect(
+        &p.url(&p.ticket(target)),
+        &[("origin", "https://engine.example")],
+    )
+    .await;
+    assert!(ok.is_ok(), "{ok:?}", ok = ok.err());
+}
+
+#[tokio::test]
+async fn x_forwarded_proto_counts_only_from_a_trusted_balancer() {
+    let target = echo_target().await;
+    // Without allowed origins the Origin must be the proxy's own, with the scheme
+    // the browser used: https only if a trusted balancer says so.
+    let trusted = TestProxy::start(|a| a.trusted_proxy = vec!["127.0.0.1/32".into()]).await;
+    let untrusted = TestProxy::start(|a| a.trusted_proxy = vec!["10.0.0.0/8".into()]).await;
+    for (p, ok) in [(&trusted, true), (&untrusted, false)] {
+        let host = p.addr.to_string();
+        let origin = format!("https://{host}");
+        let headers = [("origin", origin.as_str()), ("x-forwarded-proto", "https")];
+        let r = ws_connect(&p.url(&p.ticket(target)), &headers).await;
+        assert_eq!(r.is_ok(), ok, "trusted={ok}: {:?}", r.err());
+        if !ok {
+            // From the untrusted peer the plain-http origin is the right one.
+            let origin = format!("http://{host}");
+            let r = ws_connect(
+                &p.url(&p.ticket(target)),
+                &[("origin", origin.as_str()), ("x-forwarded-proto", "https")],
+            )
+            .await;
+            assert!(r.is_ok(), "{:?}", r.err());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. The real client address
+
+fn v2_header(src: [u8; 4], port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend([0x21, 0x11, 0, 12]);
+    h.extend(src);
+    h.extend([127, 0, 0, 1]);
+    h.extend(port.to_be_bytes());
+    h.extend(6100u16.to_be_bytes());
+    h
+}
+
+/// Opens a session over `s` (after whatever prefix was written) and returns the
+/// client address the proxy registered.
+async fn session_client(p: &TestProxy, mut s: TcpStream, target: SocketAddr) -> SocketAddr {
+    let before: Vec<u64> = p.proxy.sessions().list().iter().map(|i| i.id).collect();
+    let req = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        p.ticket(target)
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let info = p
+        .proxy
+        .sessions()
+        .list()
+        .into_iter()
+        .find(|i| !before.contains(&i.id))
+        .expect("a new session");
+    drop(s);
+    info.client
+}
+
+#[tokio::test]
+async fn proxy_protocol_v1_and_v2_from_a_trusted_balancer_name_the_client() {
+    let p = TestProxy::start(|a| {
+        a.trusted_proxy = vec!["127.0.0.1/32".into()];
+        a.proxy_protocol = true;
+    })
+    .await;
+    let target = echo_target().await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 6100\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        session_client(&p, s, target).await,
+        "192.0.2.7:40000".parse().unwrap()
+    );
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(&v2_header([198, 51, 100, 9], 50000))
+        .await
+        .unwrap();
+    assert_eq!(
+        session_client(&p, s, target).await,
+        "198.51.100.9:50000".parse().unwrap()
+    );
+    // Split across writes: the header is read whole before HTTP starts.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PROXY TCP6 2001:db8::5 ").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"::1 1234 6100\r\n").await.unwrap();
+    assert_eq!(
+        session_client(&p, s, target).await,
+        "[2001:db8::5]:1234".parse().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_balancer_without_a_valid_proxy_header_is_cut_off() {
+    let p = TestProxy::start(|a| {
+        a.trusted_proxy = vec!["127.0.0.1/32".into()];
+        a.proxy_protocol = true;
+    })
+    .await;
+    let target = echo_target().await;
+    let r = raw_upgrade(p.addr, &format!("/{}", p.ticket(target)), "").await;
+    let err = r
+        .err()
+        .expect("a request without a PROXY header was served");
+    // Closed, or reset because the request it sent was never read.
+    assert!(err.starts_with("closed") || err.contains("reset"), "{err}");
+    assert_eq!(p.proxy.sessions().live_count(), 0);
+}
+
+#[tokio::test]
+async fn a_proxy_header_from_an_untrusted_peer_is_not_believed() {
+    let p = TestProxy::start(|a| {
+        a.trusted_proxy = vec!["10.0.0.0/8".into()];
+        a.proxy_protocol = true;
+    })
+    .await;
+    let target = echo_target().await;
+    // Its PROXY line is read as the request line: bad HTTP, 400.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 6100\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await.unwrap_or_default();
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 400"),
+        "{head}"
+    );
+    assert_eq!(p.proxy.sessions().live_count(), 0);
+    // The same peer without the header is served as itself.
+    let s = TcpStream::connect(p.addr).await.unwrap();
+    assert_eq!(
+        session_client(&p, s, target).await.ip().to_string(),
+        "127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn x_forwarded_for_names_the_client_only_from_a_trusted_balancer() {
+    let target = echo_target().await;
+    let trusted = TestProxy::start(|a| a.trusted_proxy = vec!["127.0.0.1/32".into()]).await;
+    let untrusted = TestProxy::start(|_| {}).await;
+    for (p, want) in [(&trusted, "203.0.113.5"), (&untrusted, "127.0.0.1")] {
+        let ws = ws_connect(
+            &p.url(&p.ticket(target)),
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.5")],
+        )
+        .await
+        .unwrap();
+        let list = p.proxy.sessions().list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].client.ip().to_string(), want);
+        drop(ws);
+        wait_until(LIMIT, "the session to end", || {
+            p.proxy.sessions().live_count() == 0
+        })
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Abuse of valid tickets
+
+#[tokio::test]
+async fn a_third_session_of_one_ticket_replaces_the_oldest_with_1008() {
+    let p = TestProxy::start(|_| {}).await; // default: 2 sessions per ticket
+    let target = echo_target().await;
+    let ticket = p.ticket(target);
+    let mut first = ws_connect(&p.url(&ticket), &[]).await.unwrap();
+    let mut second = ws_connect(&p.url(&ticket), &[]).await.unwrap();
+    let mut third = ws_connect(&p.url(&ticket), &[]).await.unwrap();
+    let (code, reason) = close_of(&mut first).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "replaced by a newer session with the same ticket")
+    );
+    echo_once(&mut second, b"two").await.unwrap();
+    echo_once(&mut third, b"three").await.unwrap();
+    drop((second, third));
+    wait_until(LIMIT, "sessions to end", || {
+        p.proxy.sessions().live_count() == 0
+    })
+    .await;
+    wait_until(LIMIT, "the ticket table to empty", || {
+        p.proxy.ticket_sessions().tickets() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_over_its_session_limit_gets_429_with_retry_after() {
+    let p = TestProxy::start(|a| a.max_sessions_per_client = Some(3)).await;
+    let target = echo_target().await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(ws_connect(&p.url(&p.ticket(target)), &[]).await.unwrap());
+    }
+    let resp = raw_upgrade(p.addr, &format!("/{}", p.ticket(target)), "").await;
+    assert!(
+        resp.as_ref().err().is_some_and(|l| l.contains("429")),
+        "{:?}",
+        resp.err()
+    );
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let req = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        p.ticket(target)
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await.unwrap().to_lowercase();
+    assert!(head.contains("retry-after: 10"), "{head}");
+    held.pop();
+    wait_until(LIMIT, "a slot to free", || {
+        p.proxy.client_limits().sessions_of([127, 0, 0, 1].into()) == 2
+    })
+    .await;
+    held.push(ws_connect(&p.url(&p.ticket(target)), &[]).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_burst_of_handshakes_from_one_client_gets_429_then_recovers() {
+    let p = TestProxy::start(|a| {
+        a.handshakes_per_second_per_client = Some(2.0);
+        a.handshake_burst_per_client = Some(5.0);
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(
+            b"GET /bad HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let head = read_head(&mut s).await.unwrap().to_lowercase();
+        if head.starts_with("http/1.1 429") {
+            assert!(head.contains("retry-after: 1"), "{head}");
+        }
+        statuses.push(head.get(9..12).unwrap_or("").to_string());
+    }
+    let limited = statuses.iter().filter(|s| *s == "429").count();
+    assert!((2..=3).contains(&limited), "{statuses:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = refused(&p.url("bad")).await;
+    assert_eq!(status, 400, "a token came back after a second");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Faults (the binary as a child: fd counts and logs)
+
+#[tokio::test]
+async fn a_console_server_reset_mid_stream_closes_with_1011_and_leaks_nothing() {
+    let child = Child::start(&[], None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let baseline = child.fds();
+    let mut ws = ws_connect(&child.url(&child.ticket(target)), &[])
+        .await
+        .unwrap();
+    let (t, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+    ws.send(Message::binary(b"hello".to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    #[allow(deprecated)] // linger 0 resets at close; it does not block
+    t.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(t);
+    let (code, reason) = close_of(&mut ws).await;
+    println!("console reset: close {code} {reason:?}");
+    assert!(code == 1011 || code == 1000, "{code} {reason}");
+    assert!(!reason.is_empty());
+    drop(ws);
+    child.assert_no_leaks(baseline).await;
+}
+
+#[tokio::test]
+async fn a_console_server_that_stops_reading_bounds_what_the_proxy_takes() {
+    let child = Child::start(&[], None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let baseline = child.fds();
+    let ws = ws_connect(&child.url(&child.ticket(target)), &[])
+        .await
+        .unwrap();
+    let (t, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap(); // never read
+    let (mut tx, rx) = ws.split();
+    let sent = Arc::new(AtomicU64::new(0));
+    let s2 = sent.clone();
+    let pusher = tokio::spawn(async move {
+        let chunk = vec![1u8; 64 << 10];
+        while tx.send(Message::binary(chunk.clone())).await.is_ok() {
+            s2.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    // Wait until the sender is stuck (no progress for a second).
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = sent.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+        assert!(now < 256 << 20, "the proxy keeps taking data: {now} bytes");
+    }
+    println!("console not reading: the browser got {last} bytes out before blocking");
+    pusher.abort();
+    drop(rx);
+    drop(t);
+    child.assert_no_leaks(baseline).await;
+}
+
+#[tokio::test]
+async fn a_console_server_that_never_sends_keeps_the_session_until_the_browser_closes() {
+    let child = Child::start(&["--idle-timeout", "off"], None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let baseline = child.fds();
+    let mut ws = ws_connect(&child.url(&child.ticket(target)), &[])
+        .await
+        .unwrap();
+    let (_t, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(child.live(), 1, "the silent session ended by itself");
+    ws.close(None).await.unwrap();
+    let (code, _) = close_of(&mut ws).await;
+    assert_eq!(code, 1000);
+    child.assert_no_leaks(baseline).await;
+    assert_eq!(
+        child.count(|v| v["message"] == "session ended" && v["close_code"] == 1000),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_frozen_browser_is_dropped_by_the_heartbeat() {
+    let child = Child::start(&["--ping-interval", "1s"], None);
+    let target = echo_target().await;
+    let baseline = child.fds();
+    // A TCP stand-in between the browser and the proxy that can stop forwarding,
+    // as a browser process frozen by SIGSTOP would: no FIN, no close, no pong.
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let f2 = frozen.clone();
+    let proxy_addr = child.addr;
+    tokio::spawn(async move {
+        let (b, _) = front.accept().await.unwrap();
+        let p = TcpStream::connect(proxy_addr).await.unwrap();
+        let (br, bw) = b.into_split();
+        let (pr, pw) = p.into_split();
+        tokio::spawn(pump(br, pw, f2.clone()));
+        tokio::spawn(pump(pr, bw, f2));
+    });
+    let url = format!("ws://{front_addr}/{}", child.ticket(target));
+    let mut ws = ws_connect(&url, &[]).await.unwrap();
+    // Alive and answering pings for a few intervals.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        echo_once(&mut ws, b"still here").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(child.live(), 1, "a live browser was dropped");
+    frozen.store(true, Ordering::SeqCst);
+    // Anything the browser sends now goes nowhere.
+    let _ = ws.send(Message::binary(b"x".to_vec())).await;
+    let froze_at = Instant::now();
+    wait_until(
+        Duration::from_secs(30),
+        "the heartbeat to end the frozen session",
+        || child.live() == 0,
+    )
+    .await;
+    println!(
+        "frozen browser dropped {:?} after freezing (ping every 1 s)",
+        froze_at.elapsed()
+    );
+    assert_eq!(
+        child
+            .count(|v| v["message"] == "session ended"
+                && v["reason"] == "browser stopped answering pings"),
+        1
+    );
+    drop(ws);
+    child.assert_no_leaks(baseline).await;
+}
+
+/// Forwards `r` to `w` until `frozen` is set; then holds both open, forwarding
+/// nothing, as a process stopped by SIGSTOP would.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_file_descriptors_exhausted_new_sessions_get_503_and_live_ones_keep_relaying() {
+    let child = Child::start(
+        &[
+            "--handshakes-per-second-per-client",
+            "0",
+            "--handshake-timeout",
+            "60s",
+        ],
+        Some(64),
+    );
+    let target = echo_target().await;
+    // A spare connection holding one descriptor in the proxy: if accept() is what
+    // runs out first, closing it lets the waiting connection in (and its connect to
+    // the console fails instead), so the test always reaches the 503.
+    let mut spare = Some(TcpStream::connect(child.addr).await.unwrap());
+    let mut live = Vec::new();
+    let mut got_503 = false;
+    for _ in 0..64 {
+        let url = child.url(&child.ticket(target));
+        let mut attempt = tokio::spawn(async move { ws_connect(&url, &[]).await });
+        let r = match timeout(Duration::from_secs(5), &mut attempt).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => {
+                assert!(spare.is_some(), "a handshake hung with no spare to free");
+                spare = None;
+                timeout(LIMIT, attempt)
+                    .await
+                    .expect("still no answer")
+                    .unwrap()
+            }
+        };
+        match r {
+            Ok(ws) => live.push(ws),
+            Err(e) if e == "HTTP 503" => {
+                got_503 = true;
+                break;
+            }
+            Err(e) => panic!("unexpected refusal at {} sessions: {e}", live.len()),
+        }
+    }
+    assert!(got_503, "no 503 after {} sessions", live.len());
+    println!(
+        "fd exhaustion (ulimit -n 64): {} sessions held, then 503",
+        live.len()
+    );
+    assert!(child.count(|v| v["code"] == "out_of_resources") >= 1);
+    for ws in live.iter_mut() {
+        echo_once(ws, b"still relaying").await.unwrap();
+    }
+    // The accept loop backed off instead of spinning its log.
+    let accept_lines = child.messages("accept failed; backing off");
+    assert!(accept_lines < 30, "{accept_lines} accept-failure lines");
+    let n = live.len();
+    drop(live);
+    drop(spare);
+    wait_until(LIMIT, "sessions to end", || child.live() == 0).await;
+    // And it recovers.
+    let mut ws = ws_connect(&child.url(&child.ticket(target)), &[])
+        .await
+        .unwrap();
+    echo_once(&mut ws, b"recovered").await.unwrap();
+    println!("fd exhaustion: recovered after closing {n} sessions");
+}
+
+#[tokio::test]
+async fn a_reload_with_missing_or_broken_keys_keeps_the_old_keys() {
+    let child = Child::start(&[], None);
+    let target = echo_target().await;
+    let trust = child.key_dir.path().join("trust");
+    std::fs::write(trust.join("broken.pub"), "not a key\n").unwrap();
+    child.signal("HUP");
+    wait_until(LIMIT, "the failed reload to be logged", || {
+        child.messages("reload failed; the previous keys and certificate stay in force") == 1
+    })
+    .await;
+    let ws = ws_connect(&child.url(&child.ticket(target)), &[]).await;
+    assert!(ws.is_ok(), "the old key stopped working: {:?}", ws.err());
+    std::fs::remove_dir_all(&trust).unwrap();
+    child.signal("HUP");
+    wait_until(LIMIT, "the second failed reload", || {
+        child.messages("reload failed; the previous keys and certificate stay in force") == 2
+    })
+    .await;
+    let ws2 = ws_connect(&child.url(&child.ticket(target)), &[]).await;
+    assert!(ws2.is_ok(), "the old key stopped working: {:?}", ws2.err());
+}
+
+#[tokio::test]
+async fn the_signer_cli_refuses_a_world_readable_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    keys::generate(dir.path(), "k").unwrap();
+    let key = dir.path().join("k.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consolegate"))
+        .args(["sign", "--host", "127.0.0.1", "--port", "5900", "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// 6. Drain and reload under load
+
+#[tokio::test]
+async fn sigterm_with_500_live_sessions_drains_every_byte_and_closes_with_1001() {
+    let mut child = Child::start(
+        &[
+            "--grace",
+            "4s",
+            "--max-sessions-per-client",
+            "0",
+            "--handshakes-per-second-per-client",
+            "0",
+            "--max-sessions-per-ticket",
+            "0",
+        ],
+        Some(4096),
+    );
+    let target = echo_target().await;
+    let n = 500;
+    let ticket = child.ticket(target);
+    let url = child.url(&ticket);
+    let opened = Instant::now();
+    let mut sessions = Vec::with_capacity(n);
+    for batch in 0..(n / 50) {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { ws_connect(&url, &[]).await })
+            })
+            .collect();
+        for t in tasks {
+            sessions.push(
+                t.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("batch {batch}: {e}")),
+            );
+        }
+    }
+    println!(
+        "drain: {n} sessions open in {:?}, proxy fds {}",
+        opened.elapsed(),
+        child.fds()
+    );
+    // Every session keeps relaying until the proxy closes it; each counts what it
+    // sent and what came back.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut ws)| {
+            let signalled = signalled.clone();
+            tokio::spawn(async move {
+                let mut echoed = 0u64;
+                let mut k = 0u64;
+                loop {
+                    let msg = format!("session {i} message {k}").into_bytes();
+                    k += 1;
+                    if ws.send(Message::binary(msg.clone())).await.is_err() {
+                        return Err(format!("{i}: send failed after {echoed} echoes"));
+                    }
+                    let mut got = Vec::new();
+                    while got.len() < msg.len() {
+                        match timeout(LIMIT, ws.next()).await {
+                            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+                            Ok(Some(Ok(Message::Close(Some(f))))) => {
+                                // A close may cut the message in flight; all before it arrived.
+                                let code = u16::from(f.code);
+                                let after = signalled.load(Ordering::SeqCst);
+                                return Ok((code, f.reason.to_string(), echoed, after));
+                            }
+                            Ok(Some(Ok(_))) => {}
+                            other => return Err(format!("{i}: {other:?} after {echoed}")),
+                        }
+                    }
+                    if got != msg {
+                        return Err(format!("{i}: echo differs"));
+                    }
+                    echoed += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signalled.store(true, Ordering::SeqCst);
+    let term_at = Instant::now();
+    child.signal("TERM");
+    // New sessions are refused (listener closed, or 503 while it closes).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    match ws_connect(&url, &[]).await {
+        Ok(_) => panic!("a new session was accepted during drain"),
+        Err(e) => assert!(e.contains("refused") || e.contains("503"), "{e}"),
+    }
+    let mut total_echoes = 0;
+    for w in workers {
+        let (code, reason, echoed, after) = w.await.unwrap().unwrap();
+        assert!(after, "a session was closed before SIGTERM");
+        assert_eq!((code, reason.as_str()), (1001, "proxy is shutting down"));
+        assert!(echoed >= 2, "a session relayed only {echoed} messages");
+        total_echoes += echoed;
+    }
+    let closed_in = term_at.elapsed();
+    let code = child.wait_exit(LIMIT).await;
+    println!(
+        "drain: {n} sessions closed with 1001 {closed_in:?} after SIGTERM (grace 4 s), \
+         {total_echoes} echoes, exit {code:?}"
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(child.messages("session ended"), n);
+}
+
+#[tokio::test]
+async fn sighup_with_live_sessions_rotates_keys_without_dropping_any() {
+    let child = Child::start(&[], None);
+    let target = echo_target().await;
+    let mut live = Vec::new();
+    for _ in 0..5 {
+        live.push(
+            ws_connect(&child.url(&child.ticket(target)), &[])
+                .await
+                .unwrap(),
+        );
+    }
+    let trust = child.key_dir.path().join("trust");
+    keys::generate(child.key_dir.path(), "new").unwrap();
+    std::fs::copy(child.key_dir.path().join("new.pub"), trust.join("new.pub")).unwrap();
+    std::fs::remove_file(trust.join("engine.pub")).unwrap();
+    let new = Signer::new(keys::load_signing_key(&child.key_dir.path().join("new.key")).unwrap());
+    child.signal("HUP");
+    wait_until(LIMIT, "the reload", || {
+        child.messages("reloaded trusted keys and TLS certificate") == 1
+    })
+    .await;
+    for ws in live.iter_mut() {
+        echo_once(ws, b"after reload").await.unwrap();
+    }
+    assert_eq!(child.live(), 5);
+    let ok = ws_connect(&child.url(&new.sign(&claims_for(target))), &[]).await;
+    assert!(ok.is_ok(), "a ticket from the new key: {:?}", ok.err());
+    let old = ws_connect(&child.url(&child.ticket(target)), &[]).await;
+    assert_eq!(old.err().as_deref(), Some("HTTP 401"));
+    assert_eq!(child.live(), 6);
+}
