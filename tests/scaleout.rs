@@ -356,6 +356,8 @@ impl Cluster {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_consolegate"));
                 cmd.arg("serve")
                     .args(["--listen", &format!("127.0.0.1:{port}")])
+                    // Two proxies on one host: neither takes the fixed admin port.
+                    .args(["--admin-listen", "off"])
                     .args(kind.proxy_flags(&tls))
                     .arg("--trust")
                     .arg(&key_dir)
