@@ -222,8 +222,14 @@ test('serial: typed input reaches bc, its answer appears in the terminal, the te
     throw new Error(`${err.message}; terminal: ${JSON.stringify(await terminalLines(popup))}`);
   });
   assert.ok(lines.some((line) => line.includes('2+2')), 'the typed line is echoed by the pty');
-  // What a person sees: the answer is in the terminal's rendered rows too.
-  assert.match(await popup.textContent('#screen .xterm-rows'), /2\+2\s*4/);
+  // What a person sees: the answer is in the terminal's rendered rows too. xterm
+  // draws on the next animation frame, so give the renderer a moment to catch up
+  // with the buffer (it once lagged under load).
+  const rendered = await waitFor('the answer drawn in the terminal', async () => {
+    const text = await popup.textContent('#screen .xterm-rows');
+    return /2\+2\s*4/.test(text) ? text : null;
+  }, { timeoutMs: 5000 }).catch(async () => popup.textContent('#screen .xterm-rows'));
+  assert.match(rendered, /2\+2\s*4/);
 
   // The paste dialog types into the serial line as well.
   await popup.click('#btn-paste');
