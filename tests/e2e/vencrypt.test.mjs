@@ -12,21 +12,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { start, stopAll, run, freePort, freePortIn, waitFor, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect } from './lib/qmp.mjs';
-import { staticHandler } from './lib/static.mjs';
+import { REPO, BIN, ARTIFACTS, NOVNC_DIR } from './lib/paths.mjs';
+import { httpGet } from './lib/http.mjs';
+import { makeSigningKey, sign, startEngine as startEngineWith } from './lib/engine.mjs';
+import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, canvasStats } from './lib/page.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '../..');
-const BIN = path.resolve(REPO, process.env.CONSOLEGATE_BIN || 'target/debug/consolegate');
-const ARTIFACTS = path.join(REPO, 'tests/artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const NOVNC_DIR = process.env.E2E_NOVNC_DIR || path.join(REPO, 'web/node_modules/@novnc/novnc');
 const VNC_PASSWORD = 'tls-Pw7';
 
 const env = {};
@@ -77,17 +71,6 @@ async function startQemu(dir, vncOptions, { paused = false, password = true } = 
   return { qemu, qmp, port };
 }
 
-function httpGet(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 2000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-  });
-}
-
 // `consolegate serve` (plain ws://) with the given [backend_tls] flags.
 async function startProxy(backendFlags) {
   const port = await freePort();
@@ -109,78 +92,22 @@ async function startProxy(backendFlags) {
 }
 
 // The engine: engine.html (shared with console.test.mjs) plus POST /ticket, which signs
-// a `tls: vencrypt` ticket for the VNC port named by the scenario.
+// a `tls: vencrypt` ticket for the VNC port named by the scenario. Each proxy has its
+// own console page, so page() takes it after the scenario.
 async function startEngine() {
-  const serve = staticHandler({ root: HERE });
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x');
-    if (req.method === 'POST' && url.pathname === '/ticket') {
-      const port = env.scenarioPorts[url.searchParams.get('scenario')];
-      if (!port) {
-        res.writeHead(400).end('unknown scenario');
-        return;
-      }
-      try {
-        const ticket = (await run(BIN, ['sign', '--key', env.signingKey, '--host', '127.0.0.1', '--port', String(port),
-          '--ttl', '60s', '--tls', 'vencrypt'])).trim();
-        res.writeHead(200, { 'Content-Type': 'application/json' })
-          .end(JSON.stringify({ ticket, password: VNC_PASSWORD, title: 'e2e VeNCrypt VM' }));
-      } catch (err) {
-        res.writeHead(500).end(String(err));
-      }
-      return;
-    }
-    serve(req, res);
+  const ticketFor = (scenario) => async () => ({
+    ticket: await sign({ key: env.signingKey, port: env.scenarioPorts[scenario], tls: 'vencrypt' }),
+    password: VNC_PASSWORD,
+    title: 'e2e VeNCrypt VM',
   });
-  const port = await freePort();
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  const origin = `http://127.0.0.1:${port}`;
-  return {
-    server,
-    origin,
-    page: (scenario, consoleUrl) =>
-      `${origin}/engine.html?console=${encodeURIComponent(consoleUrl)}&scenario=${scenario}&embed=window`,
-  };
+  const engine = await startEngineWith({ scenarios: { secure: ticketFor('secure'), plain: ticketFor('plain') } });
+  return { ...engine, page: (scenario, consoleUrl) => engine.page(scenario, 'window', consoleUrl) };
 }
 
 // ------------------------------------------------------------------ browser helpers
 
-async function openConsole(engineUrl) {
-  const page = await env.context.newPage();
-  page.setDefaultTimeout(15000);
-  await page.goto(engineUrl);
-  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open-console')]);
-  popup.setDefaultTimeout(15000);
-  popup.on('pageerror', (err) => console.error(`page error: ${err.message}`));
-  if (process.env.E2E_VERBOSE) popup.on('console', (m) => console.error(`[console page] ${m.type()}: ${m.text()}`));
-  await popup.waitForLoadState('domcontentloaded');
-  return { page, popup };
-}
-
-async function waitState(popup, state, timeout = 20000) {
-  try {
-    await popup.waitForFunction((s) => window.consolegate && window.consolegate.state === s, state, { timeout });
-  } catch {
-    const now = await popup.evaluate(() => window.consolegate && [window.consolegate.state, window.consolegate.status]).catch(() => null);
-    throw new Error(`console page did not reach "${state}" within ${timeout} ms; it is ${JSON.stringify(now)}`);
-  }
-}
-
-// How much of noVNC's canvas is not background, and in how many colours.
-function canvasStats(popup) {
-  return popup.evaluate(() => {
-    const canvas = document.querySelector('#screen canvas');
-    if (!canvas || !canvas.width) return null;
-    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    let lit = 0;
-    const colours = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i] + data[i + 1] + data[i + 2] > 60) lit++;
-      if (colours.size < 64) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-    }
-    return { width: canvas.width, height: canvas.height, lit, colours: colours.size };
-  });
-}
+const openConsole = (engineUrl) => openConsoleIn(env.context, engineUrl);
+const waitState = (popup, state, timeout = 20000) => waitStateFor(popup, state, timeout);
 
 // ------------------------------------------------------------------ set-up and tear-down
 
@@ -193,10 +120,7 @@ before(async () => {
   env.pki = await makePki(env.dir);
   const f = env.pki.f;
 
-  env.keyDir = path.join(env.dir, 'keys');
-  await fsp.mkdir(env.keyDir);
-  await run(BIN, ['keygen', '--out-dir', env.keyDir, '--name', 'engine']);
-  env.signingKey = path.join(env.keyDir, 'engine.key');
+  ({ keyDir: env.keyDir, signingKey: env.signingKey } = await makeSigningKey(env.dir));
 
   // The secure console: only VeNCrypt X509Vnc, a client certificate required.
   const tlsCreds = ['-object', `tls-creds-x509,id=tls0,dir=${env.pki.qemuDir},endpoint=server,verify-peer=yes`];
@@ -214,14 +138,7 @@ before(async () => {
     noBackendTls: await startProxy([]),
   };
 
-  env.browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
-  env.context = await env.browser.newContext({ viewport: { width: 1024, height: 700 } });
+  ({ browser: env.browser, context: env.context } = await launchBrowser());
 });
 
 after(async () => {
