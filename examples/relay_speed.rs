@@ -8,7 +8,9 @@
 //!
 //! The full side-by-side benchmark lives elsewhere; this is the relay author's check.
 
-use consolegate::relay::{relay, RelayConfig, Stop};
+use consolegate::relay::{relay_counted, RelayConfig, Stop};
+use consolegate::session::SessionStats;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -51,7 +53,11 @@ async fn setup(kind: Kind) -> (TcpStream, TcpStream, watch::Sender<Stop>) {
                     max_message: usize::MAX,
                     ..RelayConfig::default()
                 };
-                relay(proxy_client, proxy_target, &cfg, stop_rx).await;
+                // With live byte counters, as the proxy runs every session
+                // (RELAY_STATS=0 measures without them).
+                let stats = (std::env::var("RELAY_STATS").as_deref() != Ok("0"))
+                    .then(|| Arc::new(SessionStats::default()));
+                relay_counted(proxy_client, proxy_target, &cfg, stop_rx, stats).await;
             }
         }
     });

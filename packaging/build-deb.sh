@@ -42,6 +42,30 @@ the proxy at it in /etc/consolegate/consolegate.toml:
 NOTE
 fi
 
+# spice-html5 (served at /spice/) and xterm.js with its fit add-on (/xterm/), for SPICE
+# and serial consoles, from the same npm install. Missing ones leave a note instead;
+# the page then says the console type has no client installed.
+mkdir -p "$stage/spice" "$stage/xterm"
+spice=web/node_modules/@spice-project/spice-html5
+if [ -f "$spice/src/main.js" ]; then
+    cp -r "$spice/src/." "$stage/spice/"
+    cp "$spice/COPYING.LESSER" "$spice/package.json" "$stage/spice/"
+else
+    echo "build-deb: warning: $spice is missing; SPICE consoles need Debian's spice-html5 (spice_dir = \"/usr/share/spice-html5\")" >&2
+    echo "Install Debian's spice-html5 and set spice_dir = \"/usr/share/spice-html5\" in [web]." > "$stage/spice/README.txt"
+fi
+xterm=web/node_modules/@xterm
+if [ -f "$xterm/xterm/lib/xterm.mjs" ] && [ -f "$xterm/addon-fit/lib/addon-fit.mjs" ]; then
+    for part in xterm addon-fit; do
+        mkdir -p "$stage/xterm/$part"
+        cp -r "$xterm/$part/lib" "$xterm/$part/package.json" "$xterm/$part/LICENSE" "$stage/xterm/$part/"
+        [ -d "$xterm/$part/css" ] && cp -r "$xterm/$part/css" "$stage/xterm/$part/"
+    done
+else
+    echo "build-deb: warning: $xterm is missing; serial consoles will have no client" >&2
+    echo "This package was built without xterm.js: serial consoles have no client." > "$stage/xterm/README.txt"
+fi
+
 # cargo-deb builds target/release/consolegate itself (--locked: the lock file is the
 # source of truth), strips the packaged copy (--strip: the release profile keeps line
 # tables, 45 MB, for local profiling), and computes the libc dependency ($auto).

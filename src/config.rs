@@ -2,6 +2,7 @@
 //! [`Config`]. Every option of the file has a flag of the same meaning, and a flag
 //! wins over the file, so operators can try a change without editing the file.
 
+use crate::backend::BackendTlsFiles;
 use crate::clientaddr::ClientsConfig;
 use crate::limits::LimitsConfig;
 use crate::policy::{Cidr, Origin, OriginPolicy, PolicySyntaxError, PortRange, TargetPolicy};
@@ -49,6 +50,14 @@ pub enum ConfigError {
     ProxyProtocolWithoutTrust,
     #[error("log format {0:?} is not text or json")]
     LogFormat(String),
+    #[error("[backend_tls] needs both client_cert and client_key (--backend-client-cert/--backend-client-key)")]
+    HalfBackendClientCert,
+    #[error("[backend_tls] client_cert is set without ca (--backend-ca): console servers cannot be checked")]
+    BackendClientCertWithoutCa,
+    #[error("admin.listen: {0:?} is not an address or \"off\" (expected e.g. 127.0.0.1:6101)")]
+    AdminListen(String),
+    #[error("admin.listen {0} is the same address as listen")]
+    AdminSameAsListen(SocketAddr),
 }
 
 /// A duration as written in the file: seconds, or a string such as "30s".
@@ -93,27 +102,22 @@ fn duration(option: &'static str, v: &DurationValue) -> Result<Option<Duration>,
 /// The file's layout. Unknown keys are errors: a typo must not silently fall back to
 /// a default in a security setting.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every section is optional (`default` on the struct, so a new section cannot
+// forget it).
+#[serde(default, deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
     allow_plain: Option<bool>,
-    #[serde(default)]
     tls: FileTls,
-    #[serde(default)]
     tickets: FileTickets,
-    #[serde(default)]
     targets: FileTargets,
-    #[serde(default)]
     origins: FileOrigins,
-    #[serde(default)]
     web: FileWeb,
-    #[serde(default)]
     limits: FileLimits,
-    #[serde(default)]
     log: FileLog,
-    #[serde(default)]
+    backend_tls: FileBackendTls,
+    admin: FileAdmin,
     clients: FileClients,
-    #[serde(default)]
     legacy: FileLegacy,
 }
 
@@ -139,6 +143,15 @@ struct FileTls {
     key: Option<PathBuf>,
 }
 
+/// TLS to console servers (tickets with `tls` "tls" or "vencrypt").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackendTls {
+    ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTickets {
@@ -147,6 +160,7 @@ struct FileTickets {
     max_lifetime: Option<DurationValue>,
     audiences: Option<Vec<String>>,
     single_use: Option<bool>,
+    deny_list: Option<PathBuf>,
     max_sessions_per_ticket: Option<usize>,
 }
 
@@ -190,6 +204,13 @@ struct FileLimits {
     max_sessions_per_client: Option<usize>,
     handshakes_per_second_per_client: Option<f64>,
     handshake_burst_per_client: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +346,25 @@ pub struct ServeArgs {
     /// Log level or filter, e.g. info, debug [log.level].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// CA bundle that signs console servers' certificates, PEM; needed for tickets
+    /// with tls "tls" or "vencrypt" [backend_tls.ca].
+    #[arg(long, value_name = "PEM")]
+    pub backend_ca: Option<PathBuf>,
+    /// Certificate chain the proxy presents to console servers, PEM [backend_tls.client_cert].
+    #[arg(long, value_name = "PEM")]
+    pub backend_client_cert: Option<PathBuf>,
+    /// Private key of --backend-client-cert, PEM [backend_tls.client_key].
+    #[arg(long, value_name = "PEM")]
+    pub backend_client_key: Option<PathBuf>,
+    /// Revoked ticket ids and users, re-read on SIGHUP [tickets.deny_list; default none].
+    #[arg(long, value_name = "FILE")]
+    pub deny_list: Option<PathBuf>,
+    /// Admin HTTP listener (health, metrics, sessions), or "off" [admin.listen; default 127.0.0.1:6101].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Bearer token file that turns on session control at the admin listener [admin.token_file].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// oVirt engine certificate (CERT_FOR_DATA_VERIFICATION); accepts the engine's
     /// console tickets [legacy.ovirt_certificate; default off].
     #[arg(long, value_name = "PEM")]
@@ -363,6 +403,15 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The admin listener: health, metrics and session control.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `None` when switched off.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token guarding `/sessions`; without it session control is off.
+    pub token_file: Option<PathBuf>,
+}
+
 /// The validated configuration of one proxy.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -385,6 +434,11 @@ pub struct Config {
     pub grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// TLS to console servers; `ca` unset: only `tls: none` tickets are served.
+    pub backend_tls: BackendTlsFiles,
+    /// Revoked `jti`s and `sub`s; `None` when no deny list is configured.
+    pub deny_list: Option<PathBuf>,
+    pub admin: AdminConfig,
     /// Balancers trusted about the client address and scheme.
     pub clients: ClientsConfig,
     /// Per-client and per-ticket limits, and the refusal log rate.
@@ -659,6 +713,41 @@ impl Config {
             .or(f.log.level)
             .unwrap_or_else(|| "info".into());
 
+        let backend_tls = BackendTlsFiles {
+            ca: a.backend_ca.clone().or(f.backend_tls.ca),
+            client_cert: a.backend_client_cert.clone().or(f.backend_tls.client_cert),
+            client_key: a.backend_client_key.clone().or(f.backend_tls.client_key),
+        };
+        if backend_tls.client_cert.is_some() != backend_tls.client_key.is_some() {
+            return Err(ConfigError::HalfBackendClientCert);
+        }
+        if backend_tls.client_cert.is_some() && backend_tls.ca.is_none() {
+            return Err(ConfigError::BackendClientCertWithoutCa);
+        }
+
+        let admin_text = a
+            .admin_listen
+            .clone()
+            .or(f.admin.listen)
+            .unwrap_or_else(|| "127.0.0.1:6101".to_string());
+        let admin_listen = if admin_text.trim().eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let addr: SocketAddr = admin_text
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::AdminListen(admin_text.clone()))?;
+            // Port 0 (tests) picks a free port each, so only a fixed port can clash.
+            if addr == listen && addr.port() != 0 {
+                return Err(ConfigError::AdminSameAsListen(addr));
+            }
+            Some(addr)
+        };
+        let admin = AdminConfig {
+            listen: admin_listen,
+            token_file: a.admin_token_file.clone().or(f.admin.token_file),
+        };
+
         let trusted_list = if a.trusted_proxy.is_empty() {
             f.clients.trusted_proxies.unwrap_or_default()
         } else {
@@ -737,6 +826,9 @@ impl Config {
             grace,
             log_format,
             log_level,
+            backend_tls,
+            deny_list: a.deny_list.clone().or(f.tickets.deny_list),
+            admin,
             legacy,
         })
     }
@@ -773,6 +865,7 @@ mod tests {
         let c = Config::from_toml(text).expect("example config parses");
         assert_eq!(c.listen.port(), 6100);
         assert!(c.tls.is_some());
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
     }
 
     #[test]
@@ -788,6 +881,36 @@ mod tests {
         assert_eq!(c.relay.ping_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.relay.idle_timeout, None);
         assert_eq!(c.grace, Duration::from_secs(30));
+        assert_eq!(c.admin.listen, Some("127.0.0.1:6101".parse().unwrap()));
+        assert_eq!(c.admin.token_file, None);
+        assert_eq!(c.deny_list, None);
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_switched_off_and_must_be_an_address() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n";
+        let c = Config::from_toml(&format!("{base}[admin]\nlisten = \"off\"\n")).unwrap();
+        assert_eq!(c.admin.listen, None);
+        let err =
+            Config::from_toml(&format!("{base}[admin]\nlisten = \"localhost\"\n")).unwrap_err();
+        assert!(err.to_string().contains("admin.listen"), "{err}");
+        let err = Config::from_toml(&format!(
+            "listen = \"127.0.0.1:7000\"\n{base}[admin]\nlisten = \"127.0.0.1:7000\"\n"
+        ))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::AdminSameAsListen(_)), "{err}");
+        let args = ServeArgs {
+            admin_listen: Some("off".into()),
+            deny_list: Some("deny.list".into()),
+            admin_token_file: Some("t".into()),
+            ..ServeArgs::default()
+        };
+        let file: FileConfig =
+            toml::from_str(&format!("{base}[admin]\nlisten = \"127.0.0.1:1\"")).unwrap();
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.admin.listen, None);
+        assert_eq!(c.admin.token_file, Some(PathBuf::from("t")));
+        assert_eq!(c.deny_list, Some(PathBuf::from("deny.list")));
     }
 
     #[test]
@@ -856,6 +979,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("targets.allow"), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_comes_from_the_file_or_the_flags_and_must_be_whole() {
+        let base = "allow_plain = true\n[tickets]\ntrust = [\"k\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.backend_tls, BackendTlsFiles::default());
+        let c = Config::from_toml(&format!(
+            "{base}[backend_tls]\nca = \"ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.backend_tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.backend_tls.client_key, Some(PathBuf::from("k.pem")));
+        let err = Config::from_toml(&format!(
+            "{base}[backend_tls]\nca = \"ca.pem\"\nclient_cert = \"c.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::HalfBackendClientCert), "{err}");
+        let err = Config::from_toml(&format!(
+            "{base}[backend_tls]\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::BackendClientCertWithoutCa),
+            "{err}"
+        );
+        let args = ServeArgs {
+            backend_ca: Some(PathBuf::from("flag-ca.pem")),
+            ..ServeArgs::default()
+        };
+        let file: FileConfig = toml::from_str(
+            "allow_plain = true\n[tickets]\ntrust=[\"k\"]\n[backend_tls]\nca = \"file-ca.pem\"",
+        )
+        .unwrap();
+        let c = Config::merge(file, &args).unwrap();
+        assert_eq!(c.backend_tls.ca, Some(PathBuf::from("flag-ca.pem")));
     }
 
     #[test]

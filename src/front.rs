@@ -7,15 +7,18 @@
 //! log the end. Every refusal before the upgrade is an HTTP status with a one-line
 //! plain-text reason and one log line; the ticket itself is never logged.
 
+use crate::backend::{Backend, BackendError};
 use crate::clientaddr;
 use crate::config::Config;
+use crate::denylist::{DenyList, DenyListError};
 use crate::keys::{self, KeyError, KeySet};
 use crate::legacy::{self, Legacy, LegacyError};
 use crate::limits::{ClientLimits, RefusalLog, TicketSessions};
+use crate::metrics::Metrics;
 use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
-use crate::session::{SessionInfo, Sessions};
-use crate::ticket::{self, Kind, TargetTls, TicketError, Verified};
+use crate::session::{SessionInfo, SessionStats, Sessions};
+use crate::ticket::{self, Kind, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -49,9 +52,13 @@ pub enum FrontError {
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]
+    Backend(#[from] crate::backend::LoadError),
+    #[error(transparent)]
     Legacy(#[from] legacy::LoadError),
     #[error("TLS certificate {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
+    #[error(transparent)]
+    DenyList(#[from] DenyListError),
 }
 
 /// A request refused before the upgrade.
@@ -76,6 +83,12 @@ impl Refusal {
 
 impl From<TicketError> for Refusal {
     fn from(e: TicketError) -> Self {
+        Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<BackendError> for Refusal {
+    fn from(e: BackendError) -> Self {
         Refusal::new(e.status(), e.code(), e.to_string())
     }
 }
@@ -117,6 +130,8 @@ pub struct Proxy {
     tls: RwLock<Option<TlsAcceptor>>,
     sessions: Sessions,
     replay: ReplayCache,
+    /// Reaches console servers: TCP, and TLS with the console CA (re-read on SIGHUP).
+    backend: Backend,
     /// Set on SIGTERM: new sessions get 503 while live ones finish.
     draining: AtomicBool,
     /// The demo's ticket endpoint; absent outside `consolegate demo`.
@@ -129,6 +144,10 @@ pub struct Proxy {
     refusal_log: RefusalLog,
     /// oVirt engine tickets and websockify token files, when configured.
     legacy: Legacy,
+    /// Revoked ticket ids and users (see [`crate::denylist`]); re-read on SIGHUP.
+    deny: Arc<DenyList>,
+    /// Counters and histograms served by the admin listener ([`crate::admin`]).
+    metrics: Metrics,
 }
 
 impl Proxy {
@@ -139,13 +158,25 @@ impl Proxy {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        let backend = Backend::new(
+            config.backend_tls.clone(),
+            config.connect_timeout,
+            config.handshake_timeout,
+        )?;
         let client_limits = Arc::new(ClientLimits::new(config.abuse.clone()));
         let ticket_sessions = Arc::new(TicketSessions::new(config.abuse.max_sessions_per_ticket));
         let refusal_log = RefusalLog::new(config.abuse.refusal_lines_per_second);
         let legacy = Legacy::load(&config.legacy)?;
+        let sessions = Sessions::new(config.max_sessions);
+        let deny = Arc::new(DenyList::load(config.deny_list.as_deref())?);
+        let metrics = Metrics::new(sessions.clone(), deny.clone());
+        metrics.keys_loaded(&keys);
         Ok(Proxy {
+            backend,
             legacy,
-            sessions: Sessions::new(config.max_sessions),
+            sessions,
+            deny,
+            metrics,
             config,
             keys: RwLock::new(Arc::new(keys)),
             tls: RwLock::new(tls),
@@ -172,6 +203,24 @@ impl Proxy {
         &self.sessions
     }
 
+    /// How console servers are reached (the console CA and client certificate).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn deny_list(&self) -> &DenyList {
+        &self.deny
+    }
+
+    /// True once shutdown began (new sessions get 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// Per-client counts (tests check that nothing leaks).
     pub fn client_limits(&self) -> &ClientLimits {
         &self.client_limits
@@ -194,15 +243,20 @@ impl Proxy {
     }
 
     /// SIGHUP: re-reads keys and certificate. On any error the old ones stay in force
-    /// and live sessions are untouched.
+    /// and live sessions are untouched. The deny list is re-read first and on its own
+    /// (its errors are logged, not returned): a broken key file must not delay a
+    /// revocation.
     pub fn reload(&self) -> Result<(), FrontError> {
+        self.deny.reload_and_enforce(&self.sessions);
         let keys = load_keys(&self.config.trust)?;
         let tls = match &self.config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
+        self.backend.reload()?;
         self.legacy.reload()?;
         let kids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
+        self.metrics.keys_loaded(&keys);
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
         info!(keys = ?kids, "reloaded trusted keys and TLS certificate");
@@ -352,7 +406,10 @@ impl Proxy {
         if is_websocket_upgrade(req.headers()) {
             return match self.clone().open_session(req, peer, tls).await {
                 Ok(resp) => resp,
-                Err(refusal) => refuse(refusal),
+                Err(refusal) => {
+                    self.metrics.refused(refusal.code);
+                    refuse(refusal)
+                }
             };
         }
         let path = req.uri().path().to_string();
@@ -448,17 +505,29 @@ impl Proxy {
                 return Err(self.log_refusal(peer, r, Some(&verified)));
             }
         };
-        let (target_stream, target) =
-            match self.connect(&verified.claims.host, &admitted.addrs).await {
-                Ok(t) => t,
-                Err(r) => {
-                    forget_on_failure(&self);
-                    return Err(self.log_refusal(peer, r, Some(&verified)));
-                }
-            };
-        let _ = target_stream.set_nodelay(true);
+        let dialled = Instant::now();
+        let (tcp, target) = match self
+            .backend
+            .dial(&verified.claims.host, &admitted.addrs)
+            .await
+        {
+            Ok(t) => {
+                self.metrics.backend_connected(dialled.elapsed());
+                t
+            }
+            Err(e) => {
+                forget_on_failure(&self);
+                return Err(self.log_refusal(peer, e.into(), Some(&verified)));
+            }
+        };
+        // TLS and VeNCrypt finish after the 101 answer, so that their failures reach
+        // the page as a close reason (a browser cannot read a refused upgrade).
+        let pending = self
+            .backend
+            .pending(tcp, &verified.claims.host, verified.claims.tls);
 
         let on_upgrade = hyper::upgrade::on(&mut req);
+        let stats = Arc::new(SessionStats::default());
         let info = SessionInfo {
             id: 0,
             client: peer,
@@ -467,6 +536,7 @@ impl Proxy {
             jti: verified.claims.jti.clone(),
             kid: verified.kid.clone(),
             started: SystemTime::now(),
+            stats: stats.clone(),
         };
         let (guard, stop) = self.sessions.register(slot, info);
         let id = guard.id();
@@ -475,7 +545,8 @@ impl Proxy {
             Some(jti) => format!("jti:{}:{jti}", verified.kid),
             None => format!("sig:{}", ticket.rsplit('.').next().unwrap_or("")),
         };
-        let (ticket_slot, replaced) = self.ticket_sessions.add(ticket_key, id);
+        let per_client = Uses::for_kind(verified.claims.kind).max as usize;
+        let (ticket_slot, replaced) = self.ticket_sessions.add(ticket_key, id, per_client);
         if !replaced.is_empty() {
             let n = self.sessions.stop_where(
                 crate::relay::Stop::Kill("replaced by a newer session with the same ticket".into()),
@@ -495,13 +566,21 @@ impl Proxy {
             let _client_slot = client_slot;
             let _ticket_slot = ticket_slot;
             let opened = Instant::now();
-            let (up, down, reason) = match on_upgrade.await {
-                Ok(upgraded) => {
+            let (upgraded, secured) = tokio::join!(on_upgrade, pending.finish());
+            let (up, down, reason) = match (upgraded, secured) {
+                (Ok(upgraded), Ok(target_stream)) => {
+                    let client = TokioIo::new(upgraded);
                     let out =
-                        relay::relay(TokioIo::new(upgraded), target_stream, &relay_cfg, stop).await;
+                        relay::relay_counted(client, target_stream, &relay_cfg, stop, Some(stats))
+                            .await;
                     (out.bytes_up, out.bytes_down, Ok(out.reason))
                 }
-                Err(e) => (0, 0, Err(e.to_string())),
+                (Ok(upgraded), Err(e)) => {
+                    warn!(session = id, client = %peer, target = %target, code = e.code(), reason = %e, "console server handshake failed");
+                    relay::close_with(TokioIo::new(upgraded), 1011, &e.to_string()).await;
+                    (0, 0, Ok(CloseReason::TargetError(e.to_string())))
+                }
+                (Err(e), _) => (0, 0, Err(e.to_string())),
             };
             match reason {
                 Ok(reason) => log_session_end(
@@ -534,6 +613,7 @@ impl Proxy {
                 HeaderValue::from_static("binary"),
             );
         }
+        self.metrics.handshake_done(started.elapsed());
         Ok(resp)
     }
 
@@ -557,17 +637,14 @@ impl Proxy {
                 verified: Some(Box::new(v.clone())),
             })
         };
-        if claims.tls != TargetTls::None {
-            let r = Refusal::new(
-                403,
-                "tls_unsupported",
-                format!(
-                    "this proxy cannot reach console servers with tls {:?} yet",
-                    claims.tls
-                )
-                .to_lowercase(),
-            );
-            return fail(r, &verified);
+        if let Err(revoked) = self
+            .deny
+            .check(claims.jti.as_deref(), claims.sub.as_deref())
+        {
+            return fail(Refusal::new(403, "revoked", revoked.to_string()), &verified);
+        }
+        if let Err(e) = self.backend.supports(claims.tls) {
+            return fail(e.into(), &verified);
         }
         if self.config.single_use {
             let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
@@ -603,49 +680,6 @@ impl Proxy {
             return fail(e.into(), &verified);
         }
         Ok(Admitted { verified, addrs })
-    }
-
-    /// Dials the console server's addresses in order, within one overall timeout.
-    async fn connect(
-        &self,
-        host: &str,
-        addrs: &[SocketAddr],
-    ) -> Result<(TcpStream, SocketAddr), Refusal> {
-        let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
-        let mut last_err = None;
-        for addr in addrs {
-            match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => return Ok((s, *addr)),
-                Ok(Err(e)) => last_err = Some((*addr, e)),
-                Err(_) => {
-                    return Err(Refusal::new(
-                        504,
-                        "target_timeout",
-                        format!(
-                            "console server {addr} did not answer within {} s",
-                            self.config.connect_timeout.as_secs_f32()
-                        ),
-                    ))
-                }
-            }
-        }
-        let reason = match last_err {
-            // EMFILE (24) / ENFILE (23): the proxy itself is out of file descriptors;
-            // that is not the console server's fault, and retrying later may work.
-            Some((_, e)) if matches!(e.raw_os_error(), Some(23 | 24)) => {
-                return Err(Refusal::new(
-                    503,
-                    "out_of_resources",
-                    "the proxy is out of resources; try again later",
-                ));
-            }
-            Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                format!("console server {addr} refused the connection")
-            }
-            Some((addr, e)) => format!("console server {addr} is unreachable: {e}"),
-            None => format!("console server {host} has no address"),
-        };
-        Err(Refusal::new(502, "target_unreachable", reason))
     }
 
     /// `POST /consolegate/check`: the console page's pre-flight. A browser cannot read

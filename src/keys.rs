@@ -86,6 +86,9 @@ fn list(paths: &[PathBuf]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<(String, VerifyingKey)>,
+    /// When each key's file was last modified, for the key-age metric (rotation
+    /// overdue?); absent for keys not read from a file.
+    modified: Vec<(String, std::time::SystemTime)>,
 }
 
 impl KeySet {
@@ -105,6 +108,13 @@ impl KeySet {
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &VerifyingKey)> {
         self.keys.iter().map(|(k, v)| (k.as_str(), v))
+    }
+    /// The modification time of the file the key `kid` was first read from.
+    pub fn modified(&self, kid: &str) -> Option<std::time::SystemTime> {
+        self.modified
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, t)| *t)
     }
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -202,10 +212,10 @@ pub fn load_trusted(paths: &[PathBuf]) -> Result<KeySet, KeyError> {
             }
             files.sort();
             for p in files {
-                set.insert(load_public_file(&p)?);
+                insert_file(&mut set, &p)?;
             }
         } else {
-            set.insert(load_public_file(path)?);
+            insert_file(&mut set, path)?;
         }
     }
     if set.is_empty() {
@@ -214,6 +224,17 @@ pub fn load_trusted(paths: &[PathBuf]) -> Result<KeySet, KeyError> {
         });
     }
     Ok(set)
+}
+
+fn insert_file(set: &mut KeySet, path: &Path) -> Result<(), KeyError> {
+    let key = load_public_file(path)?;
+    let kid = set.insert(key);
+    if set.modified(&kid).is_none() {
+        if let Ok(t) = std::fs::metadata(path).and_then(|m| m.modified()) {
+            set.modified.push((kid, t));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `NAME.key` (mode 0600) and `NAME.pub` into `dir`, refusing to overwrite;

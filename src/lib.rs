@@ -7,8 +7,13 @@
 //! holding the public key serves any ticket.
 //!
 //! A request flows one way: `front` (accept, HTTP) → `ticket` (rules 1–6) → `policy`
-//! (single use, target) → backend connect → `relay` → close and log, with `session`
-//! keeping the live-session limit and drain.
+//! (single use, target) → [`backend`] (TCP, then TLS or VeNCrypt to the console
+//! server) → `relay` → close and log, with `session` keeping the live-session limit
+//! and drain.
+//!
+//! Operators watch and steer a running proxy through [`admin`] (health, readiness,
+//! [`metrics`], listing and killing sessions) and revoke tickets or users with a
+//! [`denylist`] file; see docs/operations.md.
 //!
 //! An engine written in Rust signs tickets with [`ticket::Signer`]:
 //!
@@ -28,13 +33,17 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod backend;
 pub mod clientaddr;
 pub mod config;
 pub mod demo;
+pub mod denylist;
 pub mod front;
 pub mod keys;
 pub mod legacy;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod session;

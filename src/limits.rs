@@ -245,16 +245,24 @@ impl TicketSessions {
     }
 
     /// Records session `id` of the ticket `key`; returns its slot and the ids of the
-    /// older sessions it replaces (the caller stops them).
-    pub fn add(self: &Arc<Self>, key: String, id: u64) -> (Option<TicketSlot>, Vec<u64>) {
+    /// older sessions it replaces (the caller stops them). `connections_per_client` is
+    /// how many connections one console client opens with a ticket: 1, or SPICE's one
+    /// per channel, so the limit counts clients (browser tabs), not sockets.
+    pub fn add(
+        self: &Arc<Self>,
+        key: String,
+        id: u64,
+        connections_per_client: usize,
+    ) -> (Option<TicketSlot>, Vec<u64>) {
         if self.max == 0 {
             return (None, Vec::new());
         }
+        let limit = self.max.saturating_mul(connections_per_client.max(1));
         let mut t = self.lock();
         let ids = t.entry(key.clone()).or_default();
         ids.push_back(id);
         let mut replaced = Vec::new();
-        while ids.len() > self.max {
+        while ids.len() > limit {
             if let Some(old) = ids.pop_front() {
                 replaced.push(old);
             }
@@ -421,15 +429,32 @@ mod tests {
     #[test]
     fn a_third_session_of_a_ticket_replaces_the_oldest() {
         let t = Arc::new(TicketSessions::new(2));
-        let (a, r) = t.add("j".into(), 1);
+        let (a, r) = t.add("j".into(), 1, 1);
         assert!(r.is_empty());
-        let (_b, r) = t.add("j".into(), 2);
+        let (_b, r) = t.add("j".into(), 2, 1);
         assert!(r.is_empty());
-        let (_c, r) = t.add("j".into(), 3);
+        let (_c, r) = t.add("j".into(), 3, 1);
         assert_eq!(r, vec![1]);
         drop(a); // the replaced session ends later; nothing breaks
-        let (_d, r) = t.add("j".into(), 4);
+        let (_d, r) = t.add("j".into(), 4, 1);
         assert_eq!(r, vec![2]);
+    }
+
+    #[test]
+    fn a_spice_client_counts_as_one_client_however_many_channels_it_opens() {
+        // Two SPICE tabs of 16 channels each fit a limit of 2 clients; the 33rd
+        // connection replaces the oldest channel.
+        let t = Arc::new(TicketSessions::new(2));
+        let slots: Vec<_> = (1..=32)
+            .map(|id| {
+                let (slot, r) = t.add("s".into(), id, 16);
+                assert!(r.is_empty(), "connection {id} replaced {r:?}");
+                slot
+            })
+            .collect();
+        let (_extra, r) = t.add("s".into(), 33, 16);
+        assert_eq!(r, vec![1]);
+        drop(slots);
     }
 
     #[test]

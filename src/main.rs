@@ -1,9 +1,11 @@
 //! The `consolegate` command: engine-side tools (keygen, sign, verify), the proxy
-//! (serve) and the self-contained demo.
+//! (serve), operator tools talking to a running proxy's admin listener (sessions,
+//! kill) and the self-contained demo.
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use consolegate::admin::{self, Admin};
 use consolegate::config::{Config, LogFormat, ServeArgs};
 use consolegate::front::Proxy;
 use consolegate::keys;
@@ -38,6 +40,53 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Throwaway keys, a demo console server and the proxy on 127.0.0.1:6100, in one process.
     Demo(DemoArgs),
+    /// List a running proxy's live sessions (through its admin listener).
+    Sessions(SessionsArgs),
+    /// End live sessions of a running proxy: the browser gets close 1008 and the reason.
+    Kill(KillArgs),
+}
+
+/// Where the admin listener is and how to authenticate to it.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The proxy's admin listener [admin.listen].
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6101")]
+    admin: String,
+    /// File holding the admin bearer token [admin.token_file].
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/consolegate/admin.token"
+    )]
+    token_file: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct SessionsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print the JSON array the admin API returns instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "jti", "sub"])))]
+struct KillArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// The session with this id (from `consolegate sessions`).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Every session opened with this ticket id.
+    #[arg(long)]
+    jti: Option<String>,
+    /// Every session of this user.
+    #[arg(long)]
+    sub: Option<String>,
+    /// Close reason shown to the user (default: "session ended by an operator").
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +175,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify(a),
         Command::Serve(a) => serve(*a),
         Command::Demo(a) => demo(a),
+        Command::Sessions(a) => sessions(a),
+        Command::Kill(a) => kill(a),
     };
     match result {
         Ok(code) => code,
@@ -312,17 +363,20 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     init_logging(config.log_format, &config.log_level)?;
     let listen = config.listen;
     let plain = config.tls.is_none();
-    let proxy = Proxy::new(config).context("cannot load keys or certificate")?;
+    let admin_listen = config.admin.listen;
+    let proxy = Arc::new(Proxy::new(config).context("cannot load keys, certificate or deny list")?);
+    let admin = Admin::new(proxy.clone()).context("admin listener")?;
     if args.check_config {
         println!(
-            "configuration OK: listen {listen} ({}), {} trusted key(s): {}",
+            "configuration OK: listen {listen} ({}), {} trusted key(s): {}; {}; admin {}",
             if plain { "plain ws://" } else { "TLS" },
             proxy.key_ids().len(),
-            proxy.key_ids().join(", ")
+            proxy.key_ids().join(", "),
+            proxy.backend().summary(),
+            admin_listen.map_or("off".to_string(), |a| a.to_string()),
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let proxy = Arc::new(proxy);
     runtime()?.block_on(async move {
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         if plain {
@@ -330,7 +384,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         // Before the "listening" line: a SIGHUP that arrives once a supervisor has
         // seen it must reload, not kill the process (SIGHUP's default action).
-        spawn_reload_on_sighup(proxy.clone());
+        spawn_reload_on_sighup(proxy.clone(), admin.clone());
+        if let Some(addr) = admin_listen {
+            let admin_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin; \"off\" disables it)"))?;
+            if !addr.ip().is_loopback() {
+                warn!(admin = %addr, "the admin listener is plain HTTP and not on loopback: its token and session data cross the network unencrypted");
+            }
+            info!(admin = %addr, session_control = proxy.config().admin.token_file.is_some(), "admin listening");
+            tokio::spawn(admin.serve(admin_listener));
+        }
         let bound = listener.local_addr().unwrap_or(listen);
         info!(listen = %bound, keys = ?proxy.key_ids(), "consolegate listening");
         proxy.serve(listener, termination()).await;
@@ -338,7 +402,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     })
 }
 
-fn spawn_reload_on_sighup(proxy: Arc<Proxy>) {
+fn spawn_reload_on_sighup(proxy: Arc<Proxy>, admin: Arc<Admin>) {
     use tokio::signal::unix::{signal, SignalKind};
     // Registered here, not in the task, so the handler is in place on return.
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -350,8 +414,135 @@ fn spawn_reload_on_sighup(proxy: Arc<Proxy>) {
             if let Err(e) = proxy.reload() {
                 error!(cause = %e, "reload failed; the previous keys and certificate stay in force");
             }
+            if let Err(e) = admin.reload() {
+                error!(cause = %e, "admin token not reloaded; the previous token stays in force");
+            }
         }
     });
+}
+
+/// One admin API call for the `sessions` and `kill` subcommands; a non-200 answer is
+/// an error carrying the proxy's one-line reason.
+fn admin_call(
+    args: &AdminArgs,
+    method: hyper::Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<String> {
+    let token = admin::read_token(&args.token_file)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let answer = rt.block_on(admin::client::request(
+        &args.admin,
+        method,
+        path,
+        Some(&token),
+        body,
+    ))?;
+    if answer.status != hyper::StatusCode::OK {
+        anyhow::bail!(
+            "the proxy answered {}: {}",
+            answer.status,
+            answer.body.trim()
+        );
+    }
+    Ok(answer.body)
+}
+
+fn sessions(args: SessionsArgs) -> Result<ExitCode> {
+    let body = admin_call(&args.admin, hyper::Method::GET, "/sessions", None)?;
+    if args.json {
+        println!("{}", body.trim());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list: Vec<admin::SessionView> =
+        serde_json::from_str(&body).context("the proxy's session list is not the expected JSON")?;
+    print!("{}", session_table(&list));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The session list as an aligned table, one line a session, newest last.
+fn session_table(list: &[admin::SessionView]) -> String {
+    let mut rows = vec![[
+        "ID", "CLIENT", "TARGET", "SUB", "JTI", "STARTED", "UP", "DOWN",
+    ]
+    .map(String::from)];
+    for s in list {
+        rows.push([
+            s.id.to_string(),
+            s.client.to_string(),
+            s.target.to_string(),
+            s.sub.clone().unwrap_or_else(|| "-".into()),
+            s.jti.clone().unwrap_or_else(|| "-".into()),
+            s.started.clone(),
+            human_bytes(s.bytes_up),
+            human_bytes(s.bytes_down),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if list.is_empty() {
+        out.push_str("(no live sessions)\n");
+    }
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn kill(args: KillArgs) -> Result<ExitCode> {
+    let req = admin::KillRequest {
+        id: args.id,
+        jti: args.jti,
+        sub: args.sub,
+        reason: args.reason,
+    };
+    let body = serde_json::to_string(&req)?;
+    let answer = admin_call(
+        &args.admin,
+        hyper::Method::POST,
+        "/sessions/kill",
+        Some(body),
+    )?;
+    let killed = serde_json::from_str::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v["killed"].as_u64())
+        .context("the proxy's kill answer is not the expected JSON")?;
+    println!("ended {killed} session(s)");
+    // A kill that matched nothing is worth noticing in a script (a typo in the id).
+    Ok(if killed == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Where the console page is: the flag, ./web, next to the binary in a source tree,
@@ -471,7 +662,35 @@ impl Drop for RemoveOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{human_bytes, parse_duration, session_table};
+    use consolegate::admin::SessionView;
+
+    #[test]
+    fn the_session_table_aligns_columns_and_says_when_it_is_empty() {
+        assert_eq!(
+            session_table(&[]),
+            "ID  CLIENT  TARGET  SUB  JTI  STARTED  UP  DOWN\n(no live sessions)\n"
+        );
+        let s = SessionView {
+            id: 7,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            target: "127.0.0.1:5901".parse().unwrap(),
+            sub: Some("alice".into()),
+            jti: None,
+            kid: "k".into(),
+            started: "2025-01-02T03:04:05Z".into(),
+            started_unix: 1_735_787_045,
+            bytes_up: 10,
+            bytes_down: 3 << 20,
+        };
+        let t = session_table(&[s]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].find("SUB"), lines[1].find("alice"));
+        assert!(lines[1].ends_with("10 B  3.0 MiB"), "{t}");
+        assert!(lines[1].contains(" - "), "{t}");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
 
     #[test]
     fn ttl_accepts_seconds_minutes_and_hours() {

@@ -206,6 +206,9 @@ impl Child {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                // Several child proxies run at once: no fixed admin port for them.
+                "--admin-listen",
+                "off",
                 "--allow-plain",
                 "--log-format",
                 "json",

@@ -297,7 +297,7 @@ class Interop:
         proxy_port = probe.getsockname()[1]
         probe.close()
         proxy = subprocess.Popen(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{proxy_port}", "--allow-plain",
+            [self.binary, "serve", "--listen", f"127.0.0.1:{proxy_port}", "--admin-listen", "off", "--allow-plain",
              "--trust", pub_path, "--allow-port", str(console_port), "--log-level", "warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

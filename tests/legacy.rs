@@ -376,13 +376,16 @@ async fn an_engine_ticket_for_a_host_outside_the_target_policy_is_refused_with_4
 }
 
 #[tokio::test]
-async fn an_ssl_target_ticket_is_refused_until_the_proxy_speaks_tls_to_console_servers() {
+async fn an_ssl_target_ticket_asks_for_tls_and_is_refused_without_a_console_ca() {
+    // ssl_target maps to `tls: "tls"`; this proxy has no [backend_tls] CA, so it must
+    // refuse rather than fall back to plain TCP.
     let p = ovirt_proxy().await;
     let t = engine_ticket("127.0.0.1:5901".parse().unwrap(), &["--ssl-target"]);
     let (status, body) = refusal_of(&p, &t).await;
     assert_eq!(status, 403, "{body}");
     assert!(
-        body.contains("cannot reach console servers with tls tls yet"),
+        body.contains("not set up to reach console servers over")
+            && body.contains("ca is not configured"),
         "{body}"
     );
 }

@@ -138,6 +138,16 @@ if [ -f /usr/share/consolegate/novnc/core/rfb.js ]; then
     check "the installed proxy serves noVNC at /novnc/" \
         curl -ksf -o /dev/null "https://127.0.0.1:$port/novnc/core/rfb.js"
 fi
+if [ -f /usr/share/consolegate/spice/main.js ]; then
+    check "the installed proxy serves spice-html5 at /spice/" \
+        curl -ksf -o /dev/null "https://127.0.0.1:$port/spice/main.js"
+fi
+if [ -f /usr/share/consolegate/xterm/xterm/lib/xterm.mjs ]; then
+    check "the installed proxy serves xterm.js at /xterm/" \
+        curl -ksf -o /dev/null "https://127.0.0.1:$port/xterm/xterm/lib/xterm.mjs"
+    check "the installed proxy serves xterm.js's fit add-on" \
+        curl -ksf -o /dev/null "https://127.0.0.1:$port/xterm/addon-fit/lib/addon-fit.mjs"
+fi
 kill "$server_pid" 2>/dev/null
 wait "$server_pid" 2>/dev/null
 server_pid=

@@ -26,6 +26,7 @@ const TEXT = {
   audience: 'This console link is meant for another console proxy.',
   tooLong: 'This console link is valid for longer than this console proxy accepts: ask the administrator.',
   targetNotAllowed: 'This console proxy is not allowed to reach that console server: ask the administrator.',
+  revoked: 'Access to this console was revoked: ask the administrator.',
   wrongPassword: 'Wrong VNC password.',
   unreachable: 'The console server is unreachable.',
   proxyUnreachable: 'The console proxy does not answer.',
@@ -36,6 +37,8 @@ const TEXT = {
   lost: 'The connection to the console proxy was lost.',
   noAnswer: 'The console server did not answer.',
   unsupported: 'This console type is not supported yet.',
+  tlsUnsupported: 'This console proxy is not set up to reach secure console servers: ask the administrator.',
+  unknownTls: 'This console link asks for a kind of secure connection this console proxy does not know: ask the administrator.',
   portalGone: 'The portal window is gone: open the console again from the portal.',
   portalSilent: 'The portal did not send a new console link: open the console again from the portal.',
   noConfig: 'The console proxy did not send its configuration: reload the page.',
@@ -226,9 +229,11 @@ function sentenceForCheck(check) {
     case 'target_not_allowed':
     case 'port_not_allowed': return TEXT.targetNotAllowed;
     case 'port_not_allowed_for_kind': return TEXT.wrongKindPort;
-    case 'unknown_kind':
-    case 'unknown_tls': return TEXT.unsupported;
+    case 'unknown_kind': return TEXT.unsupported;
+    case 'unknown_tls': return TEXT.unknownTls;
+    case 'tls_unsupported': return TEXT.tlsUnsupported;
     case 'draining': return TEXT.shuttingDown;
+    case 'revoked': return TEXT.revoked;
     case 'jti_required': return TEXT.invalid;
     case 'network': return TEXT.proxyUnreachable;
     default: return TEXT.invalid;

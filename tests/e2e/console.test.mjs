@@ -10,23 +10,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { start, stop, stopAll, run, freePort, freePortIn, waitFor, sleep, tcpOpen } from './lib/procs.mjs';
-import { qmpConnect } from './lib/qmp.mjs';
-import { staticHandler } from './lib/static.mjs';
+import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
+import { REPO, BIN, ARTIFACTS, NOVNC_DIR } from './lib/paths.mjs';
+import { httpGet, httpsGet } from './lib/http.mjs';
+import { makeSigningKey, sign as signTicket, startEngine as startEngineWith } from './lib/engine.mjs';
+import { launchBrowser, watchConsole, openConsole as openConsoleIn, waitState as waitStateFor, statusText, canvasStats } from './lib/page.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '../..');
-const BIN = path.resolve(REPO, process.env.CONSOLEGATE_BIN || 'target/debug/consolegate');
-const ARTIFACTS = path.join(REPO, 'tests/artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// E2E_NOVNC_DIR=/usr/share/novnc runs the page on Debian's noVNC package instead.
-const NOVNC_DIR = process.env.E2E_NOVNC_DIR || path.join(REPO, 'web/node_modules/@novnc/novnc');
 const VNC_PASSWORD = 'e2e-Pw7';   // QEMU's VNC auth uses at most 8 characters
 
 const TEXT = {
@@ -73,90 +65,24 @@ async function startQemu(dir) {
   return { qemu, qmp, port };
 }
 
-// QEMU's own idea of its screen size: a screendump's PNG header.
-async function qemuScreenSize(qmp, dir) {
-  const file = path.join(dir, `screendump-${Date.now()}.png`);
-  await qmp.execute('screendump', { filename: file, format: 'png' });
-  const png = await waitFor('screendump', async () => {
-    const b = await fsp.readFile(file);
-    return b.length > 24 ? b : null;
-  });
-  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-}
-
-async function sign({ port, ttl = '60s', kind }) {
-  const args = ['sign', '--key', env.signingKey, '--host', '127.0.0.1', '--port', String(port), '--ttl', ttl];
-  if (kind) args.push('--kind', kind);
-  return (await run(BIN, args)).trim();
-}
+const sign = (opts) => signTicket({ key: env.signingKey, ...opts });
 
 // The engine: a page on its own origin plus POST /ticket, which signs with the CLI.
-async function startEngine(consoleUrl) {
-  const serve = staticHandler({ root: HERE });
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x');
-    if (req.method === 'POST' && url.pathname === '/ticket') {
-      try {
-        const scenario = url.searchParams.get('scenario');
-        let answer;
-        switch (scenario) {
-          case 'good':
-            answer = { ticket: await sign({ port: env.vncPort }), password: VNC_PASSWORD, title: 'e2e VM' }; break;
-          case 'wrong-password':
-            answer = { ticket: await sign({ port: env.vncPort }), password: 'wrong!', title: 'e2e VM' }; break;
-          case 'expired':
-            // Valid for 1 s and handed over after it ran out (the proxy runs with --leeway 0).
-            answer = { ticket: await sign({ port: env.vncPort, ttl: '1s' }), password: VNC_PASSWORD, title: 'e2e VM' };
-            await sleep(2200);
-            break;
-          case 'unreachable':
-            answer = { ticket: await sign({ port: env.deadPort }), password: VNC_PASSWORD, title: 'e2e VM' }; break;
-          case 'serial-on-vnc-port':
-            answer = { ticket: await sign({ port: env.vncPort, kind: 'serial' }), title: 'e2e VM' }; break;
-          default:
-            res.writeHead(400).end('unknown scenario');
-            return;
-        }
-        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(answer));
-      } catch (err) {
-        res.writeHead(500, { 'Content-Type': 'text/plain' }).end(String(err));
-      }
-      return;
-    }
-    serve(req, res);
-  });
-  const port = await freePort();
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  const origin = `http://127.0.0.1:${port}`;
-  return {
-    server,
-    origin,
-    page: (scenario, embed = 'window', console = consoleUrl) =>
-      `${origin}/engine.html?console=${encodeURIComponent(console)}&scenario=${scenario}&embed=${embed}`,
-  };
-}
-
-function httpsGet(url, ca) {
-  return new Promise((resolve, reject) => {
-    const req = https.get(url, { ca, timeout: 2000 }, (res) => {
-      let body = '';
-      res.on('data', (c) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-  });
-}
-
-function httpGet(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 2000 }, (res) => {
-      let body = '';
-      res.on('data', (c) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
+function startEngine(consoleUrl) {
+  return startEngineWith({
+    consoleUrl,
+    scenarios: {
+      good: async () => ({ ticket: await sign({ port: env.vncPort }), password: VNC_PASSWORD, title: 'e2e VM' }),
+      'wrong-password': async () => ({ ticket: await sign({ port: env.vncPort }), password: 'wrong!', title: 'e2e VM' }),
+      expired: async () => {
+        // Valid for 1 s and handed over after it ran out (the proxy runs with --leeway 0).
+        const answer = { ticket: await sign({ port: env.vncPort, ttl: '1s' }), password: VNC_PASSWORD, title: 'e2e VM' };
+        await sleep(2200);
+        return answer;
+      },
+      unreachable: async () => ({ ticket: await sign({ port: env.deadPort }), password: VNC_PASSWORD, title: 'e2e VM' }),
+      'serial-on-vnc-port': async () => ({ ticket: await sign({ port: env.vncPort, kind: 'serial' }), title: 'e2e VM' }),
+    },
   });
 }
 
@@ -165,6 +91,7 @@ async function startProxy(port, extra = []) {
   const proxy = start(`consolegate serve :${port}`, BIN, [
     'serve',
     '--listen', `127.0.0.1:${port}`,
+    '--admin-listen', 'off',
     '--tls-cert', env.tls.cert, '--tls-key', env.tls.key,
     '--trust', env.keyDir,
     '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),
@@ -183,64 +110,8 @@ async function startProxy(port, extra = []) {
 
 // ------------------------------------------------------------------ browser helpers
 
-// Keeps the page's console output; CSP violations are collected to fail the test.
-function watchConsole(page) {
-  page.cspViolations = [];
-  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
-  page.on('console', (m) => {
-    if (/Content Security Policy/i.test(m.text())) page.cspViolations.push(m.text());
-    if (process.env.E2E_VERBOSE) console.error(`[console page] ${m.type()}: ${m.text()}`);
-  });
-}
-
-// Opens the engine page, clicks "Open console" and returns both pages.
-async function openConsole(engineUrl) {
-  const page = await env.context.newPage();
-  page.setDefaultTimeout(15000);
-  await page.goto(engineUrl);
-  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open-console')]);
-  popup.setDefaultTimeout(15000);
-  watchConsole(popup);
-  await popup.waitForLoadState('domcontentloaded');
-  return { page, popup };
-}
-
-async function waitState(popup, state, timeout = 15000) {
-  try {
-    await popup.waitForFunction((s) => window.consolegate && window.consolegate.state === s, state, { timeout });
-  } catch (err) {
-    const now = await popup.evaluate(() => window.consolegate && [window.consolegate.state, window.consolegate.status]).catch(() => null);
-    throw new Error(`console page did not reach "${state}" within ${timeout} ms; it is ${JSON.stringify(now)}`);
-  }
-}
-
-const statusText = (popup) => popup.textContent('#status');
-
-// Reads noVNC's canvas: its size, and how much of it is not background. `rows` and
-// `cols` ([from, to) in framebuffer pixels, or fractions of the size when < 1) limit it.
-function canvasStats(popup, rows, cols) {
-  return popup.evaluate(([rows, cols]) => {
-    const canvas = document.querySelector('#screen canvas');
-    if (!canvas) return null;
-    const { width, height } = canvas;
-    const at = (v, size) => Math.round(v < 1 ? v * size : v);
-    const y0 = rows ? at(rows[0], height) : 0;
-    const y1 = rows ? at(rows[1], height) : height;
-    const x0 = cols ? at(cols[0], width) : 0;
-    const x1 = cols ? at(cols[1], width) : width;
-    const data = canvas.getContext('2d').getImageData(x0, y0, x1 - x0, y1 - y0).data;
-    let lit = 0;
-    let bright = 0;
-    const colours = new Set();
-    for (let i = 0; i < data.length; i += 4) {
-      const sum = data[i] + data[i + 1] + data[i + 2];
-      if (sum > 60) lit++;
-      if (sum > 450) bright++;
-      if (colours.size < 64) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-    }
-    return { width, height, lit, bright, colours: colours.size };
-  }, [rows, cols]);
-}
+const openConsole = (engineUrl) => openConsoleIn(env.context, engineUrl);
+const waitState = (popup, state, timeout = 15000) => waitStateFor(popup, state, timeout);
 
 // ------------------------------------------------------------------ set-up and tear-down
 
@@ -252,10 +123,8 @@ before(async () => {
   env.dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'consolegate-e2e-'));
 
   env.tls = await makeTls(env.dir);
-  const keyDir = path.join(env.dir, 'keys');
-  await fsp.mkdir(keyDir);
-  await run(BIN, ['keygen', '--out-dir', keyDir, '--name', 'engine']);
-  env.signingKey = path.join(keyDir, 'engine.key');
+  const { keyDir, signingKey } = await makeSigningKey(env.dir);
+  env.signingKey = signingKey;
 
   const q = await startQemu(env.dir);
   Object.assign(env, { qemu: q.qemu, qmp: q.qmp, vncPort: q.port });
@@ -270,15 +139,8 @@ before(async () => {
   env.keyDir = keyDir;
   env.proxy = await startProxy(env.proxyPort);
 
-  env.browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${env.tls.spki}`],
-  });
-  env.context = await env.browser.newContext({ viewport: { width: 1024, height: 700 } });
+  ({ browser: env.browser, context: env.context } = await launchBrowser(
+    ['--disable-quic', `--ignore-certificate-errors-spki-list=${env.tls.spki}`]));
 });
 
 after(async () => {

@@ -1,5 +1,8 @@
 // A minimal QMP client (QEMU's JSON monitor) over a unix socket: one command at a time.
+import fsp from 'node:fs/promises';
 import net from 'node:net';
+import { join } from 'node:path';
+import { waitFor } from './procs.mjs';
 
 export async function qmpConnect(path, timeoutMs = 5000) {
   const sock = net.connect(path);
@@ -36,4 +39,15 @@ export async function qmpConnect(path, timeoutMs = 5000) {
   };
   await execute('qmp_capabilities');
   return { execute, close: () => sock.destroy() };
+}
+
+// QEMU's own idea of its screen size: a screendump's PNG header (dumped into `dir`).
+export async function qemuScreenSize(qmp, dir) {
+  const file = join(dir, `screendump-${Date.now()}.png`);
+  await qmp.execute('screendump', { filename: file, format: 'png' });
+  const png = await waitFor('screendump', async () => {
+    const b = await fsp.readFile(file);
+    return b.length > 24 ? b : null;
+  });
+  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
 }

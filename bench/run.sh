@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark in one command: consolegate (ws:// and wss://), websockify
+# 0.13 (plain and TLS, JWT plugin verifying the same Ed25519 tickets), a bare tokio TCP
+# relay and the backend directly, on one machine with one backend and one key.
+#
+#   bench/run.sh            full run (about 7-10 minutes on 2 cores once built)
+#   bench/run.sh --smoke    a few seconds, tiny sizes: byte integrity only, for CI;
+#                           websockify only if bench/.venv already exists
+#   --only a,b,...          restrict to targets: consolegate-ws consolegate-wss
+#                           websockify-ws websockify-wss bare-relay direct
+#   --no-idle               skip the idle-memory phase
+#
+# Writes bench/results/<UTC stamp>/ (JSON, logs, report.md, chart.svg), copies the
+# table and chart to bench/results/<date>.md/.svg, and after a full run of every
+# target to bench/latest.md and bench/latest.svg. See bench/README.md.
+set -euo pipefail
+
+SMOKE=0
+IDLE=1
+ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,bare-relay,direct"
+ALL_TARGETS=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1 ;;
+        --no-idle) IDLE=0 ;;
+        --only) ONLY="$2"; ALL_TARGETS=0; shift ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+BENCH="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$BENCH")"
+cd "$ROOT"
+STAMP="$(date -u +%Y-%m-%dT%H%M%SZ)"
+DATE="$(date -u +%F)"
+OUT="$BENCH/results/$STAMP"
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+T0=$SECONDS
+
+# Every server runs in its own process group (setsid), so websockify's forked
+# children go down with it. The trap ends them all, however the script exits.
+GROUPS_STARTED=()
+cleanup() {
+    for g in "${GROUPS_STARTED[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+    sleep 0.3
+    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%4ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# start NAME CMD...: runs CMD in a new process group, logging to $OUT/NAME.log; sets PID.
+start() {
+    local name="$1"; shift
+    setsid "$@" >"$OUT/$name.log" 2>&1 < /dev/null &
+    PID=$!
+    GROUPS_STARTED+=("$PID")
+}
+stop() {
+    kill -TERM -- "-$1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL -- "-$1" 2>/dev/null || true
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    local port="$1" pid="$2" name="$3"
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || die "$name exited at start: $(tail -5 "$OUT/$name.log")"
+        sleep 0.1
+    done
+    die "$name did not listen on $port within 10 s: $(tail -5 "$OUT/$name.log")"
+}
+
+# Idle sessions need file descriptors: the proxy holds two per session.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE="$(ulimit -n)"
+NBIG=$(( (NOFILE - 100) / 2 / 100 * 100 )); [ "$NBIG" -gt 10000 ] && NBIG=10000
+MAXN=$(( NOFILE - 100 )); [ "$MAXN" -gt 20000 ] && MAXN=20000
+
+log "building (release)"
+cargo build --release --quiet -p consolegate -p consolegate-bench
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+CG="$TARGET_DIR/release/consolegate"
+# All load comes from one address with one ticket, so the per-client and per-ticket
+# abuse limits (tested in tests/hardening.rs) would measure the limiter, not the relay;
+# websockify has no such limits. They are off here, and only here.
+CG_NO_ABUSE_LIMITS="--max-sessions-per-client 0 --handshakes-per-second-per-client 0 --max-sessions-per-ticket 0"
+B="$TARGET_DIR/release/cgbench"
+
+# websockify 0.13 in its own virtualenv (numpy comes with it, as in distributions'
+# packages; jwcrypto is what its JWT plugin needs).
+VENV="$BENCH/.venv"
+WEBSOCKIFY=0
+if want websockify-ws || want websockify-wss; then
+    if [ "$SMOKE" = 1 ]; then
+        [ -x "$VENV/bin/websockify" ] && WEBSOCKIFY=1
+    else
+        if ! "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("websockify") != "0.13.0")' 2>/dev/null; then
+            log "creating $VENV with websockify 0.13.0"
+            python3 -m venv "$VENV"
+            "$VENV/bin/pip" install --quiet --disable-pip-version-check websockify==0.13.0 jwcrypto
+        fi
+        WEBSOCKIFY=1
+    fi
+fi
+
+# One key for everyone: consolegate's keygen (PKCS#8 + SPKI PEM, what openssl makes).
+KEYS="$WORK/keys"
+mkdir -p "$KEYS"
+if ! "$CG" keygen --out-dir "$KEYS" --name bench >/dev/null 2>&1 || [ ! -s "$KEYS/bench.pub" ]; then
+    log "consolegate keygen unavailable: using openssl"
+    rm -f "$KEYS"/bench.*
+    (umask 077; openssl genpkey -algorithm ed25519 -out "$KEYS/bench.key")
+    openssl pkey -in "$KEYS/bench.key" -pubout -out "$KEYS/bench.pub"
+fi
+# ticket: a fresh EdDSA ticket for the backend (signed per phase: they live 600 s).
+ticket() {
+    local t
+    if t="$("$CG" sign --key "$KEYS/bench.key" --host 127.0.0.1 --port "$BACKEND_PORT" --ttl 600s 2>/dev/null)" && [ -n "$t" ]; then
+        printf '%s' "$t"
+        return
+    fi
+    # Until `consolegate sign` exists: the same form (EdDSA JWS, host/port/exp) by PyJWT.
+    python3 - "$KEYS/bench.key" "$BACKEND_PORT" <<'EOF'
+import sys, time, jwt
+key = open(sys.argv[1]).read()
+print(jwt.encode({"host": "127.0.0.1", "port": int(sys.argv[2]), "exp": int(time.time()) + 600},
+                 key, algorithm="EdDSA"), end="")
+EOF
+}
+
+# Throwaway TLS: a CA and a server certificate for 127.0.0.1 (the client verifies the
+# chain like a browser would).
+TLS="$WORK/tls"
+mkdir -p "$TLS"
+(
+    cd "$TLS"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=cgbench-ca -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext.cnf -out server.pem 2>/dev/null
+)
+
+# The backend, one for all targets.
+BACKEND_PORT="$(free_port)"
+start backend "$B" backend --listen "127.0.0.1:$BACKEND_PORT"
+BACKEND_PID=$PID
+wait_port "$BACKEND_PORT" "$BACKEND_PID" backend
+
+# start_target NAME: starts that proxy on a free port; sets PORT and PID.
+start_target() {
+    PORT="$(free_port)"
+    case "$1" in
+        consolegate-ws)
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
+                --allow-port "$BACKEND_PORT" --max-sessions 30000 --log-level warn ;;
+        consolegate-wss)
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --trust "$KEYS" \
+                --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" \
+                --allow-port "$BACKEND_PORT" --max-sessions 30000 --log-level warn ;;
+        websockify-ws)
+            start "$1" "$VENV/bin/websockify" --token-plugin JWTTokenApi \
+                --token-source "$KEYS/bench.pub" "127.0.0.1:$PORT" ;;
+        websockify-wss)
+            start "$1" "$VENV/bin/websockify" --token-plugin JWTTokenApi \
+                --token-source "$KEYS/bench.pub" --cert "$TLS/server.pem" --key "$TLS/server.key" \
+                --ssl-only "127.0.0.1:$PORT" ;;
+        bare-relay)
+            start "$1" "$B" relay --listen "127.0.0.1:$PORT" --to "127.0.0.1:$BACKEND_PORT" ;;
+        direct)
+            PORT="$BACKEND_PORT"; PID=0; return ;;
+    esac
+    wait_port "$PORT" "$PID" "$1"
+}
+# spec NAME: the generator's NAME,PID,URL for the running target.
+spec() {
+    case "$1" in
+        consolegate-ws|websockify-ws) echo "$1,$PID,ws://127.0.0.1:$PORT/?token=$TICKET" ;;
+        consolegate-wss|websockify-wss) echo "$1,$PID,wss://127.0.0.1:$PORT/?token=$TICKET" ;;
+        bare-relay|direct) echo "$1,$PID,tcp://127.0.0.1:$PORT" ;;
+    esac
+}
+
+TARGETS=()
+for t in consolegate-ws websockify-ws consolegate-wss websockify-wss bare-relay direct; do
+    want "$t" || continue
+    if [[ "$t" == websockify-* ]] && [ "$WEBSOCKIFY" = 0 ]; then
+        log "skipping $t (no $VENV in smoke mode)"; continue
+    fi
+    TARGETS+=("$t")
+done
+[ "${#TARGETS[@]}" -gt 0 ] || die "no target selected"
+
+# Phase 1: throughput, latency, connect rate; all targets up at once so that the
+# repetitions can be interleaved.
+TICKET="$(ticket)"
+SPECS=()
+declare -A TPID
+for t in "${TARGETS[@]}"; do
+    start_target "$t"
+    TPID[$t]=$PID
+    SPECS+=(--target "$(spec "$t")")
+done
+log "phase 1: throughput, latency, connect rate (${TARGETS[*]})"
+TP_ARGS=(throughput --ca "$TLS/ca.pem" --out "$OUT/throughput.json" "${SPECS[@]}")
+[ "$SMOKE" = 1 ] && TP_ARGS+=(--smoke)
+STATUS=0
+timeout 480 "$B" "${TP_ARGS[@]}" || STATUS=$?
+for t in "${TARGETS[@]}"; do
+    if [ "${TPID[$t]}" != 0 ]; then stop "${TPID[$t]}"; fi
+done
+
+# Phase 2: memory per idle session, each proxy freshly started for each kind so that
+# buffers kept from earlier runs do not hide the per-session cost.
+if [ "$IDLE" = 1 ]; then
+    if [ "$SMOKE" = 1 ]; then AT="20"; MAX=0; else AT="1000,$NBIG"; MAX=$MAXN; fi
+    log "phase 2: idle sessions at $AT (ramp to $MAX; fd limit $NOFILE)"
+    TICKET="$(ticket)"
+    for t in "${TARGETS[@]}"; do
+        # The proxies over plain ws://; the bare relay's memory is not a target, and
+        # skipping it keeps the run under 10 minutes.
+        case "$t" in consolegate-ws|websockify-ws) ;; *) continue ;; esac
+        for kind in banner burst; do
+            start_target "$t"
+            m=0; [ "$kind" = banner ] && m=$MAX
+            timeout 330 "$B" idle --target "$(spec "$t")" --ca "$TLS/ca.pem" --kind "$kind" \
+                --at "$AT" --max "$m" --out "$OUT/idle-$t-$kind.json" || STATUS=1
+            stop "$PID"
+        done
+    done
+fi
+
+WSFY_NOTE="no websockify"
+[ "$WEBSOCKIFY" = 1 ] && WSFY_NOTE="websockify 0.13.0 (Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo '?'), numpy $("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '-')), JWTTokenApi with the Ed25519 SPKI PEM"
+"$B" report --dir "$OUT" \
+    --note "consolegate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') release build; $WSFY_NOTE" \
+    --note "load average (1/5/15 min) at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg): the machine is shared, figures are noisy" \
+    --note "generator: one thread, own WebSocket framing; backend: one thread; bare relay: tokio copy_bidirectional, 64 KiB buffers, 2 workers" \
+    --note "open-file limit $NOFILE per process (the proxy needs 2 per session): idle checkpoints ${AT:-}, ramp capped at ${MAX:-0}" \
+    --note "whole run $((SECONDS - T0)) s" || STATUS=1
+
+cp "$OUT/report.md" "$BENCH/results/$DATE.md" 2>/dev/null || true
+cp "$OUT/chart.svg" "$BENCH/results/$DATE.svg" 2>/dev/null || true
+if [ "$SMOKE" = 0 ] && [ "$ALL_TARGETS" = 1 ] && [ "$STATUS" = 0 ]; then
+    cp "$OUT/report.md" "$BENCH/latest.md"
+    cp "$OUT/chart.svg" "$BENCH/latest.svg"
+fi
+log "results in $OUT (status $STATUS)"
+exit "$STATUS"

@@ -1,0 +1,490 @@
+//! Turns a results directory (`throughput.json`, `idle-*.json`) into `report.md` (the
+//! table, with consolegate's ratio to websockify beside each figure) and `chart.svg`.
+//! Each figure is the median of the repetitions; a measurement that failed shows as
+//! "error" and its message is listed under the table, never silently dropped.
+
+use crate::measure::{Idle, IdleKind};
+use crate::{IdleFile, Outcome, TargetRuns, ThroughputFile};
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+
+const CG_WS: &str = "consolegate-ws";
+const WF_WS: &str = "websockify-ws";
+const CG_WSS: &str = "consolegate-wss";
+const WF_WSS: &str = "websockify-wss";
+const BARE: &str = "bare-relay";
+const DIRECT: &str = "direct";
+
+/// Everything known about one target.
+struct Data<'a> {
+    runs: Option<&'a TargetRuns>,
+    idle: Vec<&'a Idle>,
+}
+
+#[derive(Clone)]
+enum Cell {
+    Num(f64),
+    /// A figure shown with extra text (the ratio uses the figure).
+    NumNote(f64, String),
+    Text(String),
+    Missing,
+}
+
+impl Cell {
+    fn num(&self) -> Option<f64> {
+        match self {
+            Cell::Num(v) | Cell::NumNote(v, _) => Some(*v),
+            _ => None,
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            Cell::Num(v) => fmt_num(*v),
+            Cell::NumNote(v, note) => format!("{} {note}", fmt_num(*v)),
+            Cell::Text(s) => s.clone(),
+            Cell::Missing => "–".into(),
+        }
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A ratio; small ones as "1/N×" so that 0.0001 does not print as 0.00.
+fn fmt_ratio(r: f64) -> String {
+    if r > 0.0 && r < 0.1 {
+        format!("1/{:.0}×", 1.0 / r)
+    } else {
+        format!("{}×", fmt_num(r))
+    }
+}
+
+/// Median of `f` over the repetitions; "error" when any repetition failed.
+fn median<T>(v: &[Outcome<T>], f: impl Fn(&T) -> Option<f64>) -> Cell {
+    if v.is_empty() {
+        return Cell::Missing;
+    }
+    let mut xs = Vec::new();
+    for o in v {
+        match o {
+            Outcome::Ok(t) => match f(t) {
+                Some(x) => xs.push(x),
+                None => return Cell::Missing,
+            },
+            Outcome::Err(_) => return Cell::Text("error".into()),
+        }
+    }
+    xs.sort_by(f64::total_cmp);
+    Cell::Num(xs[xs.len() / 2])
+}
+
+type Getter = Box<dyn Fn(&Data) -> Cell>;
+
+struct Row {
+    label: String,
+    higher_better: bool,
+    get: Getter,
+    /// Shown in the chart under this title.
+    chart: Option<&'static str>,
+}
+
+fn runs_row(
+    label: &str,
+    higher: bool,
+    chart: Option<&'static str>,
+    f: impl Fn(&TargetRuns) -> Cell + 'static,
+) -> Row {
+    Row {
+        label: label.into(),
+        higher_better: higher,
+        chart,
+        get: Box::new(move |d| d.runs.map(&f).unwrap_or(Cell::Missing)),
+    }
+}
+
+fn idle_row(kind: IdleKind, n: u64) -> Row {
+    let what = match kind {
+        IdleKind::Banner => "banner only",
+        IdleKind::Burst => "after 1 MiB each way",
+    };
+    Row {
+        label: format!("idle KiB/session, {n} sessions, {what}: RSS (PSS) ↓"),
+        higher_better: false,
+        chart: None,
+        get: Box::new(move |d| {
+            let Some(i) = d.idle.iter().find(|i| i.kind == kind) else {
+                return Cell::Missing;
+            };
+            if let Some(p) = i.points.iter().find(|p| p.n == n) {
+                let pss = p.pss_kib.saturating_sub(i.base_pss_kib) as f64 / n as f64;
+                return Cell::NumNote(
+                    p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / n as f64,
+                    format!("({})", fmt_num(pss)),
+                );
+            }
+            match i.points.last() {
+                // It could not hold `n`: its cost per session at the most it held is
+                // the best figure there is, marked as such.
+                Some(p) if p.n > 0 => Cell::NumNote(
+                    p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64,
+                    format!(
+                        "({}) at {}: ✗ held {}",
+                        fmt_num(p.pss_kib.saturating_sub(i.base_pss_kib) as f64 / p.n as f64),
+                        p.n,
+                        i.held
+                    ),
+                ),
+                _ => Cell::Text(format!("✗ held {}", i.held)),
+            }
+        }),
+    }
+}
+
+fn rows(small_frame: usize, checkpoints: &[u64], kinds: &[IdleKind]) -> Vec<Row> {
+    let mut rows = vec![
+        runs_row(
+            "down MiB/s, 1 stream ↑",
+            true,
+            Some("down MiB/s, 1 stream"),
+            |r| median(&r.down1, |t| Some(t.mib_s())),
+        ),
+        runs_row(
+            "down MiB/s, 8 streams ↑",
+            true,
+            Some("down MiB/s, 8 streams"),
+            |r| median(&r.down8, |t| Some(t.mib_s())),
+        ),
+        runs_row(
+            &format!("up MiB/s, {small_frame} B messages ↑"),
+            true,
+            Some("up MiB/s, small messages"),
+            |r| median(&r.up_small, |t| Some(t.mib_s())),
+        ),
+        runs_row(
+            "up MiB/s, 64 KiB messages ↑",
+            true,
+            Some("up MiB/s, 64 KiB messages"),
+            |r| median(&r.up_large, |t| Some(t.mib_s())),
+        ),
+        runs_row("64 B round trip p50 µs ↓", false, None, |r| {
+            median(&r.latency, |l| Some(l.p50_us))
+        }),
+        runs_row(
+            "64 B round trip p99 µs ↓",
+            false,
+            Some("64 B round trip p99 µs"),
+            |r| median(&r.latency, |l| Some(l.p99_us)),
+        ),
+        runs_row(
+            "new sessions/s, 32 clients ↑",
+            true,
+            Some("new sessions/s, 32 clients"),
+            |r| median(&r.connect, |c| Some(c.rate)),
+        ),
+        runs_row("time to first byte p50 ms ↓", false, None, |r| {
+            median(&r.connect, |c| Some(c.p50_ms))
+        }),
+        runs_row("time to first byte p99 ms ↓", false, None, |r| {
+            median(&r.connect, |c| Some(c.p99_ms))
+        }),
+        runs_row("CPU s/GiB, down 1 stream ↓", false, None, |r| {
+            median(&r.down1, |t| t.cpu_per_gib())
+        }),
+        runs_row("CPU s/GiB, up 64 KiB ↓", false, None, |r| {
+            median(&r.up_large, |t| t.cpu_per_gib())
+        }),
+    ];
+    for &k in kinds {
+        for &n in checkpoints {
+            rows.push(idle_row(k, n));
+        }
+    }
+    if !kinds.is_empty() {
+        rows.push(Row {
+            label: "most idle sessions held ↑".into(),
+            higher_better: true,
+            chart: None,
+            get: Box::new(|d| match d.idle.iter().map(|i| i.held).max() {
+                Some(h) => {
+                    let capped = d
+                        .idle
+                        .iter()
+                        .any(|i| i.held == h && i.stopped.starts_with("cap"));
+                    if capped {
+                        Cell::Text(format!("≥ {h} (cap)"))
+                    } else {
+                        Cell::Num(h as f64)
+                    }
+                }
+                None => Cell::Missing,
+            }),
+        });
+    }
+    rows
+}
+
+enum Col {
+    Target(&'static str, &'static str),
+    Ratio(&'static str, &'static str, &'static str),
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil(unix: u64) -> String {
+    let z = (unix / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
+    let tp_path = dir.join("throughput.json");
+    let tp: ThroughputFile = serde_json::from_str(
+        &std::fs::read_to_string(&tp_path)
+            .with_context(|| format!("read {}", tp_path.display()))?,
+    )
+    .with_context(|| format!("parse {}", tp_path.display()))?;
+    let mut idles: Vec<IdleFile> = Vec::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("idle-") && name.ends_with(".json") {
+            let text = std::fs::read_to_string(e.path())?;
+            idles.push(serde_json::from_str(&text).with_context(|| format!("parse {name}"))?);
+        }
+    }
+    // Same order as the table's columns, banner before burst.
+    let order = [CG_WS, CG_WSS, WF_WS, WF_WSS, BARE, DIRECT];
+    idles.sort_by_key(|f| {
+        (
+            order
+                .iter()
+                .position(|n| *n == f.target)
+                .unwrap_or(order.len()),
+            f.idle.kind as u8,
+        )
+    });
+    let mut checkpoints: Vec<u64> = idles
+        .iter()
+        .flat_map(|f| f.idle.checkpoints.iter().copied())
+        .collect();
+    checkpoints.sort();
+    checkpoints.dedup();
+    let mut kinds: Vec<IdleKind> = idles.iter().map(|f| f.idle.kind).collect();
+    kinds.sort_by_key(|k| *k as u8);
+    kinds.dedup();
+
+    let data = |name: &str| Data {
+        runs: tp.targets.iter().find(|t| t.name == name),
+        idle: idles
+            .iter()
+            .filter(|f| f.target == name)
+            .map(|f| &f.idle)
+            .collect(),
+    };
+    let present = |name: &str| {
+        let d = data(name);
+        d.runs.is_some() || !d.idle.is_empty()
+    };
+    let layout = [
+        Col::Target(CG_WS, "consolegate ws"),
+        Col::Target(WF_WS, "websockify ws"),
+        Col::Ratio(CG_WS, WF_WS, "cg ÷ wsfy"),
+        Col::Target(CG_WSS, "consolegate wss"),
+        Col::Target(WF_WSS, "websockify wss"),
+        Col::Ratio(CG_WSS, WF_WSS, "cg ÷ wsfy (TLS)"),
+        Col::Target(BARE, "bare TCP relay"),
+        Col::Ratio(CG_WS, BARE, "cg ÷ bare"),
+        Col::Target(DIRECT, "backend direct"),
+    ];
+    let cols: Vec<&Col> = layout
+        .iter()
+        .filter(|c| match c {
+            Col::Target(n, _) => present(n),
+            Col::Ratio(a, b, _) => present(a) && present(b),
+        })
+        .collect();
+    let rows = rows(tp.small_frame, &checkpoints, &kinds);
+
+    let date = civil(tp.unix_time);
+    let reps = tp.targets.first().map(|t| t.down1.len()).unwrap_or(0);
+    let mut md = String::new();
+    writeln!(md, "## consolegate side-by-side benchmark, {date}\n")?;
+    writeln!(
+        md,
+        "{} cores; loopback; median of {reps} repetition(s){}. ↑ higher is better, ↓ lower is better; \
+         ratios are consolegate's figure divided by the other's.\n",
+        tp.cores,
+        if tp.smoke { "; **smoke run: integrity only, the figures mean nothing**" } else { "" }
+    )?;
+    let head: Vec<&str> = cols
+        .iter()
+        .map(|c| match c {
+            Col::Target(_, h) | Col::Ratio(_, _, h) => *h,
+        })
+        .collect();
+    writeln!(md, "| figure | {} |", head.join(" | "))?;
+    writeln!(md, "|---|{}", "---:|".repeat(cols.len()))?;
+    for row in &rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match c {
+                Col::Target(n, _) => (row.get)(&data(n)).show(),
+                Col::Ratio(a, b, _) => match ((row.get)(&data(a)).num(), (row.get)(&data(b)).num())
+                {
+                    (Some(x), Some(y)) if y != 0.0 => fmt_ratio(x / y),
+                    _ => "–".into(),
+                },
+            })
+            .collect();
+        writeln!(md, "| {} | {} |", row.label, cells.join(" | "))?;
+    }
+    writeln!(md)?;
+    for n in notes {
+        writeln!(md, "- {n}")?;
+    }
+    for f in &idles {
+        writeln!(
+            md,
+            "- {} idle ({:?}): baseline RSS {} KiB (PSS {}); {}; {}",
+            f.target,
+            f.idle.kind,
+            f.idle.base_rss_kib,
+            f.idle.base_pss_kib,
+            f.idle
+                .points
+                .iter()
+                .map(|p| format!(
+                    "{} sessions: RSS {} KiB, PSS {} KiB",
+                    p.n, p.rss_kib, p.pss_kib
+                ))
+                .collect::<Vec<_>>()
+                .join("; "),
+            f.idle.stopped
+        )?;
+    }
+    for t in &tp.targets {
+        let errs = crate::failures(&ThroughputFile {
+            targets: vec![t.clone()],
+            ..tp.clone()
+        });
+        for e in errs {
+            writeln!(md, "- error: {e}")?;
+        }
+        for c in t.connect.iter().filter_map(|o| {
+            if let Outcome::Ok(c) = o {
+                Some(c)
+            } else {
+                None
+            }
+        }) {
+            if c.errors > 0 {
+                writeln!(
+                    md,
+                    "- {}: {} failed session(s) in the connect run, first: {}",
+                    t.name,
+                    c.errors,
+                    c.first_error.clone().unwrap_or_default()
+                )?;
+            }
+        }
+    }
+    std::fs::write(dir.join("report.md"), &md)?;
+    print!("{md}");
+
+    // The chart: one panel per charted row, a bar per target.
+    let targets: Vec<(&str, &str)> = layout
+        .iter()
+        .filter_map(|c| {
+            if let Col::Target(n, h) = c {
+                present(n).then_some((*n, *h))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let charted: Vec<&Row> = rows.iter().filter(|r| r.chart.is_some()).collect();
+    std::fs::write(
+        dir.join("chart.svg"),
+        svg(&date, tp.cores, &charted, &targets, &data),
+    )?;
+    Ok(())
+}
+
+fn svg<'a>(
+    date: &str,
+    cores: usize,
+    rows: &[&Row],
+    targets: &[(&str, &str)],
+    data: &dyn Fn(&str) -> Data<'a>,
+) -> String {
+    const COLORS: [&str; 6] = [
+        "#1f6feb", "#d1242f", "#54aeff", "#ff8182", "#6e7781", "#2da44e",
+    ];
+    let (pw, bar, gap) = (470.0, 18.0, 4.0);
+    let ph = 34.0 + targets.len() as f64 * (bar + gap) + 10.0;
+    let ncol = 2;
+    let nrow = rows.len().div_ceil(ncol);
+    let (w, h) = (pw * ncol as f64 + 20.0, ph * nrow as f64 + 50.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"24\" font-size=\"15\" font-weight=\"bold\">consolegate vs websockify vs bare relay — {date}, {cores} cores, loopback, median of repetitions</text>\n"
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let (x0, y0) = (10.0 + (i % ncol) as f64 * pw, 40.0 + (i / ncol) as f64 * ph);
+        let better = if row.higher_better {
+            "longer is better"
+        } else {
+            "shorter is better"
+        };
+        let _ = writeln!(
+            s,
+            "<text x=\"{x0}\" y=\"{}\" font-weight=\"bold\">{} ({better})</text>",
+            y0 + 16.0,
+            row.chart.unwrap_or("")
+        );
+        let vals: Vec<Option<f64>> = targets
+            .iter()
+            .map(|(n, _)| (row.get)(&data(n)).num())
+            .collect();
+        let max = vals.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
+        for (j, ((_, label), v)) in targets.iter().zip(&vals).enumerate() {
+            let y = y0 + 26.0 + j as f64 * (bar + gap);
+            let _ = writeln!(
+                s,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>",
+                x0 + 115.0,
+                y + 13.0
+            );
+            let (len, text) = match v {
+                Some(v) if max > 0.0 => ((v / max) * 260.0, fmt_num(*v)),
+                _ => (0.0, "n/a".into()),
+            };
+            let _ = writeln!(
+                s,
+                "<rect x=\"{}\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar}\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{text}</text>",
+                x0 + 120.0,
+                COLORS[j % COLORS.len()],
+                x0 + 124.0 + len,
+                y + 13.0
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,535 @@
+//! The admin listener: health, metrics and session control over plain HTTP on a
+//! separate address (loopback by default), apart from the browsers' listener so a
+//! firewall rule or a balancer never exposes it by accident.
+//!
+//! | endpoint | auth | answer |
+//! | --- | --- | --- |
+//! | `GET /healthz` | none | 200 `ok` while the process serves requests (liveness) |
+//! | `GET /readyz` | none | 200 `ready`; 503 with the reason while draining or without keys |
+//! | `GET /metrics` | none | OpenMetrics text ([`crate::metrics`]) |
+//! | `GET /sessions` | bearer | JSON array of live sessions with their byte counts so far |
+//! | `POST /sessions/kill` | bearer | `{"id":N}`, `{"jti":"…"}` or `{"sub":"…"}`, optional `"reason"` → `{"killed":n}` |
+//!
+//! Auth model: health and metrics reveal nothing secret and stay open to whoever can
+//! reach the listener (loopback by default). Listing and killing sessions needs
+//! `Authorization: Bearer <token>`, the token read from `[admin] token_file` (compared
+//! in constant time, as SHA-256 digests so the length does not leak either). Without a
+//! token file, session control is off (403), so a default install exposes no
+//! session data, not even to local users. The token file is re-read on SIGHUP.
+//!
+//! [`client`] is the small HTTP/1.1 client the `sessions` and `kill` subcommands use.
+
+use crate::front::Proxy;
+use crate::relay::Stop;
+use crate::session::SessionInfo;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+/// Largest admin request body (a kill request is a few dozen bytes).
+const MAX_BODY: usize = 4 << 10;
+/// Concurrent admin connections: a scraper, an operator or two; more is a runaway
+/// script that must not starve the proxy.
+const MAX_CONNECTIONS: usize = 32;
+/// Time for an admin request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a whole admin exchange (headers, body, answer).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest token accepted: a guessable token would make the kill switch anyone's.
+const MIN_TOKEN: usize = 16;
+
+/// Why the admin token cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read admin token file {}: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "admin token file {} is readable by others (mode {mode:04o}); run `chmod 640 {}`",
+        path.display(),
+        path.display()
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("admin token file {} must hold one token of at least {MIN_TOKEN} characters (e.g. `openssl rand -hex 32`)", path.display())]
+    TooShort { path: PathBuf },
+}
+
+/// Reads a token file: the first line, trimmed. Used by the server and the client.
+pub fn read_token(path: &Path) -> Result<String, TokenError> {
+    let read_err = |cause| TokenError::Read {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut text = String::new();
+    file.take(4096)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < MIN_TOKEN {
+        return Err(TokenError::TooShort {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(token)
+}
+
+/// Reads the server's token file, refusing one that others can read: the token ends
+/// sessions on every console of the host. Group access is allowed, for an operators'
+/// group using `consolegate sessions`.
+fn load_token(path: &Path) -> Result<[u8; 32], TokenError> {
+    let meta = std::fs::metadata(path).map_err(|cause| TokenError::Read {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let mode = meta.permissions().mode();
+    if mode & 0o007 != 0 {
+        return Err(TokenError::Permissions {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(Sha256::digest(read_token(path)?.as_bytes()).into())
+}
+
+/// One session as `GET /sessions` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub target: SocketAddr,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub kid: String,
+    /// Start time, RFC 3339 UTC.
+    pub started: String,
+    /// Start time, Unix seconds.
+    pub started_unix: i64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+impl From<&SessionInfo> for SessionView {
+    fn from(i: &SessionInfo) -> Self {
+        let started_unix = i
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let started = time::OffsetDateTime::from_unix_timestamp(started_unix)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        SessionView {
+            id: i.id,
+            client: i.client,
+            target: i.target,
+            sub: i.sub.clone(),
+            jti: i.jti.clone(),
+            kid: i.kid.clone(),
+            started,
+            started_unix,
+            bytes_up: i.stats.up(),
+            bytes_down: i.stats.down(),
+        }
+    }
+}
+
+/// The body of `POST /sessions/kill`: exactly one of `id`, `jti`, `sub`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KillRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Sent to the browser as the close reason (cut to 123 bytes); empty: "session
+    /// ended by an operator".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The admin listener's state.
+pub struct Admin {
+    proxy: Arc<Proxy>,
+    token_file: Option<PathBuf>,
+    /// SHA-256 of the token; `None`: session control is off.
+    token: RwLock<Option<[u8; 32]>>,
+    connections: Arc<Semaphore>,
+}
+
+impl Admin {
+    /// Reads the token file named in the proxy's configuration, if any.
+    pub fn new(proxy: Arc<Proxy>) -> Result<Arc<Admin>, TokenError> {
+        let token_file = proxy.config().admin.token_file.clone();
+        let token = token_file.as_deref().map(load_token).transpose()?;
+        Ok(Arc::new(Admin {
+            proxy,
+            token_file,
+            token: RwLock::new(token),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        }))
+    }
+
+    /// SIGHUP: re-reads the token file (rotation); on error the old token stays.
+    pub fn reload(&self) -> Result<(), TokenError> {
+        if let Some(path) = &self.token_file {
+            let t = load_token(path)?;
+            *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Serves admin requests until the task is dropped (it outlives the drain, so
+    /// `/readyz` can say "draining" while sessions finish).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok(permit) = self.connections.clone().acquire_owned().await else {
+                return;
+            };
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let admin = self.clone();
+                    tokio::spawn(async move {
+                        admin.connection(stream, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    warn!(cause = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let admin = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(req, peer).await) }
+        });
+        // One request per connection, and a bound on the whole exchange: an idle
+        // keep-alive or a trickled body must not hold one of the few admin slots.
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .keep_alive(false)
+            .serve_connection(TokioIo::new(stream), service);
+        match tokio::time::timeout(REQUEST_TIMEOUT, conn).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(client = %peer, cause = %e, "admin connection ended with an error")
+            }
+            Err(_) => debug!(client = %peer, "admin request timed out"),
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+            (&Method::GET, "/readyz") => self.readyz(),
+            (&Method::GET, "/metrics") => {
+                let mut resp = Response::new(Full::new(Bytes::from(self.proxy.metrics().render())));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                resp
+            }
+            (&Method::GET, "/sessions") => match self.authorize(&req, peer) {
+                Err(resp) => resp,
+                Ok(()) => {
+                    let list: Vec<SessionView> = self
+                        .proxy
+                        .sessions()
+                        .list()
+                        .iter()
+                        .map(SessionView::from)
+                        .collect();
+                    json(StatusCode::OK, &list)
+                }
+            },
+            (&Method::POST, "/sessions/kill") => match self.authorize(&req, peer) {
+                Err(resp) => resp,
+                Ok(()) => self.kill(req, peer).await,
+            },
+            (_, "/healthz" | "/readyz" | "/metrics" | "/sessions" | "/sessions/kill") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn readyz(&self) -> Response<Full<Bytes>> {
+        if self.proxy.is_draining() {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining: the proxy is shutting down",
+            )
+        } else if self.proxy.key_ids().is_empty() {
+            text(StatusCode::SERVICE_UNAVAILABLE, "no trusted keys loaded")
+        } else {
+            text(StatusCode::OK, "ready")
+        }
+    }
+
+    /// Checks the bearer token; the error is the answer to send.
+    #[allow(clippy::result_large_err)]
+    fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(), Response<Full<Bytes>>> {
+        let Some(expected) = *self.token.read().unwrap_or_else(|p| p.into_inner()) else {
+            return Err(text(
+                StatusCode::FORBIDDEN,
+                "session control is off: set [admin] token_file (--admin-token-file)",
+            ));
+        };
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let ok = presented.is_some_and(|t| {
+            let digest: [u8; 32] = Sha256::digest(t.as_bytes()).into();
+            bool::from(digest.ct_eq(&expected))
+        });
+        if ok {
+            return Ok(());
+        }
+        warn!(client = %peer, path = req.uri().path(), token_given = presented.is_some(), "admin request without a valid token");
+        let mut resp = text(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"consolegate admin\""),
+        );
+        Err(resp)
+    }
+
+    async fn kill(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+        };
+        let k: KillRequest = match serde_json::from_slice(&body) {
+            Ok(k) => k,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("bad kill request: {e}")),
+        };
+        let reason = k.reason.clone().unwrap_or_default();
+        let stop = Stop::Kill(reason.clone());
+        let sessions = self.proxy.sessions();
+        let (killed, selector) = match (&k.id, &k.jti, &k.sub) {
+            (Some(id), None, None) => (
+                sessions.stop_where(stop, |i| i.id == *id),
+                format!("id {id}"),
+            ),
+            (None, Some(jti), None) => (
+                sessions.stop_where(stop, |i| i.jti.as_deref() == Some(jti.as_str())),
+                format!("jti {jti}"),
+            ),
+            (None, None, Some(sub)) => (
+                sessions.stop_where(stop, |i| i.sub.as_deref() == Some(sub.as_str())),
+                format!("sub {sub}"),
+            ),
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "bad kill request: give exactly one of id, jti or sub",
+                )
+            }
+        };
+        info!(client = %peer, selector = %selector, killed, reason = %reason, "sessions killed by an operator");
+        json(StatusCode::OK, &serde_json::json!({ "killed": killed }))
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A minimal HTTP/1.1 client for the admin API (the `sessions` and `kill`
+/// subcommands, and tests): one request per connection, plain HTTP only.
+pub mod client {
+    use super::*;
+
+    /// Why an admin request failed before an answer arrived.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ClientError {
+        #[error("admin URL {0:?}: expected http://HOST:PORT (plain HTTP; the admin listener has no TLS)")]
+        Url(String),
+        #[error("cannot connect to the admin listener at {addr}: {cause} (is the proxy running with [admin] listen?)")]
+        Connect { addr: String, cause: std::io::Error },
+        #[error("admin request failed: {0}")]
+        Http(#[from] hyper::Error),
+        #[error("admin request: {0}")]
+        Request(#[from] hyper::http::Error),
+        #[error("the admin listener at {0} did not answer within 10 s")]
+        Timeout(String),
+    }
+
+    /// An answer: status and body text.
+    #[derive(Debug, Clone)]
+    pub struct Answer {
+        pub status: StatusCode,
+        pub body: String,
+    }
+
+    /// `http://host:port[/]` → `host:port`.
+    pub fn authority(url: &str) -> Result<String, ClientError> {
+        let rest = url
+            .trim()
+            .strip_prefix("http://")
+            .unwrap_or(url.trim())
+            .trim_end_matches('/');
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.contains("://") {
+            return Err(ClientError::Url(url.to_string()));
+        }
+        Ok(rest.to_string())
+    }
+
+    /// Sends one request to the admin listener at `base`.
+    pub async fn request(
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Result<Answer, ClientError> {
+        let addr = authority(base)?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            send(&addr, method, path, token, body),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(addr.clone()))?
+    }
+
+    async fn send(
+        addr: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Result<Answer, ClientError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|cause| ClientError::Connect {
+                addr: addr.to_string(),
+                cause,
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, addr);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn admin_urls_are_plain_http_host_and_port() {
+            assert_eq!(
+                authority("http://127.0.0.1:6101").unwrap(),
+                "127.0.0.1:6101"
+            );
+            assert_eq!(authority("http://[::1]:6101/").unwrap(), "[::1]:6101");
+            assert_eq!(authority("localhost:6101").unwrap(), "localhost:6101");
+            for bad in ["https://h:1", "http://h:1/x", "", "http://u@h:1"] {
+                assert!(authority(bad).is_err(), "{bad}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_others_can_read_or_too_short_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_token(&p),
+            Err(TokenError::Permissions { .. })
+        ));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(
+            load_token(&p).unwrap(),
+            <[u8; 32]>::from(Sha256::digest(b"0123456789abcdef0123"))
+        );
+        std::fs::write(&p, "short\n").unwrap();
+        assert!(matches!(load_token(&p), Err(TokenError::TooShort { .. })));
+    }
+}

@@ -1,0 +1,61 @@
+// The engine side of the hand-off: tests/e2e/engine.html on its own origin, as a
+// portal would serve it, plus POST /ticket?scenario=<name>, which answers with what
+// the test file's scenario function returns (usually a ticket signed by the CLI).
+import http from 'node:http';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { BIN, E2E_DIR } from './paths.mjs';
+import { freePort, run } from './procs.mjs';
+import { staticHandler } from './static.mjs';
+
+// A fresh Ed25519 key pair in <dir>/keys: the proxy trusts keyDir, the engine signs
+// with signingKey.
+export async function makeSigningKey(dir) {
+  const keyDir = path.join(dir, 'keys');
+  await fsp.mkdir(keyDir);
+  await run(BIN, ['keygen', '--out-dir', keyDir, '--name', 'engine']);
+  return { keyDir, signingKey: path.join(keyDir, 'engine.key') };
+}
+
+// `consolegate sign` for a console on 127.0.0.1:port; kind and tls as the CLI takes them.
+export async function sign({ key, port, ttl = '60s', kind, tls }) {
+  const args = ['sign', '--key', key, '--host', '127.0.0.1', '--port', String(port), '--ttl', ttl];
+  if (kind) args.push('--kind', kind);
+  if (tls) args.push('--tls', tls);
+  return (await run(BIN, args)).trim();
+}
+
+// scenarios: { name: async () => answer }, the JSON engine.js hands to the console
+// page ({ticket, password?, title}). consoleUrl is the default console page for page().
+export async function startEngine({ scenarios, consoleUrl }) {
+  const serve = staticHandler({ root: E2E_DIR });
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    if (req.method === 'POST' && url.pathname === '/ticket') {
+      const name = url.searchParams.get('scenario');
+      // hasOwn: a scenario named "constructor" must not find Object's.
+      const make = Object.hasOwn(scenarios, name) ? scenarios[name] : null;
+      if (!make) {
+        res.writeHead(400).end('unknown scenario');
+        return;
+      }
+      try {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(await make()));
+      } catch (err) {
+        res.writeHead(500, { 'Content-Type': 'text/plain' }).end(String(err));
+      }
+      return;
+    }
+    serve(req, res);
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    server,
+    origin,
+    // The engine page for a scenario; embed is 'window' (a popup) or 'iframe'.
+    page: (scenario, embed = 'window', console = consoleUrl) =>
+      `${origin}/engine.html?console=${encodeURIComponent(console)}&scenario=${scenario}&embed=${embed}`,
+  };
+}

@@ -1,0 +1,1117 @@
+//! Scale-out: two `consolegate serve` processes behind HAProxy and behind nginx, run
+//! from the example configurations in `packaging/` (with loopback addresses, ports
+//! and paths swapped in), as an operator would deploy them.
+//!
+//! Each test checks what "stateless, scales behind an ordinary balancer" promises:
+//! - 100 sessions through the balancer (TLS to the balancer, a fresh ticket each):
+//!   banner and echo work, and both proxies served some;
+//! - one ticket works at either proxy directly (no stickiness, no shared state);
+//! - the proxies log the browser's address (127.0.0.7, which the clients bind to),
+//!   not the balancer's (127.0.0.1) nor the one the browser forged in its own
+//!   `X-Forwarded-For`: PROXY protocol v2 from HAProxy, `X-Forwarded-For` from nginx;
+//! - the balancer's access log holds no ticket;
+//! - SIGTERM to one proxy: its live sessions keep working through the grace period
+//!   and then close with 1001, new sessions opened meanwhile all succeed on the other
+//!   proxy, and the stopped proxy exits 0 (behind the HTTP-mode balancers; see
+//!   [`Balancer::retries_connections_a_proxy_dropped`] for TCP mode).
+//!
+//! Needs `haproxy`, `nginx` and `openssl` on the PATH (tests/setup.sh installs them).
+
+use consolegate::front::unix_now;
+use consolegate::keys;
+use consolegate::ticket::{Claims, Signer};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::{BTreeSet, HashMap};
+use std::io::BufRead;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::{sleep, timeout};
+use tokio_rustls::rustls;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// What the console-server stand-in sends first, as a VNC server does.
+const BANNER: &[u8] = b"RFB 003.008\n";
+/// The address the test's browsers connect from; the balancers connect to the
+/// proxies from 127.0.0.1, so seeing this one in a proxy's log proves it was told.
+const CLIENT_IP: &str = "127.0.0.7";
+/// What every test browser claims to be in its own `X-Forwarded-For` header.
+const FORGED_CLIENT: &str = "203.0.113.9";
+/// Sessions opened through each balancer in the spreading check.
+const SESSIONS: usize = 100;
+/// How many of them are in flight at once.
+const CONCURRENCY: usize = 8;
+/// The stopped proxy's drain grace (`--grace`).
+const GRACE: Duration = Duration::from_secs(5);
+/// Generous bound for any single step: the machine is small and shared.
+const STEP: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_behind_haproxy_share_sessions_see_the_client_and_drain_without_failures() {
+    scale_out(Balancer::Haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tls_proxies_behind_haproxy_passthrough_learn_the_client_from_the_proxy_protocol() {
+    scale_out(Balancer::HaproxyTlsPassthrough).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_behind_nginx_share_sessions_see_the_client_and_drain_without_failures() {
+    scale_out(Balancer::Nginx).await;
+}
+
+/// The whole scenario against one balancer.
+async fn scale_out(kind: Balancer) {
+    let cluster = Arc::new(Cluster::start(kind).await);
+
+    // 1. Sessions spread over both proxies, each seeing the real client.
+    let opened = cluster.open_many(SESSIONS).await;
+    let owners = cluster.owners(opened.iter().map(|(j, _)| j.as_str())).await;
+    let mut per_proxy = [0usize; 2];
+    let mut clients_seen = BTreeSet::new();
+    for (jti, local) in &opened {
+        let (proxy, client) = &owners[jti];
+        per_proxy[*proxy] += 1;
+        cluster.check_client(client, *local);
+        clients_seen.insert(client.ip());
+    }
+    assert!(
+        per_proxy.iter().all(|&n| n > 0),
+        "{kind:?}: one proxy served every session: {per_proxy:?}"
+    );
+
+    // 2. No stickiness: one ticket, served by either proxy.
+    cluster.one_ticket_works_at_either_proxy().await;
+
+    // 3. Drain one proxy while browsers keep coming.
+    let drain = if kind.retries_connections_a_proxy_dropped() {
+        cluster.drain_first_proxy().await.to_string()
+    } else {
+        "not checked: see Balancer::retries_connections_a_proxy_dropped".into()
+    };
+
+    // 4. The balancer's access log names sessions, never their tickets.
+    let access_log = cluster.balancer_access_log();
+    assert!(
+        access_log.len() >= SESSIONS,
+        "{kind:?}: only {} access log lines",
+        access_log.len()
+    );
+    let header = cluster.ticket("any").split('.').next().unwrap().to_string();
+    let leaks: Vec<&String> = access_log.iter().filter(|l| l.contains(&header)).collect();
+    assert!(
+        leaks.is_empty(),
+        "{kind:?}: tickets in the access log: {leaks:#?}"
+    );
+
+    println!(
+        "{kind:?}: {SESSIONS} sessions through the balancer: proxy A served {}, proxy B {}; \
+         client address in the proxies' logs: {clients_seen:?}; drain: {drain}",
+        per_proxy[0], per_proxy[1],
+    );
+}
+
+/// The balancer under test and how it tells the proxies who the client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Balancer {
+    /// `packaging/haproxy.cfg`: HTTP mode, TLS terminated, `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` to plain-ws proxies.
+    Haproxy,
+    /// `packaging/haproxy-tls-passthrough.cfg`: TCP mode, TLS passed through to the
+    /// proxies, PROXY protocol v2 before it.
+    HaproxyTlsPassthrough,
+    /// `packaging/nginx.conf`: TLS terminated, `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` to plain-ws proxies.
+    Nginx,
+}
+
+impl Balancer {
+    /// `consolegate serve` flags this balancer needs besides the common ones.
+    fn proxy_flags(self, tls: &TlsFiles) -> Vec<String> {
+        match self {
+            Balancer::Haproxy | Balancer::Nginx => vec!["--allow-plain".into()],
+            Balancer::HaproxyTlsPassthrough => vec![
+                "--proxy-protocol".into(),
+                "--tls-cert".into(),
+                tls.cert.display().to_string(),
+                "--tls-key".into(),
+                tls.key.display().to_string(),
+            ],
+        }
+    }
+
+    /// Whether a connection the draining proxy dropped unanswered (it was still in the
+    /// accept queue when SIGTERM closed the listener) is retried on the other proxy.
+    /// In HTTP mode HAProxy (`retry-on empty-response`) and nginx
+    /// (`proxy_next_upstream error`) resend the request. In TCP mode HAProxy has
+    /// nothing to resend once the connection is up: such a browser sees a failed
+    /// connection and must reconnect, so this test does not promise a drain without
+    /// failures there.
+    fn retries_connections_a_proxy_dropped(self) -> bool {
+        self != Balancer::HaproxyTlsPassthrough
+    }
+
+    /// Whether the proxies speak TLS themselves.
+    fn proxies_use_tls(self) -> bool {
+        self == Balancer::HaproxyTlsPassthrough
+    }
+
+    /// The PROXY header carries the client's port too; `X-Forwarded-For` only the address.
+    fn reports_client_port(self) -> bool {
+        self == Balancer::HaproxyTlsPassthrough
+    }
+
+    /// Writes the shipped config with loopback values swapped in and starts the balancer.
+    fn start(self, dir: &Path, port: u16, proxies: [u16; 2], tls: &TlsFiles) -> Process {
+        let d = dir.display();
+        let servers = [
+            (
+                "\n    server proxy1 10.0.0.11:6100",
+                format!("\n    server proxy1 127.0.0.1:{}", proxies[0]),
+            ),
+            (
+                "\n    server proxy2 10.0.0.12:6100",
+                format!("\n    server proxy2 127.0.0.1:{}", proxies[1]),
+            ),
+        ];
+        // Foreground, unprivileged, no chroot, logging to stderr: a child of the test.
+        let haproxy_global = [
+            (
+                "    log /dev/log local0\n",
+                "    log stderr format raw local0\n".into(),
+            ),
+            ("    chroot /var/lib/haproxy\n", String::new()),
+            (
+                "    stats socket /run/haproxy/admin.sock mode 660 level admin\n",
+                String::new(),
+            ),
+            ("    user haproxy\n", String::new()),
+            ("    group haproxy\n", String::new()),
+            ("    daemon\n", String::new()),
+        ];
+        let (file, bind) = match self {
+            Balancer::Haproxy => (
+                "haproxy.cfg",
+                (
+                    "    bind :443 ssl crt /etc/haproxy/certs/consoles.example.com.pem",
+                    format!("    bind 127.0.0.1:{port} ssl crt {}", tls.bundle.display()),
+                ),
+            ),
+            Balancer::HaproxyTlsPassthrough => (
+                "haproxy-tls-passthrough.cfg",
+                ("    bind :443\n", format!("    bind 127.0.0.1:{port}\n")),
+            ),
+            Balancer::Nginx => (
+                "nginx.conf",
+                (
+                    "    listen 443 ssl;",
+                    format!("    listen 127.0.0.1:{port} ssl;"),
+                ),
+            ),
+        };
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("packaging")
+            .join(file);
+        let text = std::fs::read_to_string(&shipped)
+            .unwrap_or_else(|e| panic!("{}: {e}", shipped.display()));
+        let mut pairs: Vec<(&str, String)> = vec![bind];
+        pairs.extend(servers);
+        let path = dir.join(file);
+        match self {
+            Balancer::Haproxy | Balancer::HaproxyTlsPassthrough => {
+                pairs.extend(haproxy_global);
+                std::fs::write(&path, swap(file, &text, &pairs)).unwrap();
+                Process::spawn(
+                    "haproxy",
+                    Command::new("haproxy").arg("-f").arg(&path).arg("-db"),
+                )
+            }
+            Balancer::Nginx => {
+                pairs.extend([
+                    ("user www-data;\n", String::new()),
+                    ("worker_processes auto;", "worker_processes 1;".into()),
+                    ("pid /run/nginx.pid;", format!("pid {d}/nginx.pid;")),
+                    (
+                        "error_log /var/log/nginx/error.log;",
+                        format!("error_log {d}/nginx-error.log info;"),
+                    ),
+                    (
+                        "access_log /var/log/nginx/access.log consolegate;",
+                        // The packaged binary's temporary paths are under /var/lib/nginx.
+                        format!(
+                            "access_log {d}/nginx-access.log consolegate;\n    \
+                             client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+                             fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    \
+                             scgi_temp_path {d}/scgi;"
+                        ),
+                    ),
+                    (
+                        "ssl_certificate /etc/nginx/tls/consoles.example.com.pem;",
+                        format!("ssl_certificate {};", tls.cert.display()),
+                    ),
+                    (
+                        "ssl_certificate_key /etc/nginx/tls/consoles.example.com.key;",
+                        format!("ssl_certificate_key {};", tls.key.display()),
+                    ),
+                ]);
+                // nginx's upstream lines have no name: swap them by address.
+                pairs.retain(|(from, _)| !from.contains("server proxy"));
+                pairs.extend([
+                    (
+                        "server 10.0.0.11:6100",
+                        format!("server 127.0.0.1:{}", proxies[0]),
+                    ),
+                    (
+                        "server 10.0.0.12:6100",
+                        format!("server 127.0.0.1:{}", proxies[1]),
+                    ),
+                ]);
+                std::fs::write(&path, swap(file, &text, &pairs)).unwrap();
+                Process::spawn(
+                    "nginx",
+                    Command::new("nginx")
+                        .arg("-p")
+                        .arg(format!("{d}/"))
+                        .arg("-e")
+                        .arg(dir.join("nginx-error.log"))
+                        .arg("-c")
+                        .arg(&path)
+                        .args(["-g", "daemon off;"]),
+                )
+            }
+        }
+    }
+
+    /// Where the balancer's own log goes when it is not its stderr.
+    fn log_file(self, dir: &Path) -> Option<PathBuf> {
+        match self {
+            Balancer::Haproxy | Balancer::HaproxyTlsPassthrough => None,
+            Balancer::Nginx => Some(dir.join("nginx-error.log")),
+        }
+    }
+
+    /// The balancer's access log: HAProxy's goes to stderr here (`log stderr`).
+    fn access_log_file(self, dir: &Path) -> Option<PathBuf> {
+        match self {
+            Balancer::Haproxy | Balancer::HaproxyTlsPassthrough => None,
+            Balancer::Nginx => Some(dir.join("nginx-access.log")),
+        }
+    }
+}
+
+/// Replaces each `from` (which must occur exactly once, so the test notices when the
+/// shipped file changes under it) with its `to`.
+fn swap(name: &str, text: &str, pairs: &[(&str, String)]) -> String {
+    let mut out = text.to_string();
+    for (from, to) in pairs {
+        let n = out.matches(from).count();
+        assert_eq!(
+            n, 1,
+            "{name}: expected {from:?} exactly once, found {n} times"
+        );
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// Two proxies, a console-server stand-in, a balancer, and what clients need.
+struct Cluster {
+    kind: Balancer,
+    /// Declared first so it is dropped (killed) before the proxies it talks to.
+    balancer: Process,
+    /// Proxy A (index 0) and proxy B (index 1).
+    proxies: Vec<Process>,
+    proxy_ports: [u16; 2],
+    balancer_port: u16,
+    console: SocketAddr,
+    signer: Signer,
+    tls_client: Arc<rustls::ClientConfig>,
+    /// Keys, certificates and configs; removed after the processes are gone.
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(kind: Balancer) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let key_dir = dir.path().join("keys");
+        std::fs::create_dir(&key_dir).unwrap();
+        keys::generate(&key_dir, "engine").unwrap();
+        let signer = Signer::new(keys::load_signing_key(&key_dir.join("engine.key")).unwrap());
+        let tls = TlsFiles::make(dir.path());
+        let console = console_server().await;
+
+        let proxy_ports = [free_port(), free_port()];
+        let proxies: Vec<Process> = proxy_ports
+            .iter()
+            .zip(["proxy A", "proxy B"])
+            .map(|(port, name)| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_consolegate"));
+                cmd.arg("serve")
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    // Two proxies on one host: neither takes the fixed admin port.
+                    .args(["--admin-listen", "off"])
+                    .args(kind.proxy_flags(&tls))
+                    .arg("--trust")
+                    .arg(&key_dir)
+                    .args(["--allow-port", &console.port().to_string()])
+                    .args(["--trusted-proxy", "127.0.0.1/32"])
+                    // Every test browser shares one address; per-client limits are
+                    // not this test's subject (tests/hardening.rs has them).
+                    .args(["--handshakes-per-second-per-client", "0"])
+                    .args(["--log-format", "json"])
+                    .args(["--grace", &format!("{}s", GRACE.as_secs())]);
+                Process::spawn(name, &mut cmd)
+            })
+            .collect();
+        for p in &proxies {
+            p.wait_for_log_line(|v| v["message"] == "consolegate listening")
+                .await;
+        }
+
+        let balancer_port = free_port();
+        let mut balancer = kind.start(dir.path(), balancer_port, proxy_ports, &tls);
+        balancer.log_file = kind.log_file(dir.path());
+        // Ready when it accepts connections.
+        let deadline = Instant::now() + STEP;
+        loop {
+            balancer.assert_running();
+            if TcpStream::connect(("127.0.0.1", balancer_port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} did not start listening"
+            );
+            sleep(Duration::from_millis(100)).await;
+        }
+
+        Cluster {
+            kind,
+            balancer,
+            proxies,
+            proxy_ports,
+            balancer_port,
+            console,
+            signer,
+            tls_client: tls.client_config(),
+            dir,
+        }
+    }
+
+    /// The balancer's access log lines so far.
+    fn balancer_access_log(&self) -> Vec<String> {
+        match self.kind.access_log_file(self.dir.path()) {
+            Some(f) => std::fs::read_to_string(&f)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+                .lines()
+                .map(String::from)
+                .collect(),
+            None => self.balancer.log.lines(),
+        }
+    }
+
+    /// A fresh ticket for the console server, with `jti` to find it in the logs.
+    fn ticket(&self, jti: &str) -> String {
+        let claims = Claims {
+            sub: Some("alice".into()),
+            jti: Some(jti.into()),
+            iat: Some(unix_now()),
+            ..Claims::new(
+                self.console.ip().to_string(),
+                self.console.port(),
+                unix_now() + 120,
+            )
+        };
+        self.signer.sign(&claims)
+    }
+
+    /// A session through the balancer (TLS, from the client address): banner and echo
+    /// checked. Returns the session, its ticket's jti and the client's own address.
+    async fn open_through_balancer(&self) -> Result<Opened<ClientStream>, String> {
+        let jti = keys::random_jti();
+        let ticket = self.ticket(&jti);
+        let attempt = async {
+            let (tls, local) = self.connect_as_browser(self.balancer_port, true).await?;
+            let mut request = format!("wss://localhost:{}/{ticket}", self.balancer_port)
+                .into_client_request()
+                .unwrap();
+            let headers = request.headers_mut();
+            // The console page came from the balancer's name, over https: the proxy
+            // must see that through the balancer to pass its Origin check.
+            let origin = format!("https://localhost:{}", self.balancer_port);
+            headers.insert("Origin", origin.parse().unwrap());
+            // A browser claiming another address: the proxies must not believe it.
+            headers.insert("X-Forwarded-For", FORGED_CLIENT.parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+                .await
+                .map_err(|e| format!("WebSocket handshake: {e}"))?;
+            expect_banner_and_echo(&mut ws, &jti).await?;
+            Ok(Opened {
+                ws,
+                jti: jti.clone(),
+                local,
+            })
+        };
+        timeout(STEP, attempt)
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+            .map_err(|e: String| format!("session {jti}: {e}"))
+    }
+
+    /// A connection from [`CLIENT_IP`], as a browser elsewhere would make, with TLS
+    /// (trusting the test's CA) when `tls`. Also returns the browser's own address.
+    async fn connect_as_browser(
+        &self,
+        port: u16,
+        tls: bool,
+    ) -> Result<(ClientStream, SocketAddr), String> {
+        let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind(format!("{CLIENT_IP}:0").parse().unwrap())
+            .map_err(|e| format!("bind {CLIENT_IP}: {e}"))?;
+        let tcp = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .map_err(|e| format!("connect to port {port}: {e}"))?;
+        let local = tcp.local_addr().map_err(|e| e.to_string())?;
+        if !tls {
+            return Ok((Box::new(tcp), local));
+        }
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(self.tls_client.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to port {port}: {e}"))?;
+        Ok((Box::new(stream), local))
+    }
+
+    /// `n` sessions through the balancer, `CONCURRENCY` at a time, each closed after
+    /// its echo. Every one must succeed; returns their jti and client address.
+    async fn open_many(&self, n: usize) -> Vec<(String, SocketAddr)> {
+        let results: Vec<Result<(String, SocketAddr), String>> = futures_util::stream::iter(0..n)
+            .map(|_| async {
+                let mut s = self.open_through_balancer().await?;
+                close(&mut s.ws).await;
+                Ok((s.jti, s.local))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "{:?}: {} of {n} sessions failed: {failed:#?}",
+            self.kind,
+            failed.len()
+        );
+        results.into_iter().map(Result::unwrap).collect()
+    }
+
+    /// Which proxy (0 = A, 1 = B) opened each session, and the client it logged;
+    /// waits for the log lines (read from the proxies' stderr as they come).
+    async fn owners<'a>(
+        &self,
+        jtis: impl IntoIterator<Item = &'a str>,
+    ) -> HashMap<String, (usize, SocketAddr)> {
+        let wanted: BTreeSet<&str> = jtis.into_iter().collect();
+        let deadline = Instant::now() + STEP;
+        loop {
+            let mut found = HashMap::new();
+            for (i, p) in self.proxies.iter().enumerate() {
+                for (jti, client) in p.log.opened_sessions() {
+                    if wanted.contains(jti.as_str()) {
+                        let earlier = found.insert(jti.clone(), (i, client));
+                        assert!(earlier.is_none(), "session {jti} opened twice");
+                    }
+                }
+            }
+            if found.len() == wanted.len() {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?}: {} of {} sessions never appeared in a proxy's log",
+                self.kind,
+                wanted.len() - found.len(),
+                wanted.len()
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The proxy logged the browser's address, not the balancer's, nor the one the
+    /// browser claimed.
+    fn check_client(&self, logged: &SocketAddr, local: SocketAddr) {
+        let client_ip: IpAddr = CLIENT_IP.parse().unwrap();
+        assert_eq!(
+            logged.ip(),
+            client_ip,
+            "{:?}: the proxy logged {logged}, not the browser's address",
+            self.kind
+        );
+        if self.kind.reports_client_port() {
+            assert_eq!(
+                *logged, local,
+                "{:?}: the client's port was lost",
+                self.kind
+            );
+        }
+    }
+
+    /// The same ticket opens a session at proxy A and at proxy B, directly (from the
+    /// client address, which the proxies do not trust: no PROXY header expected).
+    async fn one_ticket_works_at_either_proxy(&self) {
+        let jti = keys::random_jti();
+        let ticket = self.ticket(&jti);
+        for (port, name) in self.proxy_ports.iter().zip(["A", "B"]) {
+            let attempt = async {
+                let tls = self.kind.proxies_use_tls();
+                let (stream, _) = self.connect_as_browser(*port, tls).await?;
+                let scheme = if tls { "wss" } else { "ws" };
+                let url = format!("{scheme}://localhost:{port}/{ticket}");
+                let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+                    .await
+                    .map_err(|e| format!("WebSocket handshake: {e}"))?;
+                expect_banner_and_echo(&mut ws, &jti).await?;
+                close(&mut ws).await;
+                Ok::<_, String>(())
+            };
+            let outcome = timeout(STEP, attempt)
+                .await
+                .unwrap_or(Err("timed out".into()));
+            if let Err(e) = outcome {
+                panic!("the ticket used at proxy {name} directly: {e}");
+            }
+        }
+        let deadline = Instant::now() + STEP;
+        while !self
+            .proxies
+            .iter()
+            .all(|p| p.log.opened_sessions().iter().any(|(j, _)| *j == jti))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the shared ticket's sessions are not in both logs"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM to proxy A with sessions live on both, while new sessions keep coming.
+    async fn drain_first_proxy(self: &Arc<Self>) -> DrainOutcome {
+        // Long-lived sessions until each proxy holds some (leastconn alternates).
+        let mut held: Vec<(Opened<ClientStream>, usize)> = Vec::new();
+        for _ in 0..40 {
+            let on = |p: usize| held.iter().filter(|(_, o)| *o == p).count();
+            if on(0) >= 3 && on(1) >= 2 {
+                break;
+            }
+            let s = self.open_through_balancer().await.unwrap();
+            let owner = self.owners([s.jti.as_str()]).await[&s.jti].0;
+            held.push((s, owner));
+        }
+        let (on_a, on_b): (Vec<_>, Vec<_>) = held.into_iter().partition(|(_, o)| *o == 0);
+        assert!(
+            on_a.len() >= 3 && on_b.len() >= 2,
+            "{:?}: sessions did not spread: {} on A, {} on B",
+            self.kind,
+            on_a.len(),
+            on_b.len()
+        );
+
+        let sigterm = Instant::now();
+        self.proxies[0].terminate();
+
+        // A's live sessions: still relaying during the grace, then closed 1001.
+        let closes: Vec<_> = on_a
+            .into_iter()
+            .map(|(mut s, _)| {
+                tokio::spawn(async move {
+                    sleep(Duration::from_millis(500)).await;
+                    exchange(&mut s.ws, b"still here during the drain").await?;
+                    let code = next_close(&mut s.ws).await;
+                    Ok::<_, String>((code, sigterm.elapsed()))
+                })
+            })
+            .collect();
+
+        // Meanwhile browsers keep opening sessions, two at a time, until past the grace.
+        let cluster = self;
+        let until = sigterm + GRACE + Duration::from_secs(1);
+        let openers: Vec<_> = (0..2)
+            .map(|_| {
+                let c = cluster.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    while Instant::now() < until {
+                        let r = c.open_through_balancer().await;
+                        out.push(match r {
+                            Ok(mut s) => {
+                                close(&mut s.ws).await;
+                                Ok((s.jti, s.local))
+                            }
+                            Err(e) => Err(e),
+                        });
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut new = Vec::new();
+        for o in openers {
+            new.extend(o.await.unwrap());
+        }
+        let failed: Vec<&String> = new.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "{:?}: {} of {} sessions opened during the drain failed: {failed:#?}",
+            cluster.kind,
+            failed.len(),
+            new.len()
+        );
+        let new: Vec<(String, SocketAddr)> = new.into_iter().map(Result::unwrap).collect();
+        assert!(
+            new.len() >= 4,
+            "too few sessions tried during the drain: {}",
+            new.len()
+        );
+        let owners = cluster.owners(new.iter().map(|(j, _)| j.as_str())).await;
+        for (jti, local) in &new {
+            let (proxy, client) = &owners[jti];
+            assert_eq!(*proxy, 1, "session {jti} went to the draining proxy");
+            cluster.check_client(client, *local);
+        }
+
+        let mut close_after = Duration::ZERO;
+        let closed_on_a = closes.len();
+        for c in closes {
+            let (code, after) = timeout(STEP, c)
+                .await
+                .expect("A's session closed in time")
+                .unwrap()
+                .unwrap_or_else(|e| panic!("a session on the draining proxy: {e}"));
+            assert_eq!(code, Some(CloseCode::Away), "closed after {after:?}");
+            assert!(
+                after >= GRACE - Duration::from_millis(500),
+                "a session on A was closed {after:?} after SIGTERM, before the {GRACE:?} grace"
+            );
+            close_after = close_after.max(after);
+        }
+        let exit_status = cluster.proxies[0].wait_for_exit().await;
+        cluster.balancer.assert_running();
+        assert!(
+            exit_status.success(),
+            "proxy A after SIGTERM: {exit_status}"
+        );
+
+        // B's sessions never noticed.
+        for (mut s, _) in on_b {
+            exchange(&mut s.ws, b"B is unaffected")
+                .await
+                .unwrap_or_else(|e| panic!("a session on proxy B after A stopped: {e}"));
+            close(&mut s.ws).await;
+        }
+        DrainOutcome {
+            new_sessions: new.len(),
+            closed_on_a,
+            close_after,
+            exit_status,
+        }
+    }
+}
+
+/// What the drain showed, for the summary line.
+struct DrainOutcome {
+    new_sessions: usize,
+    closed_on_a: usize,
+    close_after: Duration,
+    exit_status: ExitStatus,
+}
+
+impl std::fmt::Display for DrainOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} new sessions during A's {} s grace, all served by B, none failed; \
+             A's {} live sessions closed 1001 after {:.1} s; A exited with {}",
+            self.new_sessions,
+            GRACE.as_secs(),
+            self.closed_on_a,
+            self.close_after.as_secs_f64(),
+            self.exit_status,
+        )
+    }
+}
+
+/// A browser's connection: plain TCP or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type ClientStream = Box<dyn Io>;
+
+/// A session whose banner and first echo came back.
+struct Opened<S> {
+    ws: WebSocketStream<S>,
+    jti: String,
+    /// The browser's own address (what the proxy should log).
+    local: SocketAddr,
+}
+
+/// The console server's banner arrives, then an echo of `payload` comes back.
+async fn expect_banner_and_echo<S>(ws: &mut WebSocketStream<S>, payload: &str) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let banner = read_bytes(ws, BANNER.len()).await?;
+    if banner != BANNER {
+        return Err(format!("banner {:?}", String::from_utf8_lossy(&banner)));
+    }
+    exchange(ws, payload.as_bytes()).await
+}
+
+/// Sends `payload` and reads the same bytes back from the echoing console server.
+async fn exchange<S>(ws: &mut WebSocketStream<S>, payload: &[u8]) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::binary(payload.to_vec()))
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let back = read_bytes(ws, payload.len()).await?;
+    if back != payload {
+        return Err(format!("echo {:?}", String::from_utf8_lossy(&back)));
+    }
+    Ok(())
+}
+
+async fn read_bytes<S>(ws: &mut WebSocketStream<S>, n: usize) -> Result<Vec<u8>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut got = Vec::new();
+    while got.len() < n {
+        match timeout(STEP, ws.next()).await {
+            Err(_) => return Err(format!("no data after {} of {n} bytes", got.len())),
+            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(other) => return Err(format!("{other:?} after {} of {n} bytes", got.len())),
+        }
+    }
+    Ok(got)
+}
+
+/// The close code the proxy sends (through the balancer), skipping data and pings.
+async fn next_close<S>(ws: &mut WebSocketStream<S>) -> Option<CloseCode>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match timeout(STEP, ws.next()).await.ok()? {
+            Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Closes from the browser's side and waits for the proxy's answer.
+async fn close<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws.close(None).await;
+    let _ = timeout(STEP, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+}
+
+/// A console-server stand-in: each connection gets the banner, then an echo.
+async fn console_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if s.write_all(BANNER).await.is_ok() {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throwaway CA and a certificate for `localhost` / 127.0.0.1 signed by it, made
+/// with openssl: what the balancer presents to browsers.
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Certificate then key in one file, as HAProxy's `crt` wants.
+    bundle: PathBuf,
+}
+
+impl TlsFiles {
+    fn make(dir: &Path) -> TlsFiles {
+        let p = |name: &str| dir.join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs (tests/setup.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", "/CN=consolegate scale-out test CA"],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "balancer.key",
+                    "-out",
+                    "balancer.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            p("balancer.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "balancer.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "balancer.ext",
+            "-out",
+            "balancer.pem",
+        ]);
+        let bundle = [
+            std::fs::read(p("balancer.pem")).unwrap(),
+            std::fs::read(p("balancer.key")).unwrap(),
+        ]
+        .concat();
+        std::fs::write(p("balancer-bundle.pem"), bundle).unwrap();
+        TlsFiles {
+            ca: p("ca.pem"),
+            cert: p("balancer.pem"),
+            key: p("balancer.key"),
+            bundle: p("balancer-bundle.pem"),
+        }
+    }
+
+    /// A client that trusts only the throwaway CA.
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&self.ca).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(cfg)
+    }
+}
+
+/// Lines a child wrote to stdout and stderr, collected as they come.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The JSON log lines.
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// jti and logged client of every "session opened" line.
+    fn opened_sessions(&self) -> Vec<(String, SocketAddr)> {
+        self.events()
+            .iter()
+            .filter(|v| v["message"] == "session opened")
+            .filter_map(|v| {
+                let jti = v["jti"].as_str()?.to_string();
+                let client = v["client"].as_str()?.parse().ok()?;
+                Some((jti, client))
+            })
+            .collect()
+    }
+}
+
+/// A child process that is killed when the test ends, however it ends; on a failure
+/// its output is printed.
+struct Process {
+    name: &'static str,
+    /// Behind a mutex so that status checks work through the shared cluster.
+    child: Mutex<Child>,
+    log: Log,
+    /// A log file to show on failure besides stdout and stderr.
+    log_file: Option<PathBuf>,
+}
+
+impl Process {
+    fn spawn(name: &'static str, cmd: &mut Command) -> Process {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} ({cmd:?}): {e} (tests/setup.sh installs it)")
+            });
+        let log = Log::default();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [stdout, stderr].into_iter().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    log.0.lock().unwrap().push(line);
+                }
+            });
+        }
+        Process {
+            name,
+            child: Mutex::new(child),
+            log,
+            log_file: None,
+        }
+    }
+
+    fn assert_running(&self) {
+        if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
+            panic!(
+                "{} exited early ({status}):\n{}",
+                self.name,
+                self.log.lines().join("\n")
+            );
+        }
+    }
+
+    async fn wait_for_log_line(&self, wanted: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + STEP;
+        while !self.log.events().iter().any(&wanted) {
+            self.assert_running();
+            assert!(Instant::now() < deadline, "{} did not start", self.name);
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, as systemd stops the service.
+    fn terminate(&self) {
+        let pid = self.child.lock().unwrap().id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {}", self.name);
+    }
+
+    async fn wait_for_exit(&self) -> ExitStatus {
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit after SIGTERM",
+                self.name
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        if std::thread::panicking() {
+            let lines = self.log.lines();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- last output of {} ---\n{}", self.name, tail.join("\n"));
+            if let Some(f) = &self.log_file {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(60)..];
+                eprintln!("--- {} ---\n{}", f.display(), tail.join("\n"));
+            }
+        }
+    }
+}
