@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         let shown = c.to_string();
         assert_eq!(shown.parse::<Cidr>().as_ref(), Ok(c), "{shown}");
     }
-    for r in &config.targets.ports {
+    let t = &config.targets;
+    for r in t.vnc_ports.iter().chain(&t.spice_ports).chain(&t.serial_ports) {
         let shown = r.to_string();
         assert_eq!(shown.parse::<PortRange>().as_ref(), Ok(r), "{shown}");
         assert!(r.first >= 1 && r.first <= r.last);
