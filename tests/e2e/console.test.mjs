@@ -8,8 +8,10 @@
 // E2E_VERBOSE=1 echoes the children's output.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { start, stop, stopAll, run, freePort, freePortIn, waitFor, sleep, tcpOpen } from './lib/procs.mjs';
@@ -73,6 +75,7 @@ function startEngine(consoleUrl) {
     consoleUrl,
     scenarios: {
       good: async () => ({ ticket: await sign({ port: env.vncPort }), password: VNC_PASSWORD, title: 'e2e VM' }),
+      alice: async () => ({ ticket: await sign({ port: env.vncPort, sub: 'alice' }), password: VNC_PASSWORD, title: 'e2e VM' }),
       'wrong-password': async () => ({ ticket: await sign({ port: env.vncPort }), password: 'wrong!', title: 'e2e VM' }),
       expired: async () => {
         // Valid for 1 s and handed over after it ran out (the proxy runs with --leeway 0).
@@ -91,7 +94,8 @@ async function startProxy(port, extra = []) {
   const proxy = start(`consolegate serve :${port}`, BIN, [
     'serve',
     '--listen', `127.0.0.1:${port}`,
-    '--admin-listen', 'off',
+    // Several proxies run at once: no fixed admin port unless a test asks for one.
+    ...(extra.includes('--admin-listen') ? [] : ['--admin-listen', 'off']),
     '--tls-cert', env.tls.cert, '--tls-key', env.tls.key,
     '--trust', env.keyDir,
     '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),
@@ -291,6 +295,41 @@ test('a session the proxy ends shows its reason: maximum duration (1008), shutdo
     } finally {
       await stop(proxy);
     }
+  }
+});
+
+test('an operator killing a user\'s sessions by sub shows the reason on that user\'s console page', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const tokenFile = path.join(env.keyDir, 'admin.token');
+  const token = crypto.randomBytes(24).toString('hex');
+  await fsp.writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+  const proxy = await startProxy(port, ['--admin-listen', `127.0.0.1:${adminPort}`, '--admin-token-file', tokenFile]);
+  try {
+    const { page, popup } = await openConsole(env.engine.page('alice', 'window', `https://127.0.0.1:${port}/console.html`));
+    await waitState(popup, 'connected');
+    const answer = await new Promise((resolve, reject) => {
+      const body = JSON.stringify({ sub: 'alice', reason: 'access revoked by the operator' });
+      const req = http.request({
+        host: '127.0.0.1', port: adminPort, path: '/sessions/kill', method: 'POST', timeout: 5000,
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      }, (res) => {
+        let text = '';
+        res.on('data', (c) => { text += c; });
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+      });
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end(body);
+    });
+    assert.equal(answer.status, 200, answer.text);
+    assert.deepEqual(JSON.parse(answer.text), { killed: 1 });
+    await waitState(popup, 'failed', 15000);
+    assert.equal(await statusText(popup), 'The console proxy ended the session: access revoked by the operator.');
+    await popup.close();
+    await page.close();
+  } finally {
+    await stop(proxy);
   }
 });
 

@@ -18,8 +18,9 @@ export async function makeSigningKey(dir) {
 }
 
 // `consolegate sign` for a console on 127.0.0.1:port; kind and tls as the CLI takes them.
-export async function sign({ key, port, ttl = '60s', kind, tls }) {
+export async function sign({ key, port, ttl = '60s', kind, tls, sub }) {
   const args = ['sign', '--key', key, '--host', '127.0.0.1', '--port', String(port), '--ttl', ttl];
+  if (sub) args.push('--sub', sub);
   if (kind) args.push('--kind', kind);
   if (tls) args.push('--tls', tls);
   return (await run(BIN, args)).trim();
