@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark in one command: consolegate (ws:// and wss://), websockify
 # 0.13 (plain and TLS, JWT plugin verifying the same Ed25519 tickets), a bare tokio TCP
-# relay and the backend directly, on one machine with one backend and one key.
+# relay and the backend directly, on one machine with one backend and one key; and
+# consolegate reaching a TLS-enabled console server (VeNCrypt X509None, as QEMU with
+# tls-creds), served by a second backend process.
 #
 #   bench/run.sh            full run (about 7-10 minutes on 2 cores once built)
 #   bench/run.sh --smoke    a few seconds, tiny sizes: byte integrity only, for CI;
 #                           websockify only if bench/.venv already exists
 #   --only a,b,...          restrict to targets: consolegate-ws consolegate-wss
 #                           websockify-ws websockify-wss bare-relay direct
+#                           consolegate-ws-vencrypt
 #   --no-idle               skip the idle-memory phase
 #
 # Writes bench/results/<UTC stamp>/ (JSON, logs, report.md, chart.svg), copies the
@@ -17,14 +20,14 @@ set -euo pipefail
 
 SMOKE=0
 IDLE=1
-ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,bare-relay,direct"
+ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,bare-relay,direct,consolegate-ws-vencrypt"
 ALL_TARGETS=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
         --no-idle) IDLE=0 ;;
         --only) ONLY="$2"; ALL_TARGETS=0; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -122,9 +125,14 @@ if ! "$CG" keygen --out-dir "$KEYS" --name bench >/dev/null 2>&1 || [ ! -s "$KEY
     (umask 077; openssl genpkey -algorithm ed25519 -out "$KEYS/bench.key")
     openssl pkey -in "$KEYS/bench.key" -pubout -out "$KEYS/bench.pub"
 fi
-# ticket: a fresh EdDSA ticket for the backend (signed per phase: they live 600 s).
+# ticket [PORT TLS]: a fresh EdDSA ticket for the backend (signed per phase: they live
+# 600 s); with PORT and TLS, for that backend reached with tls "TLS".
 ticket() {
     local t
+    if [ $# -gt 0 ]; then
+        "$CG" sign --key "$KEYS/bench.key" --host 127.0.0.1 --port "$1" --tls "$2" --ttl 600s
+        return
+    fi
     if t="$("$CG" sign --key "$KEYS/bench.key" --host 127.0.0.1 --port "$BACKEND_PORT" --ttl 600s 2>/dev/null)" && [ -n "$t" ]; then
         printf '%s' "$t"
         return
@@ -158,6 +166,14 @@ BACKEND_PORT="$(free_port)"
 start backend "$B" backend --listen "127.0.0.1:$BACKEND_PORT"
 BACKEND_PID=$PID
 wait_port "$BACKEND_PORT" "$BACKEND_PID" backend
+# The TLS-enabled console server: the same backend behind RFB VeNCrypt X509None and
+# TLS with the throwaway certificate, which the proxy checks against the throwaway CA.
+if want consolegate-ws-vencrypt; then
+    VENC_PORT="$(free_port)"
+    start backend-vencrypt "$B" backend --listen "127.0.0.1:$VENC_PORT" \
+        --vencrypt-cert "$TLS/server.pem" --vencrypt-key "$TLS/server.key"
+    wait_port "$VENC_PORT" "$PID" backend-vencrypt
+fi
 
 # start_target NAME: starts that proxy on a free port; sets PORT and PID.
 start_target() {
@@ -177,6 +193,9 @@ start_target() {
             start "$1" "$VENV/bin/websockify" --token-plugin JWTTokenApi \
                 --token-source "$KEYS/bench.pub" --cert "$TLS/server.pem" --key "$TLS/server.key" \
                 --ssl-only "127.0.0.1:$PORT" ;;
+        consolegate-ws-vencrypt)
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
+                --backend-ca "$TLS/ca.pem" --allow-port "$VENC_PORT" --max-sessions 30000 --log-level warn ;;
         bare-relay)
             start "$1" "$B" relay --listen "127.0.0.1:$PORT" --to "127.0.0.1:$BACKEND_PORT" ;;
         direct)
@@ -189,12 +208,14 @@ spec() {
     case "$1" in
         consolegate-ws|websockify-ws) echo "$1,$PID,ws://127.0.0.1:$PORT/?token=$TICKET" ;;
         consolegate-wss|websockify-wss) echo "$1,$PID,wss://127.0.0.1:$PORT/?token=$TICKET" ;;
+        # ws, then the browser's half of RFB (security type None) the proxy bridges to.
+        consolegate-ws-vencrypt) echo "$1,$PID,rfb+ws://127.0.0.1:$PORT/?token=$VTICKET" ;;
         bare-relay|direct) echo "$1,$PID,tcp://127.0.0.1:$PORT" ;;
     esac
 }
 
 TARGETS=()
-for t in consolegate-ws websockify-ws consolegate-wss websockify-wss bare-relay direct; do
+for t in consolegate-ws websockify-ws consolegate-wss websockify-wss bare-relay direct consolegate-ws-vencrypt; do
     want "$t" || continue
     if [[ "$t" == websockify-* ]] && [ "$WEBSOCKIFY" = 0 ]; then
         log "skipping $t (no $VENV in smoke mode)"; continue
@@ -206,6 +227,8 @@ done
 # Phase 1: throughput, latency, connect rate; all targets up at once so that the
 # repetitions can be interleaved.
 TICKET="$(ticket)"
+VTICKET=""
+want consolegate-ws-vencrypt && VTICKET="$(ticket "$VENC_PORT" vencrypt)"
 SPECS=()
 declare -A TPID
 for t in "${TARGETS[@]}"; do
@@ -242,6 +265,8 @@ if [ "$IDLE" = 1 ]; then
     done
 fi
 
+VENC_NOTE=()
+want consolegate-ws-vencrypt && VENC_NOTE=(--note "cg ws + VeNCrypt: consolegate over ws:// to a second backend that is a TLS-enabled console server (RFB VeNCrypt X509None, TLS 1.3, as QEMU with tls-creds); the generator does noVNC's RFB security-None steps first; the backend's TLS runs on its one thread, on the same 2 cores; VeNCrypt ÷ ws compares it with plain consolegate ws")
 WSFY_NOTE="no websockify"
 [ "$WEBSOCKIFY" = 1 ] && WSFY_NOTE="websockify 0.13.0 (Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo '?'), numpy $("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '-')), JWTTokenApi with the Ed25519 SPKI PEM"
 "$B" report --dir "$OUT" \
@@ -249,6 +274,7 @@ WSFY_NOTE="no websockify"
     --note "load average (1/5/15 min) at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg): the machine is shared, figures are noisy" \
     --note "generator: one thread, own WebSocket framing; backend: one thread; bare relay: tokio copy_bidirectional, 64 KiB buffers, 2 workers" \
     --note "open-file limit $NOFILE per process (the proxy needs 2 per session): idle checkpoints ${AT:-}, ramp capped at ${MAX:-0}" \
+    "${VENC_NOTE[@]}" \
     --note "whole run $((SECONDS - T0)) s" || STATUS=1
 
 cp "$OUT/report.md" "$BENCH/results/$DATE.md" 2>/dev/null || true

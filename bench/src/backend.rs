@@ -2,23 +2,58 @@
 //! [`crate::proto`] commands (stream down, sink up with a CRC reply, echo, or idle after
 //! the banner). One thread: its cost is the same for every target, and it must not take
 //! a core away from the proxy under test.
+//!
+//! With `--vencrypt-cert/--vencrypt-key` it is instead a TLS-enabled console server as
+//! QEMU's VNC server with `tls-creds` is one: RFB 3.8, security type VeNCrypt (19) only,
+//! VeNCrypt 0.2 with subtype X509None (260), the TLS handshake, the SecurityResult
+//! inside TLS, and then the same banner and commands inside TLS. That is what the
+//! proxy's `tls: "vencrypt"` tickets reach (src/backend/vencrypt.rs).
 
 use crate::proto::{self, Pattern, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP};
 use anyhow::{Context, Result};
 use std::io::ErrorKind;
+use std::path::Path;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 /// Chunk the backend writes or reads per call.
 const IO_CHUNK: usize = 256 << 10;
 
-/// Accepts connections forever (the run script kills it).
-pub async fn serve(listen: &str) -> Result<()> {
+/// RFB 3.8 version line (RFC 6143).
+const RFB_38: &[u8; 12] = b"RFB 003.008\n";
+const SEC_VENCRYPT: u8 = 19;
+const X509_NONE: u32 = 260;
+
+/// The TLS server config for VeNCrypt mode: the run script's certificate for 127.0.0.1,
+/// no client certificate asked (the proxy's client-certificate path is not what is
+/// measured), no session resumption since the proxy does a full handshake every time.
+pub fn vencrypt_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("read {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parse {}", cert.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("read {}", key.display()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("backend: certificate and key")?;
+    Ok(Arc::new(config))
+}
+
+/// Accepts connections forever (the run script kills it); `vencrypt` switches every
+/// connection to the VeNCrypt X509None greeting and TLS.
+pub async fn serve(listen: &str, vencrypt: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("backend: bind {listen}"))?;
     let pattern = Arc::new(Pattern::new());
+    let acceptor = vencrypt.map(TlsAcceptor::from);
     loop {
         let (sock, _) = match listener.accept().await {
             Ok(x) => x,
@@ -30,9 +65,23 @@ pub async fn serve(listen: &str) -> Result<()> {
             }
         };
         let pattern = pattern.clone();
+        let vencrypt = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(sock, &pattern).await {
-                if !matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) {
+            let r = async {
+                sock.set_nodelay(true)?;
+                match vencrypt {
+                    None => session(sock, &pattern).await,
+                    Some(acceptor) => session(greet(sock, &acceptor).await?, &pattern).await,
+                }
+            }
+            .await;
+            if let Err(e) = r {
+                // The connect-rate run stops its clients wherever they are, in VeNCrypt
+                // mode often mid-handshake (an early EOF): that is no backend fault.
+                if !matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+                ) {
                     eprintln!("backend: session: {e}");
                 }
             }
@@ -40,9 +89,55 @@ pub async fn serve(listen: &str) -> Result<()> {
     }
 }
 
-async fn session(mut sock: TcpStream, pattern: &Pattern) -> std::io::Result<()> {
-    sock.set_nodelay(true)?;
+/// The server side of RFB 3.8 + VeNCrypt 0.2 + X509None, as QEMU sends it, up to and
+/// including the SecurityResult inside TLS.
+async fn greet(
+    mut sock: TcpStream,
+    acceptor: &TlsAcceptor,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    fn bad(what: &str) -> std::io::Error {
+        std::io::Error::new(ErrorKind::InvalidData, format!("vencrypt: {what}"))
+    }
+    sock.write_all(RFB_38).await?;
+    let mut version = [0u8; 12];
+    sock.read_exact(&mut version).await?;
+    if &version != RFB_38 {
+        return Err(bad("client version is not RFB 003.008"));
+    }
+    sock.write_all(&[1, SEC_VENCRYPT]).await?;
+    if sock.read_u8().await? != SEC_VENCRYPT {
+        return Err(bad("client did not choose VeNCrypt"));
+    }
+    sock.write_all(&[0, 2]).await?;
+    let mut v = [0u8; 2];
+    sock.read_exact(&mut v).await?;
+    if v != [0, 2] {
+        sock.write_all(&[1]).await?;
+        return Err(bad("client VeNCrypt version is not 0.2"));
+    }
+    // Version accepted, then one subtype offered.
+    let mut offer = vec![0u8, 1];
+    offer.extend_from_slice(&X509_NONE.to_be_bytes());
+    sock.write_all(&offer).await?;
+    if sock.read_u32().await? != X509_NONE {
+        sock.write_all(&[0]).await?;
+        return Err(bad("client did not choose X509None"));
+    }
+    sock.write_all(&[1]).await?;
+    let mut tls = acceptor.accept(sock).await?;
+    // SecurityResult OK: RFB 3.8 sends it even for no authentication.
+    tls.write_all(&0u32.to_be_bytes()).await?;
+    Ok(tls)
+}
+
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    pattern: &Pattern,
+) -> std::io::Result<()> {
+    // Over TLS, written records may stay buffered until a flush; each flush below marks
+    // the end of a reply the client waits for (a no-op on plain TCP).
     sock.write_all(proto::BANNER).await?;
+    sock.flush().await?;
     // Allocated on the first command: 20,000 idle sessions should not cost 5 GiB here.
     let mut buf: Vec<u8> = Vec::new();
     loop {
@@ -65,6 +160,7 @@ async fn session(mut sock: TcpStream, pattern: &Pattern) -> std::io::Result<()> 
                     sock.write_all(pattern.slice(off, len)).await?;
                     off += len as u64;
                 }
+                sock.flush().await?;
             }
             OP_UP => {
                 let mut h = crc32fast::Hasher::new();
@@ -79,6 +175,7 @@ async fn session(mut sock: TcpStream, pattern: &Pattern) -> std::io::Result<()> 
                     got += k as u64;
                 }
                 sock.write_all(&proto::reply(got, h.finalize())).await?;
+                sock.flush().await?;
             }
             OP_ECHO => {
                 let mut left = n;
@@ -89,6 +186,7 @@ async fn session(mut sock: TcpStream, pattern: &Pattern) -> std::io::Result<()> 
                         return Ok(());
                     }
                     sock.write_all(&buf[..k]).await?;
+                    sock.flush().await?;
                     left -= k as u64;
                 }
             }

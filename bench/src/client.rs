@@ -7,7 +7,7 @@
 //! per-message allocation), outgoing frames are built in one write buffer and flushed in
 //! large writes, and masking XORs eight bytes at a time.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// WebSocket framing on top of the stream.
     pub ws: bool,
+    /// After the upgrade, the browser's side of RFB 3.8 with security type None, as
+    /// noVNC does it with the proxy's VeNCrypt bridge (`rfb+ws://`).
+    pub rfb: bool,
     /// `Some` for `wss://`.
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
     /// Request target for the upgrade, e.g. `/?token=…`.
@@ -37,8 +40,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `tcp://IP:PORT`, `ws://IP:PORT/PATH` or `wss://IP:PORT/PATH`. `ca` is the
-    /// PEM certificate that `wss://` servers must chain to.
+    /// Parses `tcp://IP:PORT`, `ws://IP:PORT/PATH`, `wss://IP:PORT/PATH` or
+    /// `rfb+ws://IP:PORT/PATH`. `ca` is the PEM certificate that `wss://` servers must
+    /// chain to.
     pub fn parse(name: &str, url: &str, ca: Option<&std::path::Path>) -> Result<Target> {
         let (scheme, rest) = url
             .split_once("://")
@@ -50,9 +54,10 @@ impl Target {
         let addr: SocketAddr = hostport
             .parse()
             .with_context(|| format!("{url}: need IP:PORT"))?;
+        let rfb = scheme == "rfb+ws";
         let (ws, tls) = match scheme {
             "tcp" => (false, None),
-            "ws" => (true, None),
+            "ws" | "rfb+ws" => (true, None),
             "wss" => {
                 let ca = ca.ok_or_else(|| anyhow!("{url}: wss:// needs --ca"))?;
                 (
@@ -66,6 +71,7 @@ impl Target {
             name: name.to_string(),
             addr,
             ws,
+            rfb,
             tls,
             path,
             host: hostport.to_string(),
@@ -145,7 +151,35 @@ impl Conn {
         if t.ws {
             c.upgrade(t).await?;
         }
+        if t.rfb {
+            c.rfb_none().await.context("RFB greeting")?;
+        }
         Ok(c)
+    }
+
+    /// The browser's side of RFB 3.8 up to the SecurityResult, choosing security type
+    /// None (1): what the proxy offers for a VeNCrypt X509None console server. Part of
+    /// every session's cost, so the connect-rate and first-byte figures include it.
+    async fn rfb_none(&mut self) -> Result<()> {
+        const RFB_38: &[u8; 12] = b"RFB 003.008\n";
+        let mut version = [0u8; 12];
+        self.recv_exact(&mut version).await?;
+        ensure!(
+            &version == RFB_38,
+            "version {:?}",
+            String::from_utf8_lossy(&version)
+        );
+        self.send(RFB_38, 64).await?;
+        let mut count = [0u8; 1];
+        self.recv_exact(&mut count).await?;
+        let mut types = vec![0u8; usize::from(count[0])];
+        self.recv_exact(&mut types).await?;
+        ensure!(types.contains(&1), "security types {types:?} lack None (1)");
+        self.send(&[1], 64).await?;
+        let mut result = [0u8; 4];
+        self.recv_exact(&mut result).await?;
+        ensure!(result == [0; 4], "SecurityResult {result:?}");
+        Ok(())
     }
 
     async fn upgrade(&mut self, t: &Target) -> Result<()> {

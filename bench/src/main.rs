@@ -39,6 +39,13 @@ enum Cmd {
     Backend {
         #[arg(long)]
         listen: String,
+        /// Be a TLS-enabled console server: RFB VeNCrypt X509None with this
+        /// certificate (PEM chain), then the banner and commands inside TLS.
+        #[arg(long, requires = "vencrypt_key")]
+        vencrypt_cert: Option<PathBuf>,
+        /// The private key (PEM) for --vencrypt-cert.
+        #[arg(long, requires = "vencrypt_cert")]
+        vencrypt_key: Option<PathBuf>,
     },
     /// Run the bare TCP relay baseline until killed.
     Relay {
@@ -49,7 +56,8 @@ enum Cmd {
     },
     /// Throughput, latency and connect rate against each target; writes JSON.
     Throughput {
-        /// NAME,PID,URL: URL is tcp://IP:PORT, ws://IP:PORT/?token=… or wss://…; PID is
+        /// NAME,PID,URL: URL is tcp://IP:PORT, ws://IP:PORT/?token=…, wss://… or
+        /// rfb+ws://… (ws, then the browser's side of RFB security None); PID is
         /// the proxy's process (0 for none) for CPU accounting. Repeatable.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
@@ -229,7 +237,17 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<std::process::ExitCode> {
     match cli.cmd {
-        Cmd::Backend { listen } => runtime()?.block_on(backend::serve(&listen))?,
+        Cmd::Backend {
+            listen,
+            vencrypt_cert,
+            vencrypt_key,
+        } => {
+            let vencrypt = match (vencrypt_cert, vencrypt_key) {
+                (Some(c), Some(k)) => Some(backend::vencrypt_config(&c, &k)?),
+                _ => None,
+            };
+            runtime()?.block_on(backend::serve(&listen, vencrypt))?
+        }
         Cmd::Relay { listen, to } => {
             // The relay gets the runtime a proxy would use: one worker per core.
             tokio::runtime::Builder::new_multi_thread()

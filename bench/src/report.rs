@@ -15,6 +15,10 @@ const CG_WSS: &str = "consolegate-wss";
 const WF_WSS: &str = "websockify-wss";
 const BARE: &str = "bare-relay";
 const DIRECT: &str = "direct";
+/// consolegate over ws:// to a TLS-enabled console server (VeNCrypt X509None): what TLS
+/// to the console server costs, compared with `CG_WS` rather than with websockify,
+/// which cannot reach such a server.
+const CG_VENC: &str = "consolegate-ws-vencrypt";
 
 /// Everything known about one target.
 struct Data<'a> {
@@ -268,7 +272,7 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
         }
     }
     // Same order as the table's columns, banner before burst.
-    let order = [CG_WS, CG_WSS, WF_WS, WF_WSS, BARE, DIRECT];
+    let order = [CG_WS, CG_WSS, WF_WS, WF_WSS, BARE, DIRECT, CG_VENC];
     idles.sort_by_key(|f| {
         (
             order
@@ -310,6 +314,8 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
         Col::Target(BARE, "bare TCP relay"),
         Col::Ratio(CG_WS, BARE, "cg ÷ bare"),
         Col::Target(DIRECT, "backend direct"),
+        Col::Target(CG_VENC, "cg ws + VeNCrypt"),
+        Col::Ratio(CG_VENC, CG_WS, "VeNCrypt ÷ ws"),
     ];
     let cols: Vec<&Col> = layout
         .iter()
@@ -432,8 +438,8 @@ fn svg<'a>(
     targets: &[(&str, &str)],
     data: &dyn Fn(&str) -> Data<'a>,
 ) -> String {
-    const COLORS: [&str; 6] = [
-        "#1f6feb", "#d1242f", "#54aeff", "#ff8182", "#6e7781", "#2da44e",
+    const COLORS: [&str; 7] = [
+        "#1f6feb", "#d1242f", "#54aeff", "#ff8182", "#6e7781", "#2da44e", "#8250df",
     ];
     let (pw, bar, gap) = (470.0, 18.0, 4.0);
     let ph = 34.0 + targets.len() as f64 * (bar + gap) + 10.0;
