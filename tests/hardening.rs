@@ -1358,3 +1358,69 @@ async fn sighup_with_live_sessions_rotates_keys_without_dropping_any() {
     assert_eq!(old.err().as_deref(), Some("HTTP 401"));
     assert_eq!(child.live(), 6);
 }
+
+// ---------------------------------------------------------------------------
+// A ticket is a credential: it never reaches the log.
+
+#[tokio::test]
+async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
+    // Debug level: the noisiest the proxy gets, every crate included.
+    let child = Child::start(&["--log-level", "debug"], None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let good = child.ticket(target);
+    let mut ws = ws_connect(&child.url(&good), &[]).await.unwrap();
+    let (console, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+    ws.send(Message::binary(b"x".to_vec())).await.unwrap();
+    drop(console);
+    let _ = close_of(&mut ws).await;
+    drop(ws);
+    timeout(LIMIT, async {
+        while child.messages("session ended") == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the session's end was logged");
+
+    let expired = child.signer.sign(&Claims {
+        exp: unix_now() - 100,
+        ..claims_for(target)
+    });
+    let too_long = child.signer.sign(&Claims {
+        exp: unix_now() + 3600,
+        ..claims_for(target)
+    });
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for t in [&expired, &too_long, &tampered] {
+        assert!(ws_connect(&child.url(t), &[]).await.is_err());
+        let query = format!("ws://{}/websockify?token={t}", child.addr);
+        assert!(ws_connect(&query, &[]).await.is_err());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let lines: Vec<String> = child
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert!(
+        lines.iter().filter(|l| l.contains("\"refused\"")).count() >= 6,
+        "the refusals were logged"
+    );
+    for t in [&good, &expired, &too_long, &tampered] {
+        let mut parts = t.split('.');
+        let (_header, claims, signature) =
+            (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        for l in &lines {
+            assert!(
+                !l.contains(claims) && !l.contains(signature),
+                "a log line carries a ticket: {l}"
+            );
+        }
+    }
+}
