@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, SessionStats, Sessions};
-use crate::ticket::{self, Kind, TicketError, Verified};
+use crate::ticket::{self, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -693,7 +693,7 @@ impl Proxy {
         let answer = match self.admit(&ticket, false).await {
             Ok(a) => serde_json::json!({
                 "ok": true,
-                "kind": kind_name(a.verified.claims.kind),
+                "kind": a.verified.claims.kind.as_str(),
                 "exp": a.verified.claims.exp,
                 "jti": a.verified.claims.jti,
             }),
@@ -791,14 +791,6 @@ fn log_session_end(
 
 fn field(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
-}
-
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Vnc => "vnc",
-        Kind::Spice => "spice",
-        Kind::Serial => "serial",
-    }
 }
 
 pub fn unix_now() -> i64 {
