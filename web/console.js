@@ -217,27 +217,31 @@ async function checkTicket(ticket) {
   }
 }
 
+// The proxy's refusal codes (the `code` of a /consolegate/check answer) and the
+// sentence for each. This object is one side of a contract: tests/contract.rs checks
+// that every key here is a code the proxy sends (docs/refusal-codes.md lists them).
+// Codes without an entry get the generic "not valid" sentence.
+const REFUSAL_SENTENCES = {
+  expired: 'expired',
+  not_yet_valid: 'notYetValid',
+  replayed: 'replayed',
+  no_audience: 'audience',
+  wrong_audience: 'audience',
+  lifetime_too_long: 'tooLong',
+  target_not_allowed: 'targetNotAllowed',
+  port_not_allowed: 'targetNotAllowed',
+  port_not_allowed_for_kind: 'wrongKindPort',
+  unknown_kind: 'unsupported',
+  unknown_tls: 'unknownTls',
+  tls_unsupported: 'tlsUnsupported',
+  draining: 'shuttingDown',
+  revoked: 'revoked',
+  jti_required: 'invalid',
+};
+
 function sentenceForCheck(check) {
-  switch (check.code) {
-    case 'expired': return TEXT.expired;
-    case 'not_yet_valid': return TEXT.notYetValid;
-    case 'replayed': return TEXT.replayed;
-    case 'audience':
-    case 'no_audience':
-    case 'wrong_audience': return TEXT.audience;
-    case 'lifetime_too_long': return TEXT.tooLong;
-    case 'target_not_allowed':
-    case 'port_not_allowed': return TEXT.targetNotAllowed;
-    case 'port_not_allowed_for_kind': return TEXT.wrongKindPort;
-    case 'unknown_kind': return TEXT.unsupported;
-    case 'unknown_tls': return TEXT.unknownTls;
-    case 'tls_unsupported': return TEXT.tlsUnsupported;
-    case 'draining': return TEXT.shuttingDown;
-    case 'revoked': return TEXT.revoked;
-    case 'jti_required': return TEXT.invalid;
-    case 'network': return TEXT.proxyUnreachable;
-    default: return TEXT.invalid;
-  }
+  if (check.code === 'network') return TEXT.proxyUnreachable;
+  return TEXT[REFUSAL_SENTENCES[check.code] || 'invalid'];
 }
 
 // ---------------------------------------------------------------- connection
