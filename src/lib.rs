@@ -46,6 +46,7 @@ pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod relay;
+pub mod rfb;
 pub mod session;
 pub mod ticket;
 
