@@ -18,7 +18,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-targets=(ticket_verify ticket_signed request_uri static_path config_toml)
+targets=(ticket_verify ticket_signed request_uri static_path config_toml rfb_view)
 # Limits of the brief: no input may make the process use more than 512 MiB (or ask
 # for that much in one allocation), inputs up to 8 KiB (twice the largest ticket),
 # and no single input may take more than 10 s.

@@ -48,6 +48,7 @@ pub mod policy;
 pub mod relay;
 pub mod rfb;
 pub mod session;
+pub mod tap;
 pub mod ticket;
 
 pub use keys::KeySet;

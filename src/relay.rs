@@ -136,6 +136,25 @@ pub enum CloseReason {
     ClientError(String),
     /// The browser left heartbeat pings unanswered for about two intervals: 1001.
     PingTimeout,
+    /// A layer between the relay and the console server ended the session with its
+    /// own code and reason ([`EndSession`]: a view-only violation, a recording failure).
+    Ended { code: u16, reason: String },
+}
+
+/// The error a stream layer between the relay and the console server (see
+/// `crate::tap`) returns, inside an `io::Error`, to end the session with its own close
+/// code and reason instead of as a console server failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct EndSession {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl EndSession {
+    pub fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
 }
 
 impl CloseReason {
@@ -153,6 +172,7 @@ impl CloseReason {
             CloseReason::MaxDuration | CloseReason::Killed(_) => 1008,
             CloseReason::Drain | CloseReason::PingTimeout => 1001,
             CloseReason::TargetError(_) => 1011,
+            CloseReason::Ended { code, .. } => *code,
         }
     }
 }
@@ -188,6 +208,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Killed(r) if r.is_empty() => f.write_str("session ended by an operator"),
             CloseReason::Killed(r) => f.write_str(r),
             CloseReason::TargetError(e) => write!(f, "console server connection failed: {e}"),
+            CloseReason::Ended { reason, .. } => f.write_str(reason),
             CloseReason::ClientError(e) => write!(f, "browser connection failed: {e}"),
             CloseReason::PingTimeout => f.write_str("browser stopped answering pings"),
         }
@@ -395,6 +416,15 @@ fn client_error(e: io::Error) -> CloseReason {
 }
 
 fn target_error(e: io::Error) -> CloseReason {
+    if let Some(end) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<EndSession>())
+    {
+        return CloseReason::Ended {
+            code: end.code,
+            reason: end.reason.clone(),
+        };
+    }
     CloseReason::TargetError(e.to_string())
 }
 

@@ -4,5 +4,7 @@
 //!
 //! - [`handshake`]: which browser bytes are the version, the security choice, the VNC
 //!   authentication response and ClientInit, and where client messages begin.
+//! - [`view`]: the client messages a `view` ticket's browser may send.
 
 pub mod handshake;
+pub mod view;
