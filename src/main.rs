@@ -44,6 +44,30 @@ enum Command {
     Sessions(SessionsArgs),
     /// End live sessions of a running proxy: the browser gets close 1008 and the reason.
     Kill(KillArgs),
+    /// Check session recordings and list them (docs/recording-format.md).
+    #[command(subcommand)]
+    Recording(RecordingCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordingCommand {
+    /// Check recordings against their SHA-256 trailer and print their metadata and
+    /// digest (compare it with the session's end log line). Exit status 0 only when
+    /// every file is intact.
+    Verify {
+        /// Recording files (.vncrec, .cast).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List the recordings in a directory, oldest first.
+    List {
+        /// The recording directory [recording.dir].
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Read every file whole and show its duration and integrity (slower).
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 /// Where the admin listener is and how to authenticate to it.
@@ -177,6 +201,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a),
         Command::Sessions(a) => sessions(a),
         Command::Kill(a) => kill(a),
+        Command::Recording(c) => recording(c),
     };
     match result {
         Ok(code) => code,
@@ -449,6 +474,48 @@ fn admin_call(
         );
     }
     Ok(answer.body)
+}
+
+fn recording(command: RecordingCommand) -> Result<ExitCode> {
+    use consolegate::recording::{report, verify};
+    match command {
+        RecordingCommand::Verify { files } => {
+            let mut all_ok = true;
+            for (i, path) in files.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                match verify::verify_file(path) {
+                    Ok(r) => {
+                        print!("{}", report::verify_text(path, &r));
+                        all_ok &= r.integrity.is_intact();
+                    }
+                    Err(e) => {
+                        println!("{:<15} {}", "file", path.display());
+                        println!("{:<15} FAILED: {e}", "integrity");
+                        all_ok = false;
+                    }
+                }
+            }
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        RecordingCommand::List { dir, verify } => {
+            let entries = report::list_dir(&dir).with_context(|| {
+                format!("cannot read the recording directory {}", dir.display())
+            })?;
+            let (text, all_ok) = report::list_text(&entries, verify);
+            print!("{text}");
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }
 
 fn sessions(args: SessionsArgs) -> Result<ExitCode> {

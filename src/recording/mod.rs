@@ -24,6 +24,7 @@
 pub mod cast;
 pub mod meta;
 mod observer;
+pub mod report;
 pub mod store;
 pub mod verify;
 pub mod vnc;
