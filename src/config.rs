@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod recording;
+pub use recording::RecordingArgs;
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +61,10 @@ pub enum ConfigError {
     AdminListen(String),
     #[error("admin.listen {0} is the same address as listen")]
     AdminSameAsListen(SocketAddr),
+    #[error("{option}: {value:?} is not a size (expected bytes, or e.g. 500M, 10G, 2T)")]
+    Size { option: &'static str, value: String },
+    #[error("recording.policy: {0:?} is not ticket or all")]
+    RecordingPolicy(String),
 }
 
 /// A duration as written in the file: seconds, or a string such as "30s".
@@ -119,6 +126,7 @@ struct FileConfig {
     admin: FileAdmin,
     clients: FileClients,
     legacy: FileLegacy,
+    recording: recording::RecordingFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +385,8 @@ pub struct ServeArgs {
     /// signed and do not expire [legacy.token_source; default off].
     #[arg(long, value_name = "PATH")]
     pub token_source: Option<PathBuf>,
+    #[command(flatten)]
+    pub recording: RecordingArgs,
 }
 
 /// Credentials of the proxies consolegate replaces; all off by default.
@@ -444,6 +454,8 @@ pub struct Config {
     /// Per-client and per-ticket limits, and the refusal log rate.
     pub abuse: LimitsConfig,
     pub legacy: LegacyConfig,
+    /// Session recording; `None`: off, and `rec` tickets are refused.
+    pub recording: Option<crate::recording::RecordingConfig>,
 }
 
 impl Config {
@@ -800,6 +812,7 @@ impl Config {
                 .unwrap_or(defaults.refusal_lines_per_second),
         };
 
+        let recording = recording::merge(f.recording, a)?;
         let single_use = a.single_use || f.tickets.single_use.unwrap_or(false);
         if single_use && legacy.token_source.is_some() {
             return Err(ConfigError::TokensSingleUse);
@@ -830,6 +843,7 @@ impl Config {
             deny_list: a.deny_list.clone().or(f.tickets.deny_list),
             admin,
             legacy,
+            recording,
         })
     }
 }
