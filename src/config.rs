@@ -196,6 +196,7 @@ struct FileWeb {
     novnc_dir: Option<PathBuf>,
     spice_dir: Option<PathBuf>,
     xterm_dir: Option<PathBuf>,
+    asciinema_dir: Option<PathBuf>,
     engine_origins: Option<Vec<String>>,
 }
 
@@ -298,6 +299,10 @@ pub struct ServeArgs {
     /// xterm.js and its fit add-on (the @xterm directory) served at /xterm/ [web.xterm_dir; default web/node_modules/@xterm].
     #[arg(long, value_name = "DIR")]
     pub xterm_dir: Option<PathBuf>,
+    /// asciinema-player's bundle, for the recording player's serial recordings, served
+    /// at /asciinema/ [web.asciinema_dir; default web/node_modules/asciinema-player/dist/bundle].
+    #[arg(long, value_name = "DIR")]
+    pub asciinema_dir: Option<PathBuf>,
     /// Engine origin trusted to hand tickets to the console page; repeat [web.engine_origins].
     #[arg(long, value_name = "ORIGIN")]
     pub engine_origin: Vec<String>,
@@ -437,6 +442,8 @@ pub struct Config {
     pub novnc_dir: PathBuf,
     pub spice_dir: PathBuf,
     pub xterm_dir: PathBuf,
+    /// asciinema-player, for web/player.html, served at /asciinema/.
+    pub asciinema_dir: PathBuf,
     pub engine_origins: Vec<Origin>,
     pub max_sessions: usize,
     pub handshake_timeout: Duration,
@@ -672,6 +679,11 @@ impl Config {
             .clone()
             .or(f.web.xterm_dir)
             .unwrap_or_else(|| web_dir.join("node_modules/@xterm"));
+        let asciinema_dir = a
+            .asciinema_dir
+            .clone()
+            .or(f.web.asciinema_dir)
+            .unwrap_or_else(|| web_dir.join("node_modules/asciinema-player/dist/bundle"));
 
         let max_sessions = a.max_sessions.or(f.limits.max_sessions).unwrap_or(10_000);
         if max_sessions == 0 {
@@ -832,6 +844,7 @@ impl Config {
             novnc_dir,
             spice_dir,
             xterm_dir,
+            asciinema_dir,
             engine_origins,
             max_sessions,
             handshake_timeout,

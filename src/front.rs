@@ -16,9 +16,11 @@ use crate::legacy::{self, Legacy, LegacyError};
 use crate::limits::{ClientLimits, RefusalLog, TicketSessions};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyError, ReplayCache, Uses};
+use crate::recording::{self, Finished, Recorder, RecordingError};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, SessionStats, Sessions};
-use crate::ticket::{self, TicketError, Verified};
+use crate::tap::{Tap, TapOptions};
+use crate::ticket::{self, Claims, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -45,6 +47,8 @@ const HYPER_BUF: usize = 24 << 10;
 /// Longest wait between accept retries when accepting fails (file descriptors
 /// exhausted): the loop backs off from 10 ms to this instead of spinning.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// Recording retention runs at start and every this many housekeeping ticks (seconds).
+const RETENTION_EVERY_TICKS: u64 = 60;
 
 /// Why the proxy could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub enum FrontError {
     Tls { path: PathBuf, reason: String },
     #[error(transparent)]
     DenyList(#[from] DenyListError),
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
 }
 
 /// A request refused before the upgrade.
@@ -96,6 +102,13 @@ impl From<BackendError> for Refusal {
 impl From<LegacyError> for Refusal {
     fn from(e: LegacyError) -> Self {
         Refusal::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<RecordingError> for Refusal {
+    /// The person sees a short reason without paths; the log line has the details.
+    fn from(e: RecordingError) -> Self {
+        Refusal::new(e.status(), e.code(), e.session_reason())
     }
 }
 
@@ -148,6 +161,8 @@ pub struct Proxy {
     deny: Arc<DenyList>,
     /// Counters and histograms served by the admin listener ([`crate::admin`]).
     metrics: Metrics,
+    /// Session recording ([`crate::recording`]); records nothing without `[recording]`.
+    recorder: Arc<Recorder>,
 }
 
 impl Proxy {
@@ -169,7 +184,8 @@ impl Proxy {
         let legacy = Legacy::load(&config.legacy)?;
         let sessions = Sessions::new(config.max_sessions);
         let deny = Arc::new(DenyList::load(config.deny_list.as_deref())?);
-        let metrics = Metrics::new(sessions.clone(), deny.clone());
+        let recorder = Arc::new(Recorder::new(config.recording.clone())?);
+        let metrics = Metrics::new(sessions.clone(), deny.clone(), recorder.stats().clone());
         metrics.keys_loaded(&keys);
         Ok(Proxy {
             backend,
@@ -186,6 +202,7 @@ impl Proxy {
             client_limits,
             ticket_sessions,
             refusal_log,
+            recorder,
         })
     }
 
@@ -197,6 +214,11 @@ impl Proxy {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The session recorder (the admin listener lists and serves its files).
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
     }
 
     pub fn sessions(&self) -> &Sessions {
@@ -277,6 +299,8 @@ impl Proxy {
         let mut last_accept_log: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        self.prune_recordings();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -299,7 +323,13 @@ impl Proxy {
                         tokio::time::sleep(backoff).await;
                     }
                 },
-                _ = tick.tick() => self.housekeeping(),
+                _ = tick.tick() => {
+                    self.housekeeping();
+                    ticks += 1;
+                    if ticks % RETENTION_EVERY_TICKS == 0 {
+                        self.prune_recordings();
+                    }
+                }
                 () = &mut shutdown => break,
             }
         }
@@ -328,6 +358,14 @@ impl Proxy {
             );
         }
         self.client_limits.prune(now);
+    }
+
+    /// Applies recording retention off the accept loop (it reads the directory).
+    fn prune_recordings(&self) {
+        if self.recorder.config().is_some() {
+            let recorder = self.recorder.clone();
+            tokio::task::spawn_blocking(move || recorder.prune());
+        }
     }
 
     /// One TCP connection: the PROXY header from a trusted balancer, TLS if
@@ -540,6 +578,29 @@ impl Proxy {
         };
         let (guard, stop) = self.sessions.register(slot, info);
         let id = guard.id();
+        // The recording's file and header, before the 101: a proxy that cannot record
+        // a session that must be recorded refuses it.
+        let kind = verified.claims.kind;
+        let recording = if self.recorder.wanted(rec_claim(&verified.claims)) {
+            let meta = recording_meta(id, peer, target, &verified);
+            let sessions = self.sessions.clone();
+            let on_fail: recording::OnFail = Box::new(move |reason| {
+                sessions.stop_where(relay::Stop::Kill(reason), |i| i.id == id);
+            });
+            match self.recorder.start(kind, meta, on_fail).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    forget_on_failure(&self);
+                    return Err(self.log_refusal(peer, e.into(), Some(&verified)));
+                }
+            }
+        } else {
+            None
+        };
+        let (observer, recording) = match recording {
+            Some((o, r)) => (Some(o), Some(r)),
+            None => (None, None),
+        };
         // Keyed by jti, or by the signature for a ticket without one (never logged).
         let ticket_key = match &verified.claims.jti {
             Some(jti) => format!("jti:{}:{jti}", verified.kid),
@@ -567,12 +628,36 @@ impl Proxy {
             let _ticket_slot = ticket_slot;
             let opened = Instant::now();
             let (upgraded, secured) = tokio::join!(on_upgrade, pending.finish());
+            // The observer lives in the tap, which the relay owns: once this block
+            // ends it is gone, and the recording's writer can write its trailer.
+            let observer = observer;
             let (up, down, reason) = match (upgraded, secured) {
                 (Ok(upgraded), Ok(target_stream)) => {
                     let client = TokioIo::new(upgraded);
-                    let out =
-                        relay::relay_counted(client, target_stream, &relay_cfg, stop, Some(stats))
-                            .await;
+                    let out = match observer {
+                        Some(o) => {
+                            let tapped = Tap::new(
+                                target_stream,
+                                TapOptions {
+                                    kind,
+                                    view: false,
+                                    observer: Some(Box::new(o)),
+                                },
+                            );
+                            relay::relay_counted(client, tapped, &relay_cfg, stop, Some(stats))
+                                .await
+                        }
+                        None => {
+                            relay::relay_counted(
+                                client,
+                                target_stream,
+                                &relay_cfg,
+                                stop,
+                                Some(stats),
+                            )
+                            .await
+                        }
+                    };
                     (out.bytes_up, out.bytes_down, Ok(out.reason))
                 }
                 (Ok(upgraded), Err(e)) => {
@@ -581,6 +666,10 @@ impl Proxy {
                     (0, 0, Ok(CloseReason::TargetError(e.to_string())))
                 }
                 (Err(e), _) => (0, 0, Err(e.to_string())),
+            };
+            let recorded = match recording {
+                Some(r) => Some(r.finish().await),
+                None => None,
             };
             match reason {
                 Ok(reason) => log_session_end(
@@ -592,6 +681,7 @@ impl Proxy {
                     down,
                     opened.elapsed(),
                     &reason,
+                    recorded.as_ref(),
                 ),
                 Err(e) => {
                     warn!(session = id, client = %peer, cause = %e, "upgrade failed after 101")
@@ -645,6 +735,16 @@ impl Proxy {
         }
         if let Err(e) = self.backend.supports(claims.tls) {
             return fail(e.into(), &verified);
+        }
+        // Before a single-use ticket is spent: a session that must be recorded and
+        // cannot be is refused, and its ticket stays good for a proxy that can.
+        if self.recorder.wanted(rec_claim(claims)) {
+            if let Err(e) = self.recorder.check(claims.kind) {
+                if consume {
+                    debug!(cause = %e, "a session that must be recorded cannot be");
+                }
+                return fail(e.into(), &verified);
+            }
         }
         if self.config.single_use {
             let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
@@ -720,6 +820,7 @@ impl Proxy {
             ("novnc/", self.config.novnc_dir.as_path()),
             ("spice/", self.config.spice_dir.as_path()),
             ("xterm/", self.config.xterm_dir.as_path()),
+            ("asciinema/", self.config.asciinema_dir.as_path()),
         ];
         let Some(path) = resolve_static(&self.config.web_dir, &mounts, url_path) else {
             return not_found();
@@ -743,6 +844,9 @@ impl Proxy {
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         security_headers(h, &self.config);
+        if url_path == PLAYER_PAGE {
+            allow_wasm(h);
+        }
         resp
     }
 
@@ -770,6 +874,8 @@ impl Proxy {
     }
 }
 
+/// The session's end: one line, with the recording's name and SHA-256 (the one in
+/// its trailer) when it was recorded.
 #[allow(clippy::too_many_arguments)]
 fn log_session_end(
     id: u64,
@@ -780,13 +886,64 @@ fn log_session_end(
     down: u64,
     duration: Duration,
     reason: &CloseReason,
+    recorded: Option<&Result<Finished, RecordingError>>,
 ) {
-    info!(
-        session = id, client = %peer, target = %target, sub = field(&v.claims.sub),
-        jti = field(&v.claims.jti), kid = %v.kid, bytes_up = up, bytes_down = down,
-        duration_ms = duration.as_millis() as u64, close_code = reason.code(), reason = %reason,
-        "session ended"
-    );
+    let duration_ms = duration.as_millis() as u64;
+    match recorded {
+        None => info!(
+            session = id, client = %peer, target = %target, sub = field(&v.claims.sub),
+            jti = field(&v.claims.jti), kid = %v.kid, bytes_up = up, bytes_down = down,
+            duration_ms, close_code = reason.code(), reason = %reason,
+            "session ended"
+        ),
+        Some(Ok(f)) => info!(
+            session = id, client = %peer, target = %target, sub = field(&v.claims.sub),
+            jti = field(&v.claims.jti), kid = %v.kid, bytes_up = up, bytes_down = down,
+            duration_ms, close_code = reason.code(), reason = %reason,
+            recording = %f.name, recording_sha256 = %f.sha256, recording_bytes = f.bytes,
+            "session ended"
+        ),
+        Some(Err(e)) => warn!(
+            session = id, client = %peer, target = %target, sub = field(&v.claims.sub),
+            jti = field(&v.claims.jti), kid = %v.kid, bytes_up = up, bytes_down = down,
+            duration_ms, close_code = reason.code(), reason = %reason,
+            recording_error = %e,
+            "session ended"
+        ),
+    }
+}
+
+/// The ticket's `rec` claim.
+// TODO(rec): `claims.rec` once the ticket branch's view/rec claims are on main.
+fn rec_claim(_claims: &Claims) -> bool {
+    false
+}
+
+/// What a recording says about its session.
+fn recording_meta(id: u64, peer: SocketAddr, target: SocketAddr, v: &Verified) -> recording::Meta {
+    let c = &v.claims;
+    let start = recording::unix_ms_now();
+    let host = if c.host.contains(':') {
+        format!("[{}]", c.host)
+    } else {
+        c.host.clone()
+    };
+    recording::Meta {
+        session: id,
+        sub: c.sub.clone(),
+        jti: c.jti.clone(),
+        kid: v.kid.clone(),
+        client: peer.to_string(),
+        target: format!("{host}:{}", c.port),
+        address: target.to_string(),
+        kind: c.kind.as_str().to_string(),
+        tls: c.tls.as_str().to_string(),
+        view: false,
+        input: true,
+        start: recording::meta::rfc3339_ms(start),
+        start_unix_ms: start,
+        proxy: recording::meta::proxy_version(),
+    }
 }
 
 fn field(v: &Option<String>) -> &str {
@@ -1018,6 +1175,30 @@ fn security_headers(h: &mut HeaderMap, config: &Config) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+}
+
+/// The recording player's page.
+const PLAYER_PAGE: &str = "/player.html";
+
+/// The recording player's CSP: the console page's, plus `'wasm-unsafe-eval'`, which
+/// lets asciinema-player compile its terminal emulator (WebAssembly it carries in its
+/// own script). It allows compiling WebAssembly only: `eval` and inline scripts stay
+/// blocked. Only this page gets it.
+fn allow_wasm(h: &mut HeaderMap) {
+    let Some(csp) = h
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let csp = csp.replacen(
+        "script-src 'self';",
+        "script-src 'self' 'wasm-unsafe-eval';",
+        1,
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {

@@ -19,10 +19,16 @@
 //! | `consolegate_backend_connect_duration_seconds` | histogram | TCP connect to the console server, successful |
 //! | `consolegate_trusted_key_age_seconds{kid}` | gauge | seconds since the key file's modification time |
 //! | `consolegate_deny_list_rules{kind="jti"\|"sub"}` | gauge | rules in the deny list in force |
+//! | `consolegate_recordings_started_total` | counter | session recordings started (file created) |
+//! | `consolegate_recordings_failed_total` | counter | recordings that could not be created (session refused) or failed mid-session (session ended) |
+//! | `consolegate_recordings_active` | gauge | recordings being written now |
+//! | `consolegate_recording_bytes_total` | counter | bytes written to recording files |
+//! | `consolegate_recordings_pruned_total` | counter | recordings removed by retention |
 //! | `consolegate_build_info{version}` | info | the running version |
 
 use crate::denylist::DenyList;
 use crate::keys::KeySet;
+use crate::recording::RecordingStats;
 use crate::session::Sessions;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -60,8 +66,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A registry reading live state from `sessions` and `deny` at each scrape.
-    pub fn new(sessions: Sessions, deny: Arc<DenyList>) -> Metrics {
+    /// A registry reading live state from `sessions`, `deny` and `recording` at each
+    /// scrape.
+    pub fn new(sessions: Sessions, deny: Arc<DenyList>, recording: Arc<RecordingStats>) -> Metrics {
         let mut registry = Registry::default();
         let refusals = Family::<CodeLabel, Counter>::default();
         registry.register(
@@ -95,6 +102,7 @@ impl Metrics {
             sessions,
             deny,
             keys: keys.clone(),
+            recording,
         }));
         Metrics {
             registry,
@@ -146,6 +154,7 @@ struct Live {
     sessions: Sessions,
     deny: Arc<DenyList>,
     keys: Arc<Mutex<Vec<KeyAge>>>,
+    recording: Arc<RecordingStats>,
 }
 
 impl std::fmt::Debug for Live {
@@ -209,6 +218,41 @@ impl prometheus_client::collector::Collector for Live {
             ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
                 .encode(deny.encode_family(&[("kind", kind)])?)?;
         }
+        drop(deny);
+
+        let r = &self.recording;
+        for (name, help, n) in [
+            (
+                "consolegate_recordings_started",
+                "Session recordings started",
+                r.started(),
+            ),
+            (
+                "consolegate_recordings_failed",
+                "Recordings that could not be created or failed mid-session",
+                r.failed(),
+            ),
+            (
+                "consolegate_recording_bytes",
+                "Bytes written to recording files",
+                r.bytes_written(),
+            ),
+            (
+                "consolegate_recordings_pruned",
+                "Recordings removed by retention",
+                r.pruned(),
+            ),
+        ] {
+            let c = ConstCounter::new(n);
+            c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let active = ConstGauge::new(i64::try_from(r.active()).unwrap_or(i64::MAX));
+        active.encode(enc.encode_descriptor(
+            "consolegate_recordings_active",
+            "Recordings being written now",
+            None,
+            active.metric_type(),
+        )?)?;
         Ok(())
     }
 }
@@ -219,7 +263,11 @@ mod tests {
 
     #[test]
     fn the_text_names_every_metric() {
-        let m = Metrics::new(Sessions::new(4), Arc::new(DenyList::default()));
+        let m = Metrics::new(
+            Sessions::new(4),
+            Arc::new(DenyList::default()),
+            Arc::default(),
+        );
         m.refused("expired");
         m.refused("expired");
         m.handshake_done(Duration::from_millis(3));
@@ -234,6 +282,11 @@ mod tests {
             "consolegate_handshake_duration_seconds_count 1\n",
             "consolegate_backend_connect_duration_seconds_count 1\n",
             "consolegate_deny_list_rules{kind=\"jti\"} 0\n",
+            "consolegate_recordings_started_total 0\n",
+            "consolegate_recordings_failed_total 0\n",
+            "consolegate_recording_bytes_total 0\n",
+            "consolegate_recordings_pruned_total 0\n",
+            "consolegate_recordings_active 0\n",
             "consolegate_build_info{version=\"",
             "# EOF",
         ] {

@@ -110,8 +110,8 @@ pub(super) fn merge(
         Some(v) => super::duration("recording.max_age", &v)?,
         None => None,
     };
-    let max_total_bytes = pick_size("recording.max_size", &a.recording_max_size, f.max_size)?
-        .flatten();
+    let max_total_bytes =
+        pick_size("recording.max_size", &a.recording_max_size, f.max_size)?.flatten();
     let min_free_bytes = pick_size("recording.min_free", &a.recording_min_free, f.min_free)?
         .map_or(DEFAULT_MIN_FREE_BYTES, |v| v.unwrap_or(0));
     let queue_bytes = match f.queue_size {
@@ -161,10 +161,7 @@ mod tests {
         assert_eq!(r.dir.to_str(), Some("/var/lib/consolegate/recordings"));
         assert_eq!(r.policy, Policy::All);
         assert!(!r.input);
-        assert_eq!(
-            r.retention.max_age,
-            Some(Duration::from_secs(90 * 86400))
-        );
+        assert_eq!(r.retention.max_age, Some(Duration::from_secs(90 * 86400)));
         assert_eq!(r.retention.max_total_bytes, Some(200 << 30));
         assert_eq!(r.min_free_bytes, 5 << 30);
         assert_eq!(r.queue_bytes, 4 << 20);
@@ -178,8 +175,8 @@ mod tests {
         assert!(r.input);
         assert_eq!(r.min_free_bytes, 1 << 30);
         assert_eq!(r.retention, Default::default());
-        let c = Config::from_toml(&format!("{BASE}[recording]\ndir = \"/r\"\nmin_free = 0\n"))
-            .unwrap();
+        let c =
+            Config::from_toml(&format!("{BASE}[recording]\ndir = \"/r\"\nmin_free = 0\n")).unwrap();
         assert_eq!(c.recording.unwrap().min_free_bytes, 0);
     }
 

@@ -206,9 +206,9 @@ impl Failure {
 pub struct RecordingStats {
     started: AtomicU64,
     failed: AtomicU64,
-    refused: AtomicU64,
     bytes: AtomicU64,
     pruned: AtomicU64,
+    active: AtomicU64,
 }
 
 impl RecordingStats {
@@ -216,13 +216,14 @@ impl RecordingStats {
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
-    /// Recordings that failed mid-session (the session was ended).
+    /// Recordings that could not be created (the session was refused) or failed
+    /// mid-session (the session was ended).
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
-    /// Sessions refused because their recording could not start.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+    /// Recordings being written now.
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
     }
     /// Bytes written to recording files.
     pub fn bytes_written(&self) -> u64 {
@@ -342,11 +343,6 @@ impl Recorder {
         Ok(())
     }
 
-    /// Counts a session refused because it could not be recorded.
-    pub fn refused(&self) {
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Creates the recording of a session and its writer. `meta.input` is set from
     /// the configuration. Call before the 101 answer: an error refuses the session.
     pub async fn start(
@@ -380,8 +376,16 @@ impl Recorder {
             let (path, header) = (path.clone(), header.clone());
             tokio::task::spawn_blocking(move || create(&path, &header))
                 .await
-                .map_err(|e| create_err(e.to_string()))?
-                .map_err(|e| create_err(e.to_string()))?
+                .map_err(|e| create_err(e.to_string()))
+                .and_then(|r| r.map_err(|e| create_err(e.to_string())))
+        };
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.add_failed();
+                tracing::warn!(cause = %e, "a session recording could not be created; the session is refused");
+                return Err(e);
+            }
         };
         let mut hasher = Sha256::new();
         hasher.update(&header);
@@ -417,9 +421,11 @@ impl Recorder {
             stats: self.stats.clone(),
             on_fail: Some(on_fail),
         };
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
         let active = ActiveGuard {
             active: self.active.clone(),
             name: name.clone(),
+            stats: self.stats.clone(),
         };
         let handle = tokio::spawn(async move {
             let _active = active;
@@ -488,10 +494,12 @@ impl Recorder {
 struct ActiveGuard {
     active: Arc<Mutex<HashSet<String>>>,
     name: String,
+    stats: Arc<RecordingStats>,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
