@@ -9,6 +9,8 @@
 //! | `GET /metrics` | none | OpenMetrics text ([`crate::metrics`]) |
 //! | `GET /sessions` | bearer | JSON array of live sessions with their byte counts so far |
 //! | `POST /sessions/kill` | bearer | `{"id":N}`, `{"jti":"…"}` or `{"sub":"…"}`, optional `"reason"` → `{"killed":n}` |
+//! | `GET /recordings` | bearer | JSON array of session recordings ([`recordings`]) |
+//! | `GET /recordings/<name>` | bearer | one recording file, streamed |
 //!
 //! Auth model: health and metrics reveal nothing secret and stay open to whoever can
 //! reach the listener (loopback by default). Listing and killing sessions needs
@@ -19,10 +21,14 @@
 //!
 //! [`client`] is the small HTTP/1.1 client the `sessions` and `kill` subcommands use.
 
+mod recordings;
+
+pub use recordings::{AdminBody, RecordingView};
+
 use crate::front::Proxy;
 use crate::relay::Stop;
 use crate::session::SessionInfo;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,6 +40,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
@@ -50,6 +57,8 @@ const MAX_CONNECTIONS: usize = 32;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for a whole admin exchange (headers, body, answer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time for a recording download, which can be gigabytes.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Shortest token accepted: a guessable token would make the kill switch anyone's.
 const MIN_TOKEN: usize = 16;
 
@@ -227,9 +236,20 @@ impl Admin {
 
     async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let admin = self.clone();
-        let service = hyper::service::service_fn(move |req| {
+        // Set when the answer is a recording download, which gets longer to stream.
+        let downloading = Arc::new(AtomicBool::new(false));
+        let flag = downloading.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(req, peer).await) }
+            let flag = flag.clone();
+            async move {
+                if recordings::handles(req.uri().path()) {
+                    let (resp, download) = recordings::handle(&admin, req, peer).await;
+                    flag.store(download, Ordering::Relaxed);
+                    return Ok::<_, Infallible>(resp);
+                }
+                Ok(admin.handle(req, peer).await.map(Either::Left))
+            }
         });
         // One request per connection, and a bound on the whole exchange: an idle
         // keep-alive or a trickled body must not hold one of the few admin slots.
@@ -238,7 +258,14 @@ impl Admin {
             .header_read_timeout(HEADER_TIMEOUT)
             .keep_alive(false)
             .serve_connection(TokioIo::new(stream), service);
-        match tokio::time::timeout(REQUEST_TIMEOUT, conn).await {
+        tokio::pin!(conn);
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, &mut conn).await {
+            Err(_) if downloading.load(Ordering::Relaxed) => {
+                tokio::time::timeout(DOWNLOAD_TIMEOUT - REQUEST_TIMEOUT, &mut conn).await
+            }
+            other => other,
+        };
+        match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 debug!(client = %peer, cause = %e, "admin connection ended with an error")

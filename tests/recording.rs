@@ -146,3 +146,399 @@ async fn recording_list_shows_every_recording_and_nothing_else() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ------------------------------------------------------------------ through a proxy
+
+mod common;
+
+use common::{one_shot_target, refused, TestProxy};
+use consolegate::admin::client::request;
+use consolegate::admin::Admin;
+use consolegate::recording::store;
+use consolegate::recording::verify::{verify_file, Integrity};
+use futures_util::{SinkExt, StreamExt};
+use hyper::{Method, StatusCode};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "recording-test-token-0123456789abcdef";
+
+/// A proxy recording every session (policy `all`) into `dir`, serial consoles allowed
+/// on every port; `tweak` adjusts the flags further.
+async fn recording_proxy(
+    dir: &Path,
+    tweak: impl FnOnce(&mut consolegate::config::ServeArgs),
+) -> TestProxy {
+    let dir = dir.to_path_buf();
+    TestProxy::start(move |a| {
+        a.allow_serial_port = vec!["1-65535".into()];
+        a.allow_spice_port = vec!["1-65535".into()];
+        a.recording.recording_dir = Some(dir);
+        a.recording.recording_policy = Some("all".into());
+        a.recording.recording_min_free = Some("0".into());
+        tweak(a);
+    })
+    .await
+}
+
+fn serial_ticket(p: &TestProxy, target: std::net::SocketAddr) -> String {
+    let mut c = p.claims(target);
+    c.kind = Kind::Serial;
+    p.signer.sign(&c)
+}
+
+/// Waits until exactly `n` recordings in `dir` are finished (intact) and returns them.
+async fn finished(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let files: Vec<PathBuf> = store::list(dir)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        let intact = files
+            .iter()
+            .filter(|p| verify_file(p).is_ok_and(|r| r.integrity.is_intact()))
+            .count();
+        if files.len() == n && intact == n {
+            return files;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{intact} of {} recordings finished, {n} expected",
+            files.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn next_binary(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Vec<u8> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => return b.to_vec(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_serial_session_through_the_proxy_is_recorded_whole_with_its_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = recording_proxy(tmp.path(), |_| {}).await;
+    let (target, accepted) = one_shot_target().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&serial_ticket(&p, target)))
+        .await
+        .unwrap();
+    let mut tcp = accepted.await.unwrap();
+    tcp.write_all(b"login: ").await.unwrap();
+    assert_eq!(next_binary(&mut ws).await, b"login: ");
+    ws.send(Message::binary(b"root\r".to_vec())).await.unwrap();
+    let mut got = [0u8; 5];
+    tcp.read_exact(&mut got).await.unwrap();
+    // "é" split across two reads of the console.
+    tcp.write_all(b"caf\xc3").await.unwrap();
+    tcp.flush().await.unwrap();
+    let mut seen = next_binary(&mut ws).await;
+    tcp.write_all(b"\xa9\r\n").await.unwrap();
+    while seen.len() < 7 {
+        seen.extend(next_binary(&mut ws).await);
+    }
+    ws.close(None).await.unwrap();
+    let files = finished(tmp.path(), 1).await;
+    assert!(files[0].extension().is_some_and(|e| e == "cast"));
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let (header, events) = consolegate::recording::cast::read_all(&bytes).unwrap();
+    assert_eq!(header["consolegate"]["kind"], "serial");
+    assert_eq!(header["consolegate"]["sub"], "alice");
+    assert_eq!(
+        header["consolegate"]["address"],
+        target.to_string().as_str()
+    );
+    let text = |code: &str| -> String {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                consolegate::recording::cast::Event::Data { code: c, data, .. } if c == code => {
+                    Some(data.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(text("o"), "login: café\r\n");
+    assert_eq!(text("i"), "root\r");
+    let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+}
+
+#[tokio::test]
+async fn a_vnc_session_is_recorded_as_the_browser_saw_it_without_the_auth_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = recording_proxy(tmp.path(), |_| {}).await;
+    let (target, accepted) = one_shot_target().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&p.ticket(target)))
+        .await
+        .unwrap();
+    let mut tcp = accepted.await.unwrap();
+    let response = [
+        0x5Au8, 0xC3, 0x11, 0x99, 0x01, 0x7E, 0x42, 0xF0, 0x0D, 0x60, 0xB5, 0x28, 0xE1, 0x3C, 0x87,
+        0x14,
+    ];
+    let mut seen = Vec::new();
+    tcp.write_all(b"RFB 003.008\n").await.unwrap();
+    seen.extend(next_binary(&mut ws).await);
+    ws.send(Message::binary(b"RFB 003.008\n".to_vec()))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    tcp.read_exact(&mut buf[..12]).await.unwrap();
+    tcp.write_all(&[1, 2]).await.unwrap();
+    seen.extend(next_binary(&mut ws).await);
+    ws.send(Message::binary(vec![2])).await.unwrap();
+    tcp.read_exact(&mut buf[..1]).await.unwrap();
+    tcp.write_all(&[0x77; 16]).await.unwrap();
+    while seen.len() < 12 + 2 + 16 {
+        seen.extend(next_binary(&mut ws).await);
+    }
+    ws.send(Message::binary(response.to_vec())).await.unwrap();
+    tcp.read_exact(&mut buf[..16]).await.unwrap();
+    assert_eq!(buf[..16], response, "the server got the response");
+    tcp.write_all(&[0, 0, 0, 0]).await.unwrap();
+    while seen.len() < 34 {
+        seen.extend(next_binary(&mut ws).await);
+    }
+    // ClientInit and a key press.
+    ws.send(Message::binary(vec![1, 4, 1, 0, 0, 0, 0, 0, 0x61]))
+        .await
+        .unwrap();
+    tcp.read_exact(&mut buf[..9]).await.unwrap();
+    ws.close(None).await.unwrap();
+    let files = finished(tmp.path(), 1).await;
+    let bytes = std::fs::read(&files[0]).unwrap();
+    assert!(
+        !bytes.windows(16).any(|w| w == response),
+        "the VNC authentication response is in the recording"
+    );
+    let (mut r, header) = consolegate::recording::vnc::Reader::open(bytes.as_slice()).unwrap();
+    assert_eq!(header["kind"], "vnc");
+    let mut server = Vec::new();
+    let mut client = Vec::new();
+    let mut withheld = 0;
+    while let Some(rec) = r.next_record().unwrap() {
+        match rec {
+            consolegate::recording::vnc::Record::Server { bytes, .. } => server.extend(bytes),
+            consolegate::recording::vnc::Record::Client { bytes, .. } => client.extend(bytes),
+            consolegate::recording::vnc::Record::Redacted { withheld: n, .. } => withheld += n,
+            consolegate::recording::vnc::Record::Trailer { .. } => {}
+        }
+    }
+    assert_eq!(server, seen);
+    assert_eq!(withheld, 16);
+    let mut expected_client = b"RFB 003.008\n".to_vec();
+    expected_client.extend([2, 1, 4, 1, 0, 0, 0, 0, 0, 0x61]);
+    assert_eq!(client, expected_client);
+}
+
+#[tokio::test]
+async fn a_recording_directory_that_cannot_be_written_refuses_the_session_with_503() {
+    // Tests run as root, for whom permission bits mean nothing: /proc/self is a
+    // directory nobody can create files in.
+    let p = recording_proxy(Path::new("/proc/self"), |_| {}).await;
+    let (target, _accepted) = one_shot_target().await;
+    let (status, body) = refused(&p.url(&p.ticket(target))).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cannot record"), "{body}");
+    assert!(!body.contains("/proc"), "no paths for the browser: {body}");
+}
+
+#[tokio::test]
+async fn a_free_space_floor_above_what_is_free_refuses_the_session_with_503() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = recording_proxy(tmp.path(), |a| {
+        a.recording.recording_min_free = Some("16000000T".into());
+    })
+    .await;
+    let (target, _accepted) = one_shot_target().await;
+    let (status, body) = refused(&p.url(&serial_ticket(&p, target))).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(store::list(tmp.path()).unwrap().is_empty());
+    assert!(p
+        .proxy
+        .metrics()
+        .render()
+        .contains("consolegate_refusals_total{code=\"recording_unavailable\"} 1"));
+}
+
+#[tokio::test]
+async fn spice_sessions_that_must_be_recorded_are_refused_with_their_own_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = recording_proxy(tmp.path(), |_| {}).await;
+    let (target, _accepted) = one_shot_target().await;
+    let mut c = p.claims(target);
+    c.kind = Kind::Spice;
+    let (status, body) = refused(&p.url(&p.signer.sign(&c))).await;
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("SPICE consoles cannot be recorded"), "{body}");
+    assert!(p.proxy.metrics().render().contains("recording_unsupported"));
+}
+
+#[tokio::test]
+async fn a_recording_file_removed_mid_session_ends_the_session_with_a_readable_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = recording_proxy(tmp.path(), |_| {}).await;
+    let (target, accepted) = one_shot_target().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&serial_ticket(&p, target)))
+        .await
+        .unwrap();
+    let mut tcp = accepted.await.unwrap();
+    tcp.write_all(b"$ ").await.unwrap();
+    next_binary(&mut ws).await;
+    let files = store::list(tmp.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    std::fs::remove_file(&files[0].path).unwrap();
+    // Nothing flows: the writer notices on its own within a second or two.
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => break f,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1008);
+    assert!(
+        close.reason.contains("recording file was removed"),
+        "{}",
+        close.reason
+    );
+    assert!(p
+        .proxy
+        .metrics()
+        .render()
+        .contains("consolegate_recordings_failed_total 1"));
+}
+
+#[tokio::test]
+async fn retention_prunes_the_oldest_recordings_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = [
+        "20200101T000000Z-1-aaaaaa.vncrec",
+        "20200102T000000Z-2-bbbbbb.cast",
+        "20200103T000000Z-3-cccccc.vncrec",
+    ];
+    for name in old {
+        std::fs::write(tmp.path().join(name), vec![0u8; 1000]).unwrap();
+    }
+    let p = recording_proxy(tmp.path(), |a| {
+        a.recording.recording_max_size = Some("1500".into());
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = store::list(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        if left == [old[2]] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "left: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(p
+        .proxy
+        .metrics()
+        .render()
+        .contains("consolegate_recordings_pruned_total 2"));
+}
+
+#[tokio::test]
+async fn the_admin_listener_lists_and_streams_recordings_with_the_token_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rec_dir = tmp.path().join("recordings");
+    let tf = token_file.clone();
+    let p = recording_proxy(&rec_dir, move |a| a.admin_token_file = Some(tf)).await;
+    let admin = Admin::new(p.proxy.clone()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(admin.serve(listener));
+
+    let (target, accepted) = one_shot_target().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&serial_ticket(&p, target)))
+        .await
+        .unwrap();
+    let mut tcp = accepted.await.unwrap();
+    tcp.write_all(b"hello").await.unwrap();
+    next_binary(&mut ws).await;
+    ws.close(None).await.unwrap();
+    let files = finished(&rec_dir, 1).await;
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+
+    let a = request(&url, Method::GET, "/recordings", None, None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = request(
+        &url,
+        Method::GET,
+        &format!("/recordings/{name}"),
+        Some("wrong-token-wrong-token-wrong"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    let a = request(&url, Method::GET, "/recordings", Some(TOKEN), None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let list: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(list[0]["name"], name.as_str());
+    assert_eq!(list[0]["format"], "asciicast");
+    assert_eq!(list[0]["active"], false);
+    assert_eq!(list[0]["session"]["sub"], "alice");
+
+    let a = request(
+        &url,
+        Method::GET,
+        &format!("/recordings/{name}"),
+        Some(TOKEN),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body.as_bytes(), std::fs::read(&files[0]).unwrap());
+
+    for bad in [
+        "/recordings/..%2Fadmin.token",
+        "/recordings/admin.token",
+        "/recordings/20200101T000000Z-1-aaaaaa.cast",
+    ] {
+        let a = request(&url, Method::GET, bad, Some(TOKEN), None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{bad}");
+    }
+    // The public listener never serves recordings.
+    let a = request(
+        &format!("http://{}", p.addr),
+        Method::GET,
+        &format!("/recordings/{name}"),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
