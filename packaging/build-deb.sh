@@ -66,6 +66,17 @@ else
     echo "This package was built without xterm.js: serial consoles have no client." > "$stage/xterm/README.txt"
 fi
 
+# asciinema-player's bundle (/asciinema/), for the recording player's serial recordings.
+mkdir -p "$stage/asciinema"
+asciinema=web/node_modules/asciinema-player
+if [ -f "$asciinema/dist/bundle/asciinema-player.min.js" ]; then
+    cp "$asciinema/dist/bundle/asciinema-player.min.js" "$asciinema/dist/bundle/asciinema-player.css" \
+        "$asciinema/LICENSE" "$asciinema/package.json" "$stage/asciinema/"
+else
+    echo "build-deb: warning: $asciinema is missing; the recording player cannot play serial recordings" >&2
+    echo "This package was built without asciinema-player: serial recordings do not play in player.html." > "$stage/asciinema/README.txt"
+fi
+
 # cargo-deb builds target/release/consolegate itself (--locked: the lock file is the
 # source of truth), strips the packaged copy (--strip: the release profile keeps line
 # tables, 45 MB, for local profiling), and computes the libc dependency ($auto).

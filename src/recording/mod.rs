@@ -39,7 +39,7 @@ use crate::ticket::Kind;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -515,7 +515,12 @@ fn create(path: &Path, header: &[u8]) -> std::io::Result<std::fs::File> {
         .create_new(true)
         .mode(store::FILE_MODE)
         .open(path)?;
-    if let Err(e) = f.write_all(header).and_then(|()| f.flush()) {
+    // Exactly FILE_MODE, whatever the umask: the service's group may read recordings.
+    let written = f
+        .set_permissions(std::fs::Permissions::from_mode(store::FILE_MODE))
+        .and_then(|()| f.write_all(header))
+        .and_then(|()| f.flush());
+    if let Err(e) = written {
         let _ = std::fs::remove_file(path);
         return Err(e);
     }

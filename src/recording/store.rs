@@ -38,6 +38,8 @@ pub fn prepare_dir(dir: &Path) -> io::Result<Option<u32>> {
                 .recursive(true)
                 .mode(DIR_MODE)
                 .create(dir)?;
+            // Exactly DIR_MODE, whatever the umask (the systemd unit's is 0077).
+            fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
             Ok(None)
         }
         Err(e) => Err(e),
@@ -226,7 +228,7 @@ mod tests {
         let dir = tmp.path().join("a/b");
         assert_eq!(prepare_dir(&dir).unwrap(), None);
         let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & !0o750, 0, "mode {mode:o}");
+        assert_eq!(mode, 0o750);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(prepare_dir(&dir).unwrap(), Some(0o755));
         let file = tmp.path().join("f");

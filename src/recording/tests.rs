@@ -436,7 +436,7 @@ async fn files_are_0640_and_listed_while_active_then_finished() {
         .unwrap()
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777 & !store::FILE_MODE, 0, "mode {mode:o}");
+    assert_eq!(mode & 0o777, store::FILE_MODE, "mode {mode:o}");
     let listed = rec.list().unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].1, "active while written");
