@@ -85,13 +85,18 @@ async fn record_vnc(
     browser.write_all(&[1]).await.unwrap(); // ClientInit
     browser.flush().await.unwrap();
     // ServerInit: 8×8, 32 bpp, name "t"; then a 1-rectangle raw update.
-    let mut init = vec![0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0];
+    let mut init = vec![
+        0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0,
+    ];
     init.extend_from_slice(&[0, 0, 0, 1, b't']);
     init.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 8, 0, 8, 0, 0, 0, 0]);
     init.extend_from_slice(&[0x80; 8 * 8 * 4]);
     server.write_all(&init).await.unwrap();
     browser.read_exact(&mut buf[..init.len()]).await.unwrap();
-    browser.write_all(&[3, 1, 0, 0, 0, 0, 0, 8, 0, 8]).await.unwrap();
+    browser
+        .write_all(&[3, 1, 0, 0, 0, 0, 0, 8, 0, 8])
+        .await
+        .unwrap();
     browser.flush().await.unwrap();
     browser.shutdown().await.unwrap();
     drop(browser);
@@ -157,8 +162,7 @@ async fn the_player_reads_what_the_recorder_writes() {
     for (path, js) in [&vnc_auth, &vnc_none_37, &cast].iter().zip(&got) {
         assert!(js.get("error").is_none(), "{js}");
         let report = verify_file(path).unwrap();
-        let consolegate::recording::verify::Integrity::Intact { sha256 } = &report.integrity
-        else {
+        let consolegate::recording::verify::Integrity::Intact { sha256 } = &report.integrity else {
             panic!("{path:?}: {:?}", report.integrity)
         };
         assert_eq!(js["integrity"], "intact", "{js}");
@@ -166,8 +170,20 @@ async fn the_player_reads_what_the_recorder_writes() {
         assert_eq!(js["js_sha256_agrees"], true);
         let meta = report.meta();
         for key in [
-            "session", "sub", "jti", "kid", "client", "target", "address", "kind", "tls", "view",
-            "input", "start", "start_unix_ms", "proxy",
+            "session",
+            "sub",
+            "jti",
+            "kid",
+            "client",
+            "target",
+            "address",
+            "kind",
+            "tls",
+            "view",
+            "input",
+            "start",
+            "start_unix_ms",
+            "proxy",
         ] {
             assert_eq!(js["meta"][key], meta[key], "{key} in {path:?}");
         }
@@ -207,7 +223,10 @@ async fn the_player_reads_what_the_recorder_writes() {
     );
     // Serial: text whole across the split character, input as typed.
     assert_eq!(got[2]["format"], "asciicast");
-    assert_eq!(got[2]["output"], "2^64\r\n18446744073709551616\r\n½ → ok\r\n");
+    assert_eq!(
+        got[2]["output"],
+        "2^64\r\n18446744073709551616\r\n½ → ok\r\n"
+    );
     assert_eq!(got[2]["input"], "2^64\r");
     assert_eq!(got[2]["width"], 80);
 

@@ -47,6 +47,8 @@ const TEXT = {
   spiceFailed: 'The SPICE console failed.',
   spiceChannelRefused: 'The console proxy refused part of the SPICE console: ask the administrator (SPICE needs several connections per console link).',
   clientMissing: 'This console proxy has no client for this console type installed: ask the administrator.',
+  recordingUnavailable: 'This console session must be recorded, and the console proxy cannot record it now: ask the administrator.',
+  recordingUnsupported: 'This console session must be recorded, and this type of console cannot be recorded: ask the administrator.',
 };
 
 // The password dialog's question, per console kind.
@@ -237,6 +239,8 @@ const REFUSAL_SENTENCES = {
   draining: 'shuttingDown',
   revoked: 'revoked',
   jti_required: 'invalid',
+  recording_unavailable: 'recordingUnavailable',
+  recording_unsupported: 'recordingUnsupported',
 };
 
 function sentenceForCheck(check) {
