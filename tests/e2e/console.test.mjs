@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { start, stop, stopAll, run, freePort, freePortIn, waitFor, sleep, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
-import { REPO, BIN, ARTIFACTS, NOVNC_DIR } from './lib/paths.mjs';
+import { REPO, BIN, ARTIFACTS, NOVNC_DIR, WEB_DIR } from './lib/paths.mjs';
 import { httpGet, httpsGet } from './lib/http.mjs';
 import { makeSigningKey, sign as signTicket, startEngine as startEngineWith } from './lib/engine.mjs';
 import { launchBrowser, watchConsole, openConsole as openConsoleIn, waitState as waitStateFor, statusText, canvasStats } from './lib/page.mjs';
@@ -101,7 +101,7 @@ async function startProxy(port, extra = []) {
     '--allow-port', String(env.vncPort), '--allow-port', String(env.deadPort),
     '--engine-origin', env.engine.origin,
     '--leeway', '0',
-    '--web-dir', path.join(REPO, 'web'),
+    '--web-dir', WEB_DIR,
     '--novnc-dir', NOVNC_DIR,
     ...extra,
   ], { cwd: REPO });
@@ -335,7 +335,7 @@ test('an operator killing a user\'s sessions by sub shows the reason on that use
 
 test('consolegate demo: the demo engine page opens the built-in test pattern and keys reach it', { timeout: 90000 }, async () => {
   const port = await freePort();
-  const demo = start('consolegate demo', BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--web-dir', path.join(REPO, 'web')], { cwd: REPO });
+  const demo = start('consolegate demo', BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--web-dir', WEB_DIR], { cwd: REPO });
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitFor('consolegate demo to answer', async () => (await httpGet(`${base}/consolegate/config.json`)).status === 200, { child: demo });

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { start, stopAll, freePort, freePortIn, waitFor, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
-import { REPO, BIN, ARTIFACTS } from './lib/paths.mjs';
+import { REPO, BIN, ARTIFACTS, WEB_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
 import { makeSigningKey, sign as signTicket, startEngine as startEngineWith } from './lib/engine.mjs';
 import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, statusText, canvasStats as spiceCanvasStats } from './lib/page.mjs';
@@ -130,7 +130,7 @@ before(async () => {
     '--allow-spice-port', String(env.spicePort),
     '--allow-serial-port', String(env.serialPort),
     '--engine-origin', env.engine.origin,
-    '--web-dir', path.join(REPO, 'web'),
+    '--web-dir', WEB_DIR,
     '--spice-dir', SPICE_DIR,
     '--xterm-dir', XTERM_DIR,
   ], { cwd: REPO });

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { start, stopAll, run, freePort, freePortIn, waitFor, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect } from './lib/qmp.mjs';
-import { REPO, BIN, ARTIFACTS, NOVNC_DIR } from './lib/paths.mjs';
+import { REPO, BIN, ARTIFACTS, NOVNC_DIR, WEB_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
 import { makeSigningKey, sign, startEngine as startEngineWith } from './lib/engine.mjs';
 import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, canvasStats } from './lib/page.mjs';
@@ -82,7 +82,7 @@ async function startProxy(backendFlags) {
     '--trust', env.keyDir,
     '--allow-port', '5900-6923',
     '--engine-origin', env.engine.origin,
-    '--web-dir', path.join(REPO, 'web'),
+    '--web-dir', WEB_DIR,
     '--novnc-dir', NOVNC_DIR,
     ...backendFlags,
   ], { cwd: REPO });
