@@ -201,6 +201,9 @@ function render() {
     }
   }
 
+  // Buttons that act on a console are there while one is open (the failure panel then
+  // has the toolbar's room for the status).
+  for (const b of [ui.cad, ui.keys, ui.paste, ui.screenshot]) b.hidden = !c;
   ui.cad.disabled = !(live && c && c.keys && c.keys.combos);
   ui.keys.disabled = !(live && c && c.keys);
   ui.paste.disabled = !(live && c && c.typeText);
@@ -418,7 +421,7 @@ function proxyDown(close = {}) {
 function startRetry(key, close) {
   if (!app.retry) app.retry = { attempt: 0, due: 0, timer: 0 };
   app.retry.sentence = { key, params: {} };
-  app.retry.detail = close.reason ? `${close.code}: ${close.reason}` : `${close.code}`;
+  app.retry.detail = close.reason ? `${close.code}: ${close.reason}` : '';
   scheduleRetry();
   notifyClosed({ ...close, retry: Boolean(app.retry) });
 }
@@ -543,17 +546,17 @@ async function connect({ ticket, password, title }) {
     renderTitle();
   }
   if (typeof ticket !== 'string' || !TICKET_RE.test(ticket) || ticket.length > 4096) {
-    fail('invalid', {}, 'the portal sent something that is not a ticket', { refusal: 'malformed' });
+    fail('invalid', {}, { key: 'detailNotTicket', params: {} }, { refusal: 'malformed' });
     return;
   }
   const claims = ticketClaims(ticket);
   if (!claims) {
-    fail('invalid', {}, 'the ticket payload is not JSON', { refusal: 'malformed' });
+    fail('invalid', {}, { key: 'detailNotJson', params: {} }, { refusal: 'malformed' });
     return;
   }
   const kind = claims.kind || 'vnc';
   if (!['vnc', 'spice', 'serial'].includes(kind)) {
-    fail('unsupported', {}, `kind ${kind}`, { refusal: 'unknown_kind' });
+    fail('unsupported', {}, { key: 'detailKind', params: { kind } }, { refusal: 'unknown_kind' });
     return;
   }
 
@@ -742,10 +745,10 @@ async function onDisconnect(attempt) {
     if (attempt !== app.attempt) return;
     if (check.code === 'network') proxyDown(close);
     else if (!check.ok && check.code !== 'replayed') fail(sentenceForCheck(check), {}, check.reason, { ...close, refusal: check.code });
-    else fail('unreachable', {}, `WebSocket closed with ${close.code}`, { ...close, refusal: 'unreachable' });
+    else fail('unreachable', {}, { key: 'detailClosed', params: { code: close.code } }, { ...close, refusal: 'unreachable' });
     return;
   }
-  const detail = reason ? `${close.code}: ${reason}` : `${close.code}`;
+  const detail = reason ? `${close.code}: ${reason}` : { key: 'detailClosed', params: { code: close.code } };
   switch (close.code) {
     case 1000:
       if (reason === IDLE_REASON) fail('idle', {}, detail, close);

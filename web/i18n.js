@@ -141,6 +141,10 @@ export const CATALOGUE = {
     screenshotSaved: 'Saved {file}.',
     screenshotNone: 'There is no picture to save yet.',
     keyboardLocked: 'Full screen: Esc, Alt+Tab and the Windows key now go to the console. Hold Esc to leave full screen.',
+    detailNotTicket: 'The portal sent something that is not a ticket.',
+    detailNotJson: 'The ticket\'s payload is not JSON.',
+    detailKind: 'Console type: {kind}.',
+    detailClosed: 'The WebSocket closed with code {code}.',
     close: 'Close',
   },
 
@@ -273,6 +277,10 @@ export const CATALOGUE = {
     screenshotSaved: '{file} gespeichert.',
     screenshotNone: 'Es gibt noch kein Bild zum Speichern.',
     keyboardLocked: 'Vollbild: Esc, Alt+Tab und die Windows-Taste gehen jetzt an die Konsole. Esc gedrückt halten, um das Vollbild zu verlassen.',
+    detailNotTicket: 'Das Portal hat etwas geschickt, das kein Ticket ist.',
+    detailNotJson: 'Der Inhalt des Tickets ist kein JSON.',
+    detailKind: 'Art der Konsole: {kind}.',
+    detailClosed: 'Der WebSocket wurde mit Code {code} geschlossen.',
     close: 'Schließen',
   },
 
@@ -405,6 +413,10 @@ export const CATALOGUE = {
     screenshotSaved: '{file} enregistré.',
     screenshotNone: 'Il n\'y a pas encore d\'image à enregistrer.',
     keyboardLocked: 'Plein écran : Échap, Alt+Tab et la touche Windows vont maintenant à la console. Maintenez Échap pour quitter le plein écran.',
+    detailNotTicket: 'Le portail a envoyé quelque chose qui n\'est pas un ticket.',
+    detailNotJson: 'Le contenu du ticket n\'est pas du JSON.',
+    detailKind: 'Type de console : {kind}.',
+    detailClosed: 'Le WebSocket s\'est fermé avec le code {code}.',
     close: 'Fermer',
   },
 };

@@ -284,3 +284,200 @@ test('bug 6: in a cross-origin iframe without allow="fullscreen", Full screen is
     await closeAll(page);
   }
 });
+
+// ------------------------------------------------------------------ what console users expect
+
+test('the keys panel sends Tab, Esc, function keys, Ctrl+Alt+F2, Ctrl+Alt+Backspace, Alt+SysRq and sticky modifiers to the server', { timeout: 60000 }, async () => {
+  const { page, popup } = await connected();
+  await popup.click('#screen canvas');
+  await popup.click('#btn-keys');
+  await shot(popup, 'keys-panel');
+  const key = (selector) => popup.click(`#keys-panel ${selector}`);
+  await key('[data-key="Tab"]');
+  await key('[data-key="Escape"]');
+  await key('[data-vt="2"]');
+  await key('[data-combo="ctrl-alt-backspace"]');
+  await key('[data-fkey="5"]');
+  await waitForKeys(popup, '[Tab][Esc][Ctrl+Alt+F2][Ctrl+Alt+BackSpace][F5]');
+  // A sticky Ctrl holds for the next key typed on the keyboard, then lets go.
+  await key('[data-modifier="ctrl"]');
+  assert.deepEqual(await popup.evaluate(() => window.consolegate.held), ['ctrl']);
+  assert.equal(await popup.textContent('#held-keys'), 'Held: Ctrl');
+  await popup.keyboard.press('c');
+  await popup.keyboard.press('d');
+  await waitForKeys(popup, '[Ctrl+c]d');
+  assert.deepEqual(await popup.evaluate(() => window.consolegate.held), []);
+  // Alt+SysRq keeps Alt for the command key; the Windows key alone reaches the VM.
+  await key('[data-combo="sysrq"]');
+  await popup.keyboard.press('h');
+  await key('[data-modifier="super"]');
+  await key('[data-modifier="super"]');
+  await waitForKeys(popup, '[Ctrl+c]d[Alt+SysRq][Alt+h][Super]');
+  // Two sticky modifiers and a panel key: Ctrl+Shift+Tab.
+  await key('[data-modifier="ctrl"]');
+  await key('[data-modifier="shift"]');
+  await key('[data-key="Tab"]');
+  await waitForKeys(popup, '[Super][Ctrl+Shift+Tab]');
+  assert.equal(await popup.evaluate(() => document.activeElement.tagName), 'CANVAS', 'the console keeps the keyboard');
+  await shot(popup, 'keys-sent');
+  await closeAll(popup, page);
+});
+
+test('paste types ü and € on a server that takes keysyms; the clipboard says what Latin-1 cannot carry', { timeout: 60000 }, async () => {
+  const { page, popup } = await connected();
+  await clickTool(popup, '#btn-paste');
+  assert.equal(await popup.isVisible('#layout-row'), false, 'no layout to choose: the server maps characters itself');
+  await popup.fill('#paste-text', 'Grüße, 5 €! ✓');
+  await popup.click('#paste-send');
+  // ✓ is not in the demo's font: it shows its code point, which proves it arrived.
+  await waitForKeys(popup, 'Grüße, 5 €! [U+2713]');
+  await waitFor('the typed notice', async () => (await popup.evaluate(() => window.consolegate.notice)) === 'Typed 13 characters.');
+
+  await clickTool(popup, '#btn-paste');
+  await popup.fill('#paste-text', 'Grüße €');
+  await popup.click('#paste-clipboard');
+  await waitFor('the clipboard text on the demo screen', async () => (await readDemo(popup)).clipboard === 'Grüße ?');
+  assert.equal(await popup.evaluate(() => window.consolegate.notice),
+    'Sent to the console\'s clipboard, except “€”: this console server\'s clipboard takes only Latin-1 characters, so they arrive as “?”.');
+  await shot(popup, 'clipboard-latin1');
+  await closeAll(popup, page);
+});
+
+test('Screenshot downloads a PNG of the console at its own resolution', { timeout: 60000 }, async () => {
+  const { page, popup } = await connected();
+  const [download] = await Promise.all([popup.waitForEvent('download'), clickTool(popup, '#btn-screenshot')]);
+  assert.match(download.suggestedFilename(), /^demo-VM-\d{8}-\d{6}\.png$/);
+  const file = path.join(ARTIFACTS, 'page-screenshot-download.png');
+  await download.saveAs(file);
+  const png = await fsp.readFile(file);
+  assert.equal(png.subarray(0, 8).toString('hex'), '89504e470d0a1a0a', 'a PNG file');
+  assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [800, 600], 'the demo framebuffer size');
+  await closeAll(popup, page);
+});
+
+test('the page speaks the browser\'s language (German, French, English), the portal\'s, and the one picked in the toolbar', { timeout: 90000 }, async () => {
+  const expected = {
+    'de-DE': ['de', 'Text einfügen', 'Diese Seite bekommt ihren Konsolen-Link vom Portal, und kein Portal hat sie geöffnet: Öffnen Sie die Konsole aus dem Portal.'],
+    'fr-FR': ['fr', 'Coller du texte', 'Cette page reçoit son lien de console du portail, et aucun portail ne l\'a ouverte : ouvrez la console depuis le portail.'],
+    'en-US': ['en', 'Paste text', 'This page gets its console link from the portal, and no portal opened it: open the console from the portal.'],
+  };
+  for (const [locale, [lang, paste, sentence]] of Object.entries(expected)) {
+    const context = await env.browser.newContext({ locale, viewport: { width: 1024, height: 700 } });
+    try {
+      const popup = await context.newPage();
+      watchConsole(popup);
+      await popup.goto(env.consoleUrl);
+      await waitState(popup, 'failed', 8000);
+      assert.equal(await popup.getAttribute('html', 'lang'), lang, locale);
+      assert.equal(await popup.textContent('#btn-paste'), paste, locale);
+      assert.equal(await panelText(popup), sentence, locale);
+      await shot(popup, `language-${lang}`);
+      if (lang === 'de') {
+        // Connected, in German; then the person picks French in the toolbar.
+        const { page: engine, popup: console2 } = await openConsole(env.engine.page('good'), context);
+        await waitState(console2, 'connected');
+        assert.equal(await console2.textContent('#status'), 'Verbunden');
+        await shot(console2, 'language-de-connected');
+        await console2.selectOption('#lang', 'fr');
+        assert.equal(await console2.textContent('#status'), 'Connecté');
+        await shot(console2, 'language-fr-connected');
+        assert.equal(await console2.textContent('#btn-fullscreen'), 'Plein écran');
+        assert.equal(await console2.evaluate(() => document.activeElement.tagName), 'CANVAS', 'the console has the keyboard back');
+        await closeAll(console2, engine);
+      }
+      await closeAll(popup);
+    } finally {
+      await context.close();
+    }
+  }
+  // A portal may say which language its user reads (the connect message's `lang`).
+  const { page, popup } = await openConsole(env.engine.page('good', 'window', env.consoleUrl, { lang: 'fr' }));
+  await waitState(popup, 'connected');
+  assert.equal(await popup.textContent('#status'), 'Connecté');
+  await closeAll(popup, page);
+});
+
+test('a phone (390 px, touch): the toolbar fits in one row, ☰ holds the rest, the on-screen keyboard types, a tap moves the pointer', { timeout: 90000 }, async () => {
+  const context = await env.browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+  try {
+    const { page, popup } = await openConsole(env.engine.page('good'), context);
+    await waitState(popup, 'connected');
+    await waitFor('the demo picture', async () => (await readDemo(popup)) !== null);
+    assert.equal(await popup.evaluate(() => window.consolegate.compact), true, 'compact toolbar');
+    const toolbar = await popup.locator('#toolbar').boundingBox();
+    const button = await popup.locator('#btn-keys').boundingBox();
+    assert.ok(toolbar.height < button.height * 1.6, `one row: toolbar ${toolbar.height} px, a button ${button.height} px`);
+    assert.ok(toolbar.width <= 390, `toolbar within the screen (${toolbar.width} px)`);
+    assert.equal(await popup.evaluate(() => document.getElementById('toolbar').scrollWidth <= document.getElementById('toolbar').clientWidth), true, 'nothing hangs out of the row');
+    for (const id of ['#btn-osk', '#btn-keys', '#btn-more']) assert.ok(await popup.isVisible(id), `${id} visible`);
+    assert.equal(await popup.isVisible('#btn-paste'), false, 'Paste text is in the ☰ menu');
+    await shot(popup, 'phone-collapsed');
+    await popup.tap('#btn-more');
+    assert.ok(await popup.isVisible('#btn-paste'), 'the ☰ menu shows the rest');
+    await shot(popup, 'phone-menu');
+    await popup.tap('#btn-more');
+
+    // The on-screen keyboard: a phone's keyboard types into the hidden field.
+    await popup.tap('#btn-osk');
+    assert.equal(await popup.evaluate(() => document.activeElement.id), 'osk-input');
+    await popup.keyboard.insertText('hi ü');
+    await waitForKeys(popup, 'hi ü');
+    await popup.keyboard.insertText('x');
+    await popup.keyboard.press('Backspace');
+    await popup.keyboard.press('Enter');
+    await waitForKeys(popup, 'hi ü[Enter]');
+
+    // noVNC's touch gestures: a tap is a click where the finger was.
+    const canvas = await popup.locator('#screen canvas').boundingBox();
+    await popup.touchscreen.tap(canvas.x + canvas.width * 0.25, canvas.y + canvas.height * 0.5);
+    const pointer = await waitFor('the demo to show the tapped position', async () => {
+      const m = (await readDemo(popup)).pointer.match(/^pointer (\d+),(\d+) buttons/);
+      return m ? [Number(m[1]), Number(m[2])] : null;
+    });
+    assert.ok(Math.abs(pointer[0] - 200) <= 4 && Math.abs(pointer[1] - 300) <= 4, `tap at 200,300 in the framebuffer, got ${pointer}`);
+    await shot(popup, 'phone-typed');
+    await closeAll(popup, page);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the page warns before limits.max_duration ends the session, then says why it ended', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  const proxy = await startProxy(port, ['--max-duration', '6s']);
+  try {
+    const config = JSON.parse((await httpGet(`http://127.0.0.1:${port}/consolegate/config.json`)).body);
+    assert.equal(config.max_duration_s, 6);
+    const { page, popup } = await openConsole(env.engine.page('good', 'window', `http://127.0.0.1:${port}/console.html`));
+    await waitState(popup, 'connected');
+    const warned = await waitFor('the warning', async () => {
+      const notice = await popup.evaluate(() => window.consolegate.notice);
+      return notice && notice.startsWith('This session ends in') ? notice : null;
+    }, { timeoutMs: 8000 });
+    assert.match(warned, /^This session ends in 0:0[1-3]: this console proxy allows sessions of at most 6 s\. Reconnect afterwards to go on\.$/);
+    assert.equal(await popup.evaluate(() => window.consolegate.state), 'connected', 'warned before the end');
+    assert.match(await popup.textContent('#session-timer'), /^Ends in 0:0\d$/);
+    await shot(popup, 'session-ending');
+    await waitState(popup, 'failed', 10000);
+    assert.equal(await panelText(popup), 'The session reached the longest time this console proxy allows (6 s): reconnect to start a new one.');
+    await closeAll(popup, page);
+  } finally {
+    await stop(proxy);
+  }
+});
+
+test('full screen locks the keyboard (Keyboard Lock), so Esc, Alt+Tab and the Windows key go to the console', { timeout: 60000 }, async () => {
+  const { page, popup } = await connected();
+  await clickTool(popup, '#btn-fullscreen');
+  await popup.waitForFunction(() => document.fullscreenElement && window.consolegate.keyboardLocked, null, { timeout: 5000 });
+  assert.equal(await popup.textContent('#btn-fullscreen'), 'Leave full screen');
+  assert.match(await popup.evaluate(() => window.consolegate.notice), /^Full screen: Esc, Alt\+Tab and the Windows key now go to the console/);
+  await popup.click('#screen canvas');
+  await popup.keyboard.press('Meta');
+  await popup.keyboard.press('Escape');
+  await waitForKeys(popup, '[Super][Esc]');
+  await shot(popup, 'fullscreen');
+  await clickTool(popup, '#btn-fullscreen');
+  await popup.waitForFunction(() => !document.fullscreenElement && !window.consolegate.keyboardLocked, null, { timeout: 5000 });
+  await closeAll(popup, page);
+});
