@@ -95,6 +95,7 @@ const ui = {
 
 const app = {
   state: 'starting',
+  title: null,           // the VM's name: the portal's `title`, else the desktop name
   status: { key: 'waiting', params: {} },   // the toolbar's short status
   sentence: null,        // {key, params}: the panel's sentence, when something is wrong
   detail: '',            // the panel's second line: technical, for the administrator

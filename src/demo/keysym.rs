@@ -46,7 +46,8 @@ impl Modifier {
             0xffe3 | 0xffe4 => Some(Modifier::Ctrl),
             // Meta is what some clients send for Alt (and macOS's Option).
             0xffe7..=0xffea => Some(Modifier::Alt),
-            0xffeb | 0xffec | 0xffed | 0xffee => Some(Modifier::Super),
+            // Super and Hyper, left and right.
+            0xffeb..=0xffee => Some(Modifier::Super),
             // ISO_Level3_Shift (AltGr on X11 layouts) and Mode_switch.
             0xfe03 | 0xff7e => Some(Modifier::AltGr),
             _ => None,

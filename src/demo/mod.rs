@@ -1111,6 +1111,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn named_keys_and_clipboard_text_change_only_their_lines() {
+        within(async {
+            let addr = start_server(None).await;
+            let (mut client, _) = Client::handshake(addr, None).await;
+            let full = Rect {
+                x: 0,
+                y: 0,
+                w: WIDTH,
+                h: HEIGHT,
+            };
+            client.request_update(false, full).await;
+            client.read_update().await;
+
+            // Ctrl+Alt+Del, then clipboard text (Latin-1, "Grüße").
+            for (down, keysym) in [
+                (true, 0xffe3),
+                (true, 0xffe9),
+                (true, 0xffff),
+                (false, 0xffff),
+                (false, 0xffe9),
+                (false, 0xffe3),
+            ] {
+                client.key(down, keysym).await;
+            }
+            let mut msg = vec![6, 0, 0, 0, 0, 0, 0, 5];
+            msg.extend_from_slice(b"Gr\xfc\xdfe");
+            client.stream.write_all(&msg).await.unwrap();
+
+            // Both changes arrive; each rectangle lies in the keys, clipboard or
+            // clock lines (the clock may tick meanwhile).
+            let mut rows = Vec::new();
+            while !(rows.contains(&(picture::KEYS_Y + 1))
+                && rows.contains(&(picture::CLIPBOARD_Y + 1)))
+            {
+                client.request_update(true, full).await;
+                for (rect, _) in client.read_update().await.rects {
+                    assert!(
+                        rect.rows().start + 16 > picture::CLOCK_Y && rect.rows().end <= 560,
+                        "{rect:?} is outside the live lines"
+                    );
+                    rows.extend(rect.rows());
+                }
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_colour_map_pixel_format_closes_the_connection() {
         within(async {
             let addr = start_server(None).await;

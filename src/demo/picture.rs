@@ -41,7 +41,7 @@ const KEYS_LINE_STEP: usize = 30;
 const KEYS_SCALE: usize = 3;
 const KEYS_COLOUR: u32 = 0xff_ff_7f;
 const POINTER_Y: usize = 500;
-const CLIPBOARD_Y: usize = 526;
+pub(super) const CLIPBOARD_Y: usize = 526;
 const CLIPBOARD_COLOUR: u32 = 0xa0_e0_ff;
 /// Characters of clipboard text shown after "clipboard: " (scale 2).
 const CLIPBOARD_SHOWN: usize = 52;

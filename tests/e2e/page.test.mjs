@@ -320,6 +320,8 @@ test('the keys panel sends Tab, Esc, function keys, Ctrl+Alt+F2, Ctrl+Alt+Backsp
   await waitForKeys(popup, '[Super][Ctrl+Shift+Tab]');
   assert.equal(await popup.evaluate(() => document.activeElement.tagName), 'CANVAS', 'the console keeps the keyboard');
   await shot(popup, 'keys-sent');
+  assert.deepEqual(popup.cspViolations, [], 'no CSP violations');
+  assert.deepEqual(popup.errors, [], 'no page errors');
   await closeAll(popup, page);
 });
 
@@ -436,6 +438,8 @@ test('a phone (390 px, touch): the toolbar fits in one row, ☰ holds the rest, 
     });
     assert.ok(Math.abs(pointer[0] - 200) <= 4 && Math.abs(pointer[1] - 300) <= 4, `tap at 200,300 in the framebuffer, got ${pointer}`);
     await shot(popup, 'phone-typed');
+    assert.deepEqual(popup.cspViolations, [], 'no CSP violations');
+    assert.deepEqual(popup.errors, [], 'no page errors');
     await closeAll(popup, page);
   } finally {
     await context.close();
