@@ -614,6 +614,7 @@ function clientEvents(attempt) {
       if (attempt.superseded) return;
       attempt.userDisconnect = true;
       teardown();
+      stopRetry();
       setState('disconnected', 'disconnected');
       notifyClosed({ code: 1000, reason: 'password prompt cancelled', refusal: 'cancelled' });
     },
@@ -727,6 +728,7 @@ async function onDisconnect(attempt) {
   const close = attempt.close || { code: 1006, reason: '' };
   const reason = close.reason || '';
   if (attempt.userDisconnect) {
+    stopRetry();
     setState('disconnected', 'disconnected');
     notifyClosed({ code: 1000, reason: 'disconnected by the user', refusal: 'user' });
     return;

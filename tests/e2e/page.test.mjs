@@ -418,6 +418,16 @@ test('a phone (390 px, touch): the toolbar fits in one row, ☰ holds the rest, 
     assert.ok(await popup.isVisible('#btn-paste'), 'the ☰ menu shows the rest');
     await shot(popup, 'phone-menu');
     await popup.tap('#btn-more');
+    // The keys panel fits the phone's width; its keys are big enough for a finger.
+    await popup.tap('#btn-keys');
+    const keysPanel = await popup.locator('#keys-panel').boundingBox();
+    assert.ok(keysPanel.x >= 0 && keysPanel.x + keysPanel.width <= 390, `keys panel within the screen (${JSON.stringify(keysPanel)})`);
+    const tab = await popup.locator('#keys-panel [data-key="Tab"]').boundingBox();
+    assert.ok(tab.height >= 30, `a key is ${tab.height} px high`);
+    await popup.tap('#keys-panel [data-vt="1"]');
+    await waitForKeys(popup, '[Ctrl+Alt+F1]');
+    await shot(popup, 'phone-keys');
+    await popup.tap('#btn-keys');
 
     // The on-screen keyboard: a phone's keyboard types into the hidden field.
     await popup.tap('#btn-osk');
@@ -427,7 +437,7 @@ test('a phone (390 px, touch): the toolbar fits in one row, ☰ holds the rest, 
     await popup.keyboard.insertText('x');
     await popup.keyboard.press('Backspace');
     await popup.keyboard.press('Enter');
-    await waitForKeys(popup, 'hi ü[Enter]');
+    await waitForKeys(popup, '[Ctrl+Alt+F1]hi ü[Enter]');
 
     // noVNC's touch gestures: a tap is a click where the finger was.
     const canvas = await popup.locator('#screen canvas').boundingBox();
