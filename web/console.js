@@ -242,6 +242,11 @@ function setState(state, statusKey, { sentence = null, detail = '' } = {}) {
   window.dispatchEvent(new CustomEvent('consolegate:state', { detail: { state, text: window.consolegate.status } }));
 }
 
+// The person disconnected (or cancelled the password): the panel offers Reconnect.
+function disconnected() {
+  setState('disconnected', 'disconnected', { sentence: { key: 'disconnected', params: {} } });
+}
+
 // A failure: the panel shows the sentence (and the Reconnect button when a portal can
 // give a new ticket). `closed`: what to tell the engine ({code, reason, refusal}).
 function fail(key, params = {}, detail = '', closed = null) {
@@ -615,7 +620,7 @@ function clientEvents(attempt) {
       attempt.userDisconnect = true;
       teardown();
       stopRetry();
-      setState('disconnected', 'disconnected');
+      disconnected();
       notifyClosed({ code: 1000, reason: 'password prompt cancelled', refusal: 'cancelled' });
     },
     desktopName(name) {
@@ -729,7 +734,7 @@ async function onDisconnect(attempt) {
   const reason = close.reason || '';
   if (attempt.userDisconnect) {
     stopRetry();
-    setState('disconnected', 'disconnected');
+    disconnected();
     notifyClosed({ code: 1000, reason: 'disconnected by the user', refusal: 'user' });
     return;
   }
@@ -1001,7 +1006,7 @@ function openPaste() {
   if (!c || !c.typeText) return;
   const scancodes = c.scancodes ? c.scancodes() : false;
   ui.layoutRow.hidden = !scancodes;
-  ui.pasteHint.textContent = c.kind === 'serial' ? '' : `${t('pasteHint')}${scancodes ? '' : ` ${t('pasteHintKeysyms')}`}`;
+  ui.pasteHint.textContent = c.kind === 'serial' ? '' : `${t('pasteHint')} ${t(scancodes ? 'pasteHintLayout' : 'pasteHintKeysyms')}`;
   ui.pasteClipboard.hidden = !c.clipboard;
   ui.layout.value = app.layout;
   renderClipboard();
@@ -1143,7 +1148,7 @@ function wireToolbar() {
     if (!attempt) return;
     attempt.userDisconnect = true;
     if (attempt.client) attempt.client.disconnect();
-    else { teardown(); setState('disconnected', 'disconnected'); }
+    else { teardown(); disconnected(); }
   });
   const reconnect = () => { stopRetry(); askForTicket(); };
   ui.reconnect.addEventListener('click', reconnect);

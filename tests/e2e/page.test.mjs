@@ -229,6 +229,8 @@ test('bug 5: Reconnect while the proxy is down blames the proxy at once, not the
     await waitState(popup, 'connected');
     await popup.click('#btn-disconnect');
     await waitState(popup, 'disconnected');
+    assert.equal(await panelText(popup), 'Disconnected.');
+    await shot(popup, 'disconnected');
     await stop(proxy);
     const started = Date.now();
     await popup.click('#btn-reconnect');
@@ -330,6 +332,7 @@ test('paste types ü and € on a server that takes keysyms; the clipboard says 
   await clickTool(popup, '#btn-paste');
   assert.equal(await popup.isVisible('#layout-row'), false, 'no layout to choose: the server maps characters itself');
   await popup.fill('#paste-text', 'Grüße, 5 €! ✓');
+  await shot(popup, 'paste-dialog');
   await popup.click('#paste-send');
   // ✓ is not in the demo's font: it shows its code point, which proves it arrived.
   await waitForKeys(popup, 'Grüße, 5 €! [U+2713]');
