@@ -92,9 +92,12 @@ export function openVnc({ endpoint, screen, scale, password, events }) {
         return { count: [...text].length, unsent };
       },
     },
+    // noVNC's canvas holds the framebuffer at its own resolution (noVNC 1.3, Debian's,
+    // has no toBlob of its own).
     screenshot: () => new Promise((resolve) => {
-      if (!rfb._fbWidth) { resolve(null); return; }
-      rfb.toBlob((blob) => resolve(blob ? { blob, ext: 'png' } : null), 'image/png');
+      const canvas = screen.querySelector('canvas');
+      if (!canvas || !canvas.width || !rfb._fbWidth) { resolve(null); return; }
+      canvas.toBlob((blob) => resolve(blob ? { blob, ext: 'png' } : null), 'image/png');
     }),
     setScale: (on) => { rfb.scaleViewport = on; },
   };

@@ -899,8 +899,9 @@ mod tests {
                 }
             );
             assert_eq!(pixels.len(), 800 * 600 * 4);
-            // The top-left pixel is the white border, in the default 0x00RRGGBB little-endian.
-            assert_eq!(pixels[..4], [0xff, 0xff, 0xff, 0]);
+            // The top-left pixel is the white border, in the default xRGB little-endian
+            // (the unused byte set: see PixelFormat::encode).
+            assert_eq!(pixels[..4], [0xff, 0xff, 0xff, 0xff]);
         })
         .await;
     }
