@@ -753,7 +753,7 @@ async function onDisconnect(attempt) {
     if (attempt !== app.attempt) return;
     if (check.code === 'network') proxyDown(close);
     else if (!check.ok && check.code !== 'replayed') fail(sentenceForCheck(check), {}, check.reason, { ...close, refusal: check.code });
-    else fail('unreachable', {}, { key: 'detailClosed', params: { code: close.code } }, { ...close, refusal: 'unreachable' });
+    else fail('unreachable', {}, { key: 'detailUnreachable', params: {} }, { ...close, refusal: 'unreachable' });
     return;
   }
   const detail = reason ? `${close.code}: ${reason}` : { key: 'detailClosed', params: { code: close.code } };

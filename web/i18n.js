@@ -146,6 +146,7 @@ export const CATALOGUE = {
     detailNotJson: 'The ticket\'s payload is not JSON.',
     detailKind: 'Console type: {kind}.',
     detailClosed: 'The WebSocket closed with code {code}.',
+    detailUnreachable: 'The console proxy could not connect to it; the proxy\'s log names the address and the error.',
     close: 'Close',
   },
 
@@ -283,6 +284,7 @@ export const CATALOGUE = {
     detailNotJson: 'Der Inhalt des Tickets ist kein JSON.',
     detailKind: 'Art der Konsole: {kind}.',
     detailClosed: 'Der WebSocket wurde mit Code {code} geschlossen.',
+    detailUnreachable: 'Der Konsolen-Proxy konnte keine Verbindung zu ihm aufbauen; das Log des Proxys nennt Adresse und Fehler.',
     close: 'Schließen',
   },
 
@@ -420,6 +422,7 @@ export const CATALOGUE = {
     detailNotJson: 'Le contenu du ticket n\'est pas du JSON.',
     detailKind: 'Type de console : {kind}.',
     detailClosed: 'Le WebSocket s\'est fermé avec le code {code}.',
+    detailUnreachable: 'Le proxy de console n\'a pas pu s\'y connecter ; son journal indique l\'adresse et l\'erreur.',
     close: 'Fermer',
   },
 };
