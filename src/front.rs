@@ -811,7 +811,8 @@ impl Proxy {
             .iter()
             .map(origin_string)
             .collect();
-        let v = serde_json::json!({ "engine_origins": origins, "demo": self.demo.is_some() });
+        let max_duration_s = self.config.relay.max_duration.map(|d| d.as_secs());
+        let v = serde_json::json!({ "engine_origins": origins, "demo": self.demo.is_some(), "max_duration_s": max_duration_s });
         json_response(StatusCode::OK, &v, &self.config)
     }
 

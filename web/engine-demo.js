@@ -27,6 +27,11 @@ window.addEventListener('message', (event) => {
   if (event.origin !== CONSOLE_URL.origin || !consoleWindow || event.source !== consoleWindow) return;
   const type = event.data && event.data.type;
   if (type === 'consolegate:ready' || type === 'consolegate:need-ticket') sendTicket(event.source);
+  // Why a session ended, and whether the console page reconnects by itself.
+  if (type === 'consolegate:closed') {
+    const { code, sentence, retry } = event.data;
+    status.textContent = `Console closed (${code}): ${sentence}${retry ? ' It reconnects by itself.' : ''}`;
+  }
 });
 
 document.getElementById('open-console').addEventListener('click', () => {

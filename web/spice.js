@@ -5,9 +5,15 @@
 // and any others the server lists), all to the same URL, so the same ticket is used
 // several times within a moment: the proxy admits that burst for `spice` tickets.
 // The password goes into the SPICE link (RSA-encrypted by the client), never a URL.
+// spice-html5 opens its WebSockets itself, with the `binary` subprotocol, to the
+// endpoint's URL.
+//
+// SPICE takes scancodes: keys the page sends itself (extra keys, typed text) are
+// pressed by KeyboardEvent.code, and text goes through the guest's keyboard layout.
 import { SpiceMainConn } from '/spice/main.js';
 import { SpiceMiniData, SpiceMsgcKeyDown, SpiceMsgcKeyUp } from '/spice/spicemsg.js';
 import { Constants } from '/spice/enums.js';
+import { SCANCODE, typeText } from './keys.js';
 
 // AT set-1 scancodes for Ctrl+Alt+Del (the same in spice-html5 0.2 and 0.3).
 const SC_CTRL = 0x1d;
@@ -29,9 +35,13 @@ const PASSWORD_ERRORS = /Permission denied|Bad password/;
 
 let screenCount = 0;
 
-// Opens a SPICE session. `events`: connected(), ended(failure|null) once, and
-// opened()/closed({code, reason}) for the main channel's WebSocket.
-export function openSpice({ url, password, screen, scale, events, text }) {
+const MODIFIER_CODES = new Set(['ShiftLeft', 'ShiftRight', 'ControlLeft', 'ControlRight',
+  'AltLeft', 'AltRight', 'MetaLeft', 'MetaRight']);
+
+// Opens a SPICE session. `events`: connected(), ended(failure|null) once,
+// opened()/closed({code, reason}) for the main channel's WebSocket, keyUp(isModifier).
+// A failure is {key, params, detail}: a catalogue sentence.
+export function openSpice({ endpoint, password, screen, scale, events }) {
   const area = document.createElement('div');
   area.id = `spice-screen-${++screenCount}`;
   area.className = 'spice-screen';
@@ -48,7 +58,7 @@ export function openSpice({ url, password, screen, scale, events, text }) {
   };
 
   const sc = new SpiceMainConn({
-    uri: url,
+    uri: endpoint.url,
     password: password || '',
     screen_id: area.id,
     onsuccess: () => {
@@ -58,9 +68,9 @@ export function openSpice({ url, password, screen, scale, events, text }) {
     onerror: (e) => {
       if (stopped) return;
       const message = e && e.message ? e.message : '';
-      if (PASSWORD_ERRORS.test(message)) end({ text: text.wrongSpicePassword, detail: message });
+      if (PASSWORD_ERRORS.test(message)) end({ key: 'wrongSpicePassword', detail: message, cause: 'wrong_password' });
       else if (message && !/^Unexpected close|^Connection refused/.test(message)) {
-        end({ text: text.spiceFailed, detail: message });
+        end({ key: 'spiceFailed', detail: message });
       } else end(null);
     },
   });
@@ -86,7 +96,7 @@ export function openSpice({ url, password, screen, scale, events, text }) {
             if (stopped || ended) return;
             events.closed({ code: e.code, reason: e.reason });
             end(e.code === 1006 && !ch.ws.consolegateOpened
-              ? { text: text.spiceChannelRefused, detail: `${name} channel` } : null);
+              ? { key: 'spiceChannelRefused', detail: `${name} channel` } : null);
             stop();
           });
           ch.ws.addEventListener('open', () => { ch.ws.consolegateOpened = true; });
@@ -138,6 +148,17 @@ export function openSpice({ url, password, screen, scale, events, text }) {
   };
   area.addEventListener('keydown', onKey, true);
   area.addEventListener('keyup', onKey, true);
+  // After spice-html5 (or the handler above) sent a key up: sticky modifiers go up
+  // after the next ordinary key.
+  area.addEventListener('keyup', (e) => setTimeout(() => events.keyUp(MODIFIER_CODES.has(e.code)), 0), true);
+
+  // A key by KeyboardEvent.code, as the page sends it (extra keys, typed text).
+  function sendKey(keysym, code, down) {
+    const sc = SCANCODE[code];
+    if (sc === undefined) return;
+    sendScancodes([[down, sc & 0xff]], sc > 0xff);
+    if (!down) events.keyUp(MODIFIER_CODES.has(code));
+  }
 
   function stop() {
     if (stopped) return;
@@ -151,6 +172,15 @@ export function openSpice({ url, password, screen, scale, events, text }) {
   return {
     kind: 'spice',
     sc,
+    keys: { modifiers: ['ctrl', 'alt', 'altgr', 'super', 'shift'], combos: true, functionKeys: true },
+    sendKey,
+    scancodes: () => true,
+    typeText: (text, layout, alive) => typeText({ text, layout, alive, scancodes: true, sendKey }),
+    screenshot: () => new Promise((resolve) => {
+      const canvas = area.querySelector('canvas');
+      if (!canvas || !canvas.width) { resolve(null); return; }
+      canvas.toBlob((blob) => resolve(blob ? { blob, ext: 'png' } : null), 'image/png');
+    }),
     disconnect() {
       const wasStopped = stopped;
       stop();

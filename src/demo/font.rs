@@ -1,7 +1,10 @@
-//! A 5×7 bitmap font for printable ASCII, small enough to embed, so the demo picture
-//! can show its title, a clock and the keys a person types without any font files.
+//! A 5×7 bitmap font for printable ASCII and the Latin letters and signs of German and
+//! French keyboards, small enough to embed, so the demo picture can show its title, a
+//! clock and the keys a person types (`ü`, `€` included) without any font files.
 //!
-//! Each glyph is seven rows, top first; in each row bit 4 is the leftmost pixel.
+//! Each glyph is seven rows, top first; in each row bit 4 is the leftmost pixel. The
+//! end-to-end tests read these tables (one glyph per line, as below) to decode the
+//! demo screen, so keep that layout.
 
 /// Glyph width in pixels.
 pub(super) const GLYPH_WIDTH: usize = 5;
@@ -10,14 +13,23 @@ pub(super) const GLYPH_HEIGHT: usize = 7;
 /// Horizontal distance from one character to the next, in unscaled pixels.
 pub(super) const ADVANCE: usize = GLYPH_WIDTH + 1;
 
-/// Returns the rows of `c`'s glyph; characters outside printable ASCII draw as `?`.
+/// Returns the rows of `c`'s glyph; characters the font lacks draw as `?`.
 pub(super) fn glyph(c: char) -> [u8; GLYPH_HEIGHT] {
-    let index = (c as usize).wrapping_sub(0x20);
-    GLYPHS
-        .get(index)
-        .or_else(|| GLYPHS.get(usize::from(b'?' - 0x20)))
-        .copied()
+    lookup(c)
+        .or_else(|| lookup('?'))
         .unwrap_or([0; GLYPH_HEIGHT])
+}
+
+/// Whether the font draws `c` as itself (rather than as `?`).
+pub(super) fn has_glyph(c: char) -> bool {
+    lookup(c).is_some()
+}
+
+fn lookup(c: char) -> Option<[u8; GLYPH_HEIGHT]> {
+    match c {
+        ' '..='~' => GLYPHS.get(c as usize - 0x20).copied(),
+        _ => EXTRA.iter().find(|(e, _)| *e == c).map(|(_, rows)| *rows),
+    }
 }
 
 /// Glyphs for U+0020 ' ' through U+007E '~', in order.
@@ -120,6 +132,44 @@ const GLYPHS: [[u8; GLYPH_HEIGHT]; 95] = [
     [0b00000, 0b00000, 0b01000, 0b10101, 0b00010, 0b00000, 0b00000], // ~
 ];
 
+/// Glyphs beyond ASCII: German and French letters, and signs on those keyboards.
+#[rustfmt::skip]
+const EXTRA: [(char, [u8; GLYPH_HEIGHT]); 33] = [
+    ('ä', [0b01010, 0b00000, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111]),
+    ('ö', [0b01010, 0b00000, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110]),
+    ('ü', [0b01010, 0b00000, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101]),
+    ('Ä', [0b01010, 0b01110, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001]),
+    ('Ö', [0b01010, 0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110]),
+    ('Ü', [0b01010, 0b00000, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110]),
+    ('ß', [0b01110, 0b10001, 0b10001, 0b10110, 0b10001, 0b10001, 0b10110]),
+    ('é', [0b00010, 0b00100, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110]),
+    ('è', [0b01000, 0b00100, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110]),
+    ('ê', [0b00100, 0b01010, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110]),
+    ('ë', [0b01010, 0b00000, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110]),
+    ('à', [0b01000, 0b00100, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111]),
+    ('â', [0b00100, 0b01010, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111]),
+    ('ç', [0b00000, 0b01110, 0b10000, 0b10000, 0b10001, 0b01110, 0b00100]),
+    ('ô', [0b00100, 0b01010, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110]),
+    ('û', [0b00100, 0b01010, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101]),
+    ('ù', [0b01000, 0b00100, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101]),
+    ('î', [0b00100, 0b01010, 0b00000, 0b01100, 0b00100, 0b00100, 0b01110]),
+    ('ï', [0b01010, 0b00000, 0b01100, 0b00100, 0b00100, 0b00100, 0b01110]),
+    ('É', [0b00010, 0b00100, 0b11111, 0b10000, 0b11110, 0b10000, 0b11111]),
+    ('È', [0b01000, 0b00100, 0b11111, 0b10000, 0b11110, 0b10000, 0b11111]),
+    ('À', [0b01000, 0b00100, 0b01110, 0b10001, 0b11111, 0b10001, 0b10001]),
+    ('Ç', [0b01110, 0b10001, 0b10000, 0b10000, 0b10001, 0b01110, 0b00100]),
+    ('ñ', [0b01101, 0b10110, 0b00000, 0b10110, 0b11001, 0b10001, 0b10001]),
+    ('€', [0b00111, 0b01000, 0b11110, 0b01000, 0b11110, 0b01000, 0b00111]),
+    ('£', [0b00110, 0b01001, 0b01000, 0b11100, 0b01000, 0b01001, 0b11110]),
+    ('°', [0b01100, 0b10010, 0b10010, 0b01100, 0b00000, 0b00000, 0b00000]),
+    ('§', [0b01111, 0b10000, 0b01110, 0b10001, 0b01110, 0b00001, 0b11110]),
+    ('µ', [0b00000, 0b00000, 0b10001, 0b10001, 0b10011, 0b11101, 0b10000]),
+    ('²', [0b01100, 0b00010, 0b00100, 0b01110, 0b00000, 0b00000, 0b00000]),
+    ('³', [0b01100, 0b00010, 0b00110, 0b00010, 0b01100, 0b00000, 0b00000]),
+    ('´', [0b00010, 0b00100, 0b01000, 0b00000, 0b00000, 0b00000, 0b00000]),
+    ('¨', [0b01010, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000]),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,21 +182,32 @@ mod tests {
     }
 
     #[test]
-    fn printable_characters_have_distinct_glyphs() {
-        // Catches a row pasted into the wrong glyph: no two characters may look alike.
-        let printable = (' '..='~').zip(GLYPHS);
-        for (i, (a, glyph_a)) in printable.clone().enumerate() {
-            for (b, glyph_b) in printable.clone().skip(i + 1) {
+    fn every_extra_glyph_fits_in_five_columns() {
+        for (c, rows) in EXTRA {
+            assert!(rows.iter().all(|&r| r < 1 << GLYPH_WIDTH), "glyph {c:?}");
+        }
+    }
+
+    #[test]
+    fn every_character_has_a_distinct_glyph() {
+        // Catches a row pasted into the wrong glyph: no two characters may look alike
+        // (the end-to-end tests read the screen back by matching glyphs).
+        let all: Vec<(char, [u8; GLYPH_HEIGHT])> = (' '..='~').zip(GLYPHS).chain(EXTRA).collect();
+        for (i, (a, glyph_a)) in all.iter().enumerate() {
+            for (b, glyph_b) in all.iter().skip(i + 1) {
                 assert_ne!(glyph_a, glyph_b, "{a:?} and {b:?}");
             }
         }
     }
 
     #[test]
-    fn characters_outside_printable_ascii_draw_as_a_question_mark() {
+    fn characters_the_font_lacks_draw_as_a_question_mark() {
         assert_eq!(glyph('\u{7f}'), glyph('?'));
         assert_eq!(glyph('\n'), glyph('?'));
-        assert_eq!(glyph('é'), glyph('?'));
+        assert_eq!(glyph('✓'), glyph('?'));
+        assert!(!has_glyph('✓'));
         assert_ne!(glyph('A'), glyph('?'));
+        assert_ne!(glyph('é'), glyph('?'));
+        assert!(has_glyph('€') && has_glyph('ü') && has_glyph(' '));
     }
 }

@@ -5,14 +5,17 @@
 //! It speaks just enough RFB for real clients: versions 3.3, 3.7 and 3.8, security
 //! types None and VNC Authentication, true-colour pixel formats of 8, 16 or 32 bits,
 //! and the Raw encoding only (every client must support it). The picture shows a
-//! clock, the keys typed and the pointer position, so the person can see that input
-//! travels through the proxy and back.
+//! clock, the keys typed (named keys and combinations such as `[Ctrl+Alt+Del]`,
+//! `[Tab]`, `[F5]`, and non-ASCII characters), the pointer position and the last
+//! clipboard text received, so the person (and the browser tests) can see exactly
+//! what input travelled through the proxy.
 //!
 //! Everything a client sends is untrusted: reads are bounded, a malformed or unknown
 //! message ends that client's connection with an `io::Error`, and the accept loop
 //! carries on serving everyone else.
 
 mod font;
+mod keysym;
 mod picture;
 mod pixel;
 
@@ -46,7 +49,8 @@ const MAX_CLIENTS: usize = 32;
 /// person is typing it.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The largest ClientCutText we read (and discard); a longer one closes the client.
+/// The largest ClientCutText we read; a longer one closes the client. Only its start
+/// is kept, for the clipboard line.
 const MAX_CUT_TEXT: u32 = 1 << 20;
 
 /// Client messages parsed but not yet acted on; bounded so a client that floods us
@@ -288,10 +292,25 @@ fn constant_time_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
 #[derive(Debug)]
 enum ClientMessage {
     SetPixelFormat(PixelFormat),
-    UpdateRequest { incremental: bool, rect: Rect },
-    Key { down: bool, keysym: u32 },
-    Pointer { buttons: u8, x: u16, y: u16 },
+    UpdateRequest {
+        incremental: bool,
+        rect: Rect,
+    },
+    Key {
+        down: bool,
+        keysym: u32,
+    },
+    Pointer {
+        buttons: u8,
+        x: u16,
+        y: u16,
+    },
+    /// ClientCutText: the start of the client's clipboard text (Latin-1).
+    CutText(Vec<u8>),
 }
+
+/// How much of a ClientCutText is kept for display.
+const CUT_TEXT_KEPT: u64 = 256;
 
 /// Parses client messages and queues them for the session until the client closes.
 async fn read_messages<R>(mut reader: R, tx: mpsc::Sender<ClientMessage>) -> io::Result<()>
@@ -365,9 +384,15 @@ where
                 if len > MAX_CUT_TEXT {
                     return Err(ProtocolError::CutTextTooLong(len).into());
                 }
-                // The demo has no clipboard; the text is read only to stay in step.
-                discard(reader, u64::from(len)).await?;
-                continue;
+                // Keep the start for the clipboard line; read the rest to stay in step.
+                let kept = u64::from(len).min(CUT_TEXT_KEPT);
+                let mut text = Vec::with_capacity(kept as usize);
+                (&mut *reader).take(kept).read_to_end(&mut text).await?;
+                if (text.len() as u64) < kept {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                discard(reader, u64::from(len) - kept).await?;
+                ClientMessage::CutText(text)
             }
             other => return Err(ProtocolError::UnknownMessage(other).into()),
         };
@@ -448,8 +473,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     self.pending = Some(self.pending.map_or(rect, |p| p.union(rect)));
                 }
             }
-            ClientMessage::Key { down: true, keysym } => self.screen.key_pressed(keysym),
-            ClientMessage::Key { down: false, .. } => {}
+            ClientMessage::Key { down, keysym } => self.screen.key_event(keysym, down),
+            ClientMessage::CutText(text) => self.screen.clipboard_received(&text),
             ClientMessage::Pointer { buttons, x, y } => self.screen.pointer_moved(x, y, buttons),
         }
         Ok(())
@@ -874,8 +899,9 @@ mod tests {
                 }
             );
             assert_eq!(pixels.len(), 800 * 600 * 4);
-            // The top-left pixel is the white border, in the default 0x00RRGGBB little-endian.
-            assert_eq!(pixels[..4], [0xff, 0xff, 0xff, 0]);
+            // The top-left pixel is the white border, in the default xRGB little-endian
+            // (the unused byte set: see PixelFormat::encode).
+            assert_eq!(pixels[..4], [0xff, 0xff, 0xff, 0xff]);
         })
         .await;
     }
@@ -1057,7 +1083,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn small_cut_text_and_set_encodings_are_read_and_ignored() {
+    async fn small_cut_text_and_set_encodings_are_read_in_step() {
         within(async {
             let addr = start_server(None).await;
             let (mut client, _) = Client::handshake(addr, None).await;
@@ -1081,6 +1107,54 @@ mod tests {
                 )
                 .await;
             assert_eq!(client.read_update().await.rects[0].1.len(), 8 * 8 * 4);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn named_keys_and_clipboard_text_change_only_their_lines() {
+        within(async {
+            let addr = start_server(None).await;
+            let (mut client, _) = Client::handshake(addr, None).await;
+            let full = Rect {
+                x: 0,
+                y: 0,
+                w: WIDTH,
+                h: HEIGHT,
+            };
+            client.request_update(false, full).await;
+            client.read_update().await;
+
+            // Ctrl+Alt+Del, then clipboard text (Latin-1, "Grüße").
+            for (down, keysym) in [
+                (true, 0xffe3),
+                (true, 0xffe9),
+                (true, 0xffff),
+                (false, 0xffff),
+                (false, 0xffe9),
+                (false, 0xffe3),
+            ] {
+                client.key(down, keysym).await;
+            }
+            let mut msg = vec![6, 0, 0, 0, 0, 0, 0, 5];
+            msg.extend_from_slice(b"Gr\xfc\xdfe");
+            client.stream.write_all(&msg).await.unwrap();
+
+            // Both changes arrive; each rectangle lies in the keys, clipboard or
+            // clock lines (the clock may tick meanwhile).
+            let mut rows = Vec::new();
+            while !(rows.contains(&(picture::KEYS_Y + 1))
+                && rows.contains(&(picture::CLIPBOARD_Y + 1)))
+            {
+                client.request_update(true, full).await;
+                for (rect, _) in client.read_update().await.rects {
+                    assert!(
+                        rect.rows().start + 16 > picture::CLOCK_Y && rect.rows().end <= 560,
+                        "{rect:?} is outside the live lines"
+                    );
+                    rows.extend(rect.rows());
+                }
+            }
         })
         .await;
     }

@@ -1,11 +1,17 @@
 //! The demo picture: a static test pattern (colour bars, a grey ramp, a grid and the
-//! title) plus a live overlay (a clock, the last keys typed and a pointer marker), and
-//! the bookkeeping of what the client has already been sent, so incremental updates
-//! carry only the pixels that changed.
+//! title) plus a live overlay (a clock, the last keys typed, with named keys and
+//! combinations such as `[Ctrl+Alt+Del]`, the pointer position and marker, and the
+//! last clipboard text received), and the bookkeeping of what the client has already
+//! been sent, so incremental updates carry only the pixels that changed.
+//!
+//! The end-to-end tests read the keys, pointer and clipboard lines back from the
+//! canvas (tests/e2e/lib/demo.mjs mirrors the positions, scales and colours below).
 
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use super::font::{self, ADVANCE, GLYPH_WIDTH};
+use super::keysym::{Echo, KeyEcho};
 
 /// Framebuffer width in pixels.
 pub(super) const WIDTH: u16 = 800;
@@ -20,14 +26,25 @@ const H: usize = HEIGHT as usize;
 /// full-screen change is a few dozen rectangles rather than hundreds.
 const BAND: usize = 16;
 
-/// How many typed characters the keys line shows (the most recent ones).
-const KEYS_SHOWN: usize = 36;
+/// Characters per keys line; the keys area has two lines and shows the most recent
+/// keys that fit, wrapped at key boundaries.
+const KEYS_PER_LINE: usize = 36;
+const KEYS_LINES: usize = 2;
+/// Keys remembered (more than can ever be shown, so BackSpace can reveal older ones).
+const KEYS_KEPT: usize = 128;
 
-/// Where the live text goes; the tests use these to find what changed.
+/// Where the live text goes; the tests use these to find what changed and to read it.
 pub(super) const CLOCK_Y: usize = 390;
-pub(super) const KEYS_Y: usize = 450;
+pub(super) const KEYS_Y: usize = 436;
+const KEYS_X: usize = 22;
+const KEYS_LINE_STEP: usize = 30;
 const KEYS_SCALE: usize = 3;
-const POINTER_Y: usize = 492;
+const KEYS_COLOUR: u32 = 0xff_ff_7f;
+const POINTER_Y: usize = 500;
+pub(super) const CLIPBOARD_Y: usize = 526;
+const CLIPBOARD_COLOUR: u32 = 0xa0_e0_ff;
+/// Characters of clipboard text shown after "clipboard: " (scale 2).
+const CLIPBOARD_SHOWN: usize = 52;
 
 /// A value no picture pixel has (bit 24 set), marking pixels the client was never sent.
 const NOT_SENT: u32 = 0x0100_0000;
@@ -99,8 +116,12 @@ impl Rect {
 /// One client's view of the demo screen: the live state, the picture drawn from it,
 /// and what has been sent.
 pub(super) struct Screen {
-    /// The most recent printable keys typed, oldest first.
-    keys: String,
+    /// The most recent keys typed, oldest first: characters and bracketed names.
+    keys: VecDeque<String>,
+    /// Held modifiers, to name combinations.
+    echo: KeyEcho,
+    /// The last clipboard text the client sent (ClientCutText), as it will be shown.
+    clipboard: Option<String>,
     /// Last pointer position and button mask, once the client has sent one.
     pointer: Option<(u16, u16, u8)>,
     /// The clock line, recomputed by the session once a second.
@@ -116,7 +137,9 @@ pub(super) struct Screen {
 impl Screen {
     pub(super) fn new(clock: String) -> Self {
         Screen {
-            keys: String::new(),
+            keys: VecDeque::new(),
+            echo: KeyEcho::default(),
+            clipboard: None,
             pointer: None,
             clock,
             frame: background().to_vec(),
@@ -125,23 +148,55 @@ impl Screen {
         }
     }
 
-    /// Records a key press: printable ASCII is shown, BackSpace removes the last one.
-    pub(super) fn key_pressed(&mut self, keysym: u32) {
-        const BACKSPACE: u32 = 0xff08;
-        match keysym {
-            0x20..=0x7e => {
-                // The range check makes this an ASCII char.
-                self.keys.push(char::from(keysym as u8));
-                if self.keys.len() > KEYS_SHOWN {
-                    self.keys.remove(0);
+    /// Records a key event: characters and named keys are shown, a plain BackSpace
+    /// removes the last one.
+    pub(super) fn key_event(&mut self, keysym: u32, down: bool) {
+        match self.echo.event(keysym, down) {
+            Some(Echo::Show(token)) => {
+                self.keys.push_back(token);
+                if self.keys.len() > KEYS_KEPT {
+                    self.keys.pop_front();
                 }
             }
-            BACKSPACE => {
-                self.keys.pop();
+            Some(Echo::Erase) => {
+                if self.keys.pop_back().is_none() {
+                    return;
+                }
             }
-            _ => return,
+            None => return,
         }
         self.stale = true;
+    }
+
+    /// Records clipboard text from the client: RFB's ClientCutText is Latin-1.
+    pub(super) fn clipboard_received(&mut self, latin1: &[u8]) {
+        let text: String = latin1
+            .iter()
+            .map(|&b| match char::from(b) {
+                c if c.is_control() => ' ',
+                c => c,
+            })
+            .take(CLIPBOARD_SHOWN)
+            .collect();
+        self.clipboard = Some(text);
+        self.stale = true;
+    }
+
+    /// The keys area's lines: the newest keys that fit, wrapped at key boundaries.
+    fn key_lines(&self) -> Vec<String> {
+        let tokens: Vec<String> = self
+            .keys
+            .iter()
+            .map(|t| t.chars().take(KEYS_PER_LINE).collect())
+            .collect();
+        let mut first = 0;
+        loop {
+            let lines = wrap(&tokens[first..], KEYS_PER_LINE);
+            if lines.len() <= KEYS_LINES || first + 1 >= tokens.len() {
+                return lines;
+            }
+            first += 1;
+        }
     }
 
     pub(super) fn pointer_moved(&mut self, x: u16, y: u16, buttons: u8) {
@@ -224,6 +279,7 @@ impl Screen {
             return;
         }
         self.stale = false;
+        let key_lines = self.key_lines();
         let frame = &mut self.frame;
         frame.copy_from_slice(background());
 
@@ -237,15 +293,18 @@ impl Screen {
             &self.clock,
         );
 
-        draw_text(frame, 22, KEYS_Y, KEYS_SCALE, WHITE, "keys:");
-        draw_text(
-            frame,
-            22 + text_width("keys: ", KEYS_SCALE),
-            KEYS_Y,
-            KEYS_SCALE,
-            0xff_ff_7f,
-            &self.keys,
-        );
+        draw_text(frame, KEYS_X, KEYS_Y, KEYS_SCALE, WHITE, "keys:");
+        let keys_x = KEYS_X + text_width("keys: ", KEYS_SCALE);
+        for (i, line) in key_lines.iter().enumerate() {
+            let y = KEYS_Y + i * KEYS_LINE_STEP;
+            draw_text(frame, keys_x, y, KEYS_SCALE, KEYS_COLOUR, line);
+        }
+
+        if let Some(text) = &self.clipboard {
+            draw_text(frame, 22, CLIPBOARD_Y, 2, WHITE, "clipboard:");
+            let x = 22 + text_width("clipboard: ", 2);
+            draw_text(frame, x, CLIPBOARD_Y, 2, CLIPBOARD_COLOUR, text);
+        }
 
         if let Some((x, y, buttons)) = self.pointer {
             let label = format!("pointer {x},{y} buttons {buttons:08b}");
@@ -322,6 +381,26 @@ fn draw_background() -> Vec<u32> {
     frame
 }
 
+/// Lays `tokens` out on lines of at most `width` characters, never splitting one.
+fn wrap(tokens: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let mut len = 0;
+    for token in tokens {
+        let n = token.chars().count();
+        if len + n > width && len > 0 {
+            lines.push(std::mem::take(&mut line));
+            len = 0;
+        }
+        line.push_str(token);
+        len += n;
+    }
+    if len > 0 {
+        lines.push(line);
+    }
+    lines
+}
+
 fn text_width(text: &str, scale: usize) -> usize {
     (text.chars().count() * ADVANCE).saturating_sub(1) * scale
 }
@@ -391,10 +470,19 @@ mod tests {
         assert!(screen().changed_rects(Rect::FULL).is_empty());
     }
 
+    fn press(screen: &mut Screen, keysym: u32) {
+        screen.key_event(keysym, true);
+        screen.key_event(keysym, false);
+    }
+
+    fn shown(screen: &Screen) -> String {
+        screen.key_lines().concat()
+    }
+
     #[test]
     fn a_key_press_changes_only_the_keys_line() {
         let mut screen = screen();
-        screen.key_pressed(u32::from(b'a'));
+        press(&mut screen, u32::from(b'a'));
         let rects = screen.changed_rects(Rect::FULL);
         assert!(!rects.is_empty());
         for r in &rects {
@@ -409,21 +497,64 @@ mod tests {
     }
 
     #[test]
-    fn non_printable_keys_change_nothing() {
+    fn key_ups_and_a_backspace_with_nothing_typed_change_nothing_but_a_lone_shift_shows() {
         let mut screen = screen();
-        screen.key_pressed(0xffe1); // Shift_L
-        screen.key_pressed(0xff08); // BackSpace with nothing typed
+        screen.key_event(u32::from(b'a'), false); // an up without its down
+        screen.key_event(0xffe1, true); // Shift_L held: nothing to show yet
+        screen.key_event(0xffe1, false); // ... and released alone: shows [Shift]
+        assert_eq!(shown(&screen), "[Shift]");
+        press(&mut screen, 0xff08);
+        screen.mark_sent(Rect::FULL);
+        press(&mut screen, 0xff08); // BackSpace with nothing typed
         assert!(screen.changed_rects(Rect::FULL).is_empty());
     }
 
     #[test]
-    fn the_keys_line_keeps_only_the_latest_keys() {
+    fn named_keys_and_combinations_are_shown() {
+        let mut screen = screen();
+        for k in [0xffe3, 0xffe9, 0xffff] {
+            screen.key_event(k, true);
+        }
+        for k in [0xffff, 0xffe9, 0xffe3] {
+            screen.key_event(k, false);
+        }
+        press(&mut screen, 0xff09);
+        press(&mut screen, u32::from(b'x'));
+        press(&mut screen, 0xfc);
+        assert_eq!(shown(&screen), "[Ctrl+Alt+Del][Tab]xü");
+        press(&mut screen, 0xff08);
+        assert_eq!(shown(&screen), "[Ctrl+Alt+Del][Tab]x");
+    }
+
+    #[test]
+    fn the_keys_area_keeps_the_latest_keys_on_two_lines_without_splitting_one() {
         let mut screen = screen();
         for c in "the quick brown fox jumps over the lazy dog".bytes() {
-            screen.key_pressed(u32::from(c));
+            press(&mut screen, u32::from(c));
         }
-        assert_eq!(screen.keys.len(), KEYS_SHOWN);
-        assert!(screen.keys.ends_with("lazy dog"));
+        press(&mut screen, 0xffbe); // F1
+        for c in "and some more words to push the start out".bytes() {
+            press(&mut screen, u32::from(c));
+        }
+        let lines = screen.key_lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.chars().count() <= KEYS_PER_LINE));
+        let text = lines.concat();
+        assert!(
+            text.ends_with("dog[F1]and some more words to push the start out"),
+            "{text}"
+        );
+        assert!(!text.starts_with("the quick"), "{text}");
+        // The named key is whole on one line.
+        assert!(lines.iter().any(|l| l.contains("[F1]")), "{lines:?}");
+    }
+
+    #[test]
+    fn clipboard_text_is_shown_as_latin1_with_control_characters_as_spaces() {
+        let mut screen = screen();
+        screen.clipboard_received(b"Gr\xfc\xdfe\n5 \xa3");
+        assert_eq!(screen.clipboard.as_deref(), Some("Grüße 5 £"));
+        assert!(!screen.changed_rects(Rect::FULL).is_empty());
     }
 
     #[test]
@@ -438,7 +569,7 @@ mod tests {
     #[test]
     fn changes_outside_the_requested_region_are_not_reported() {
         let mut screen = screen();
-        screen.key_pressed(u32::from(b'x'));
+        press(&mut screen, u32::from(b'x'));
         let top = Rect {
             x: 0,
             y: 0,

@@ -106,9 +106,18 @@ impl PixelFormat {
             // A shift past the pixel's width puts the channel outside it: drop it.
             scaled.checked_shl(u32::from(shift)).unwrap_or(0)
         }
-        let pixel = channel(rgb >> 16, self.red_max, self.red_shift)
+        let mut pixel = channel(rgb >> 16, self.red_max, self.red_shift)
             | channel(rgb >> 8, self.green_max, self.green_shift)
             | channel(rgb, self.blue_max, self.blue_shift);
+        if self.bits_per_pixel == 32 {
+            // The bits no channel uses are padding, ignored by RFB; set them, because
+            // noVNC 1.3 (Debian's) takes them as alpha in a Raw rectangle that arrives
+            // in several pieces, and would draw the rest of the screen transparent.
+            let used = channel(0xff, self.red_max, self.red_shift)
+                | channel(0xff, self.green_max, self.green_shift)
+                | channel(0xff, self.blue_max, self.blue_shift);
+            pixel |= !used;
+        }
         match (self.bits_per_pixel, self.big_endian) {
             (8, _) => out.push(pixel as u8),
             (16, true) => out.extend_from_slice(&(pixel as u16).to_be_bytes()),
@@ -141,15 +150,15 @@ mod tests {
         );
         assert_eq!(
             encoded(PixelFormat::SERVER_DEFAULT, 0x12_34_56),
-            [0x56, 0x34, 0x12, 0]
+            [0x56, 0x34, 0x12, 0xff]
         );
     }
 
     #[test]
     fn novnc_format_puts_red_in_the_first_byte() {
         let format = PixelFormat::from_bytes(&NOVNC).unwrap();
-        assert_eq!(encoded(format, 0xff_00_00), [0xff, 0, 0, 0]);
-        assert_eq!(encoded(format, 0x00_80_01), [0, 0x80, 1, 0]);
+        assert_eq!(encoded(format, 0xff_00_00), [0xff, 0, 0, 0xff]);
+        assert_eq!(encoded(format, 0x00_80_01), [0, 0x80, 1, 0xff]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //
 // The browser talks plain ws:// to the proxy here: the browser-side TLS is covered by
 // console.test.mjs, and this file is about the proxy's TLS to the console server.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -16,10 +16,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { start, stopAll, run, freePort, freePortIn, waitFor, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect } from './lib/qmp.mjs';
-import { REPO, BIN, ARTIFACTS, NOVNC_DIR } from './lib/paths.mjs';
+import { REPO, BIN, ARTIFACTS, NOVNC_DIR, WEB_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
 import { makeSigningKey, sign, startEngine as startEngineWith } from './lib/engine.mjs';
-import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, canvasStats } from './lib/page.mjs';
+import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, canvasStats, statusText } from './lib/page.mjs';
+import { testsNeeding } from './lib/tools.mjs';
+
+const test = testsNeeding('vencrypt.test.mjs', ['chromium', 'qemu', 'openssl']);
 
 const VNC_PASSWORD = 'tls-Pw7';
 
@@ -82,7 +85,7 @@ async function startProxy(backendFlags) {
     '--trust', env.keyDir,
     '--allow-port', '5900-6923',
     '--engine-origin', env.engine.origin,
-    '--web-dir', path.join(REPO, 'web'),
+    '--web-dir', WEB_DIR,
     '--novnc-dir', NOVNC_DIR,
     ...backendFlags,
   ], { cwd: REPO });
@@ -112,6 +115,7 @@ const waitState = (popup, state, timeout = 20000) => waitStateFor(popup, state, 
 // ------------------------------------------------------------------ set-up and tear-down
 
 before(async () => {
+  if (test.skipped) return;
   assert.ok(fs.existsSync(BIN), `consolegate binary not found at ${BIN}: run \`cargo build\` first`);
   assert.ok(fs.existsSync(path.join(NOVNC_DIR, 'core/rfb.js')), `noVNC not found in ${NOVNC_DIR}`);
   await fsp.mkdir(ARTIFACTS, { recursive: true });
@@ -184,7 +188,7 @@ for (const [name, proxy, scenario, expected] of [
   test(`refused with its reason on the page: ${name}`, { timeout: 60000 }, async () => {
     const { page, popup } = await openConsole(env.engine.page(scenario, env.proxies[proxy].consoleUrl));
     await waitState(popup, 'failed');
-    assert.equal(await popup.textContent('#status'), expected);
+    assert.equal(await statusText(popup), expected);
     if (proxy === 'wrongCa') await popup.screenshot({ path: path.join(ARTIFACTS, 'console-vencrypt-untrusted.png') });
     await popup.close();
     await page.close();

@@ -55,8 +55,13 @@ export async function startEngine({ scenarios, consoleUrl }) {
   return {
     server,
     origin,
-    // The engine page for a scenario; embed is 'window' (a popup) or 'iframe'.
-    page: (scenario, embed = 'window', console = consoleUrl) =>
-      `${origin}/engine.html?console=${encodeURIComponent(console)}&scenario=${scenario}&embed=${embed}`,
+    port,
+    // The engine page for a scenario; embed is 'window' (a popup) or 'iframe'. `extra`:
+    // `host` to reach the engine by another name (another origin: localhost), and
+    // query parameters for engine.js (allow, lang).
+    page: (scenario, embed = 'window', console = consoleUrl, { host = '127.0.0.1', ...query } = {}) => {
+      const params = new URLSearchParams({ console, scenario, embed, ...query });
+      return `http://${host}:${port}/engine.html?${params}`;
+    },
   };
 }

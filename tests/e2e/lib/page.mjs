@@ -42,6 +42,15 @@ export async function openConsole(context, engineUrl) {
   return { page, popup };
 }
 
+// Clicks a toolbar button; in the compact toolbar (narrow windows) the less used ones
+// are in the ☰ menu, opened first as a person would.
+export async function clickTool(page, selector) {
+  const inMenu = await page.evaluate((sel) => document.body.dataset.compact === 'true'
+    && Boolean(document.querySelector(`#toolbar-more ${sel}`)), selector);
+  if (inMenu) await page.click('#btn-more');
+  await page.click(selector);
+}
+
 // Waits for window.consolegate.state; on timeout says where the page is instead.
 export async function waitState(popup, state, timeout) {
   try {
@@ -52,7 +61,15 @@ export async function waitState(popup, state, timeout) {
   }
 }
 
-export const statusText = (popup) => popup.textContent('#status');
+// What the page says: the sentence of its panel when something is wrong, else the
+// toolbar's status ("Connected").
+export const statusText = (popup) => popup.evaluate(() => window.consolegate.status);
+
+// The panel's sentence as displayed, or null when the panel is hidden.
+export const panelText = (popup) => popup.evaluate(() => {
+  const panel = document.getElementById('panel');
+  return panel.hidden ? null : document.getElementById('panel-text').textContent;
+});
 
 // Reads the console's canvas (noVNC's, or spice-html5's primary surface): its size,
 // and how much of it is not background (lit), bright, in how many colours. `rows`
