@@ -218,7 +218,6 @@ impl prometheus_client::collector::Collector for Live {
             ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
                 .encode(deny.encode_family(&[("kind", kind)])?)?;
         }
-        drop(deny);
 
         let r = &self.recording;
         for (name, help, n) in [

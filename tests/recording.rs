@@ -155,7 +155,7 @@ use common::{one_shot_target, refused, TestProxy};
 use consolegate::admin::client::request;
 use consolegate::admin::Admin;
 use consolegate::recording::store;
-use consolegate::recording::verify::{verify_file, Integrity};
+use consolegate::recording::verify::verify_file;
 use futures_util::{SinkExt, StreamExt};
 use hyper::{Method, StatusCode};
 use std::os::unix::fs::PermissionsExt;
