@@ -105,7 +105,9 @@ impl fmt::Display for TargetTls {
 /// The claims of a ticket, as signed.
 ///
 /// Serializes to the ticket's claims object: `aud` as a string when there is one, an
-/// array when several, absent when none; `kind` and `tls` absent at their defaults.
+/// array when several, absent when none; `kind`, `tls`, `view` and `rec` absent at
+/// their defaults, so a ticket that uses none of them signs the same bytes as before
+/// they existed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub host: String,
@@ -119,6 +121,10 @@ pub struct Claims {
     pub sub: Option<String>,
     pub kind: Kind,
     pub tls: TargetTls,
+    /// View only: the proxy forwards no input from the browser to the console.
+    pub view: bool,
+    /// Record the session; a proxy that cannot record it must refuse it.
+    pub rec: bool,
 }
 
 impl Claims {
@@ -135,6 +141,8 @@ impl Claims {
             sub: None,
             kind: Kind::Vnc,
             tls: TargetTls::None,
+            view: false,
+            rec: false,
         }
     }
     pub fn with_sub(mut self, sub: impl Into<String>) -> Self {
@@ -164,6 +172,14 @@ impl Claims {
     }
     pub fn with_tls(mut self, tls: TargetTls) -> Self {
         self.tls = tls;
+        self
+    }
+    pub fn with_view(mut self, view: bool) -> Self {
+        self.view = view;
+        self
+    }
+    pub fn with_rec(mut self, rec: bool) -> Self {
+        self.rec = rec;
         self
     }
 
@@ -217,6 +233,12 @@ impl Claims {
         }
         if self.tls != TargetTls::default() {
             m.insert("tls".into(), Value::from(self.tls.as_str()));
+        }
+        if self.view {
+            m.insert("view".into(), Value::Bool(true));
+        }
+        if self.rec {
+            m.insert("rec".into(), Value::Bool(true));
         }
         Value::Object(m)
     }
@@ -285,6 +307,8 @@ impl Claims {
                 })
             }
         };
+        let view = optional_bool(m, "view")?;
+        let rec = optional_bool(m, "rec")?;
         Ok(Claims {
             host,
             port,
@@ -296,6 +320,8 @@ impl Claims {
             sub,
             kind,
             tls,
+            view,
+            rec,
         })
     }
 }
@@ -323,6 +349,21 @@ fn optional_string(
         Some(_) => Err(TicketError::ClaimType {
             claim,
             expected: "a string",
+        }),
+    }
+}
+
+/// A claim that is `true` or `false` and defaults to `false`. Only the JSON literals
+/// count: `"true"`, `1` or `null` are not read as anything, since an engine that wrote
+/// `"view":"false"` and a reader that took any non-empty string as true would disagree
+/// on whether the session is view only.
+fn optional_bool(m: &Map<String, Value>, claim: &'static str) -> Result<bool, TicketError> {
+    match m.get(claim) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(TicketError::ClaimType {
+            claim,
+            expected: "true or false",
         }),
     }
 }
@@ -624,5 +665,106 @@ mod tests {
             assert_eq!(t.as_str().parse::<TargetTls>(), Ok(t));
         }
         assert!("VNC".parse::<Kind>().is_err());
+    }
+
+    #[test]
+    fn view_and_rec_are_signed_only_when_true() {
+        // At false they are left out, so a ticket that uses neither signs exactly the
+        // bytes it signed before the claims existed.
+        let plain = Signer::new(key()).sign(&claims());
+        let explicit = Signer::new(key()).sign(&claims().with_view(false).with_rec(false));
+        assert_eq!(plain, explicit);
+        let t = Signer::new(key()).sign(&claims().with_view(true).with_rec(true));
+        assert_eq!(
+            unb64(t.split('.').nth(1).unwrap()),
+            format!(
+                r#"{{"exp":{},"host":"10.0.0.5","port":5900,"rec":true,"view":true}}"#,
+                NOW + 120
+            )
+        );
+        let view_only = claims().with_view(true).to_json();
+        assert_eq!(view_only["view"], Value::Bool(true));
+        assert!(view_only.get("rec").is_none());
+    }
+
+    #[test]
+    fn a_ticket_without_view_or_rec_reads_both_as_false() {
+        let v = check(&forge_claims(&good_claims())).unwrap();
+        assert!(!v.claims.view && !v.claims.rec);
+        assert_eq!(v.claims, claims());
+    }
+
+    #[test]
+    fn view_and_rec_are_read_as_written_true_or_false() {
+        let c = |extra: &str| {
+            check(&forge_claims(&format!(
+                r#"{{"host":"10.0.0.5","port":5900,"exp":{},{extra}}}"#,
+                NOW + 120
+            )))
+            .unwrap()
+            .claims
+        };
+        for (extra, view, rec) in [
+            (r#""view":true"#, true, false),
+            (r#""rec":true"#, false, true),
+            (r#""view":true,"rec":true"#, true, true),
+            (r#""view":false,"rec":false"#, false, false),
+            (r#""view":false,"rec":true"#, false, true),
+        ] {
+            let got = c(extra);
+            assert_eq!((got.view, got.rec), (view, rec), "{extra}");
+        }
+    }
+
+    #[test]
+    fn view_or_rec_that_is_not_a_json_boolean_is_refused_by_name() {
+        for claim in ["view", "rec"] {
+            for value in [
+                r#""true""#,
+                r#""false""#,
+                "1",
+                "0",
+                "null",
+                "[true]",
+                r#"{"on":true}"#,
+            ] {
+                let err = refused(&forge_claims(&format!(
+                    r#"{{"host":"10.0.0.5","port":5900,"exp":{},"{claim}":{value}}}"#,
+                    NOW + 120
+                )));
+                assert_eq!(
+                    err,
+                    TicketError::ClaimType {
+                        claim,
+                        expected: "true or false"
+                    },
+                    "{claim}: {value}"
+                );
+                assert_eq!((err.status(), err.code()), (400, "bad_claim_type"));
+                assert_eq!(
+                    err.to_string(),
+                    format!("ticket claim {claim} must be true or false")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn view_or_rec_given_twice_is_refused_even_with_one_value() {
+        for claim in ["view", "rec"] {
+            for (first, second) in [("false", "true"), ("true", "false"), ("true", "true")] {
+                let err = refused(&forge_claims(&format!(
+                    r#"{{"host":"10.0.0.5","port":5900,"exp":{},"{claim}":{first},"{claim}":{second}}}"#,
+                    NOW + 120
+                )));
+                assert_eq!(
+                    err,
+                    TicketError::DuplicateKey {
+                        part: super::super::Part::Claims,
+                        key: claim.into()
+                    }
+                );
+            }
+        }
     }
 }

@@ -79,6 +79,8 @@ pub enum TicketError {
     MissingAlg,
     #[error("ticket algorithm {alg} is refused; only EdDSA is accepted")]
     Alg { alg: String },
+    #[error("ticket header typ {typ} is refused; a console ticket's typ is JWT or absent")]
+    Typ { typ: String },
     #[error("ticket header has a crit member; no JWS extensions are supported")]
     Crit,
     #[error("ticket header member {member} tries to choose the verification key; only the proxy's trusted keys are used")]
@@ -132,6 +134,7 @@ impl TicketError {
             | UnknownTls { .. } => 400,
             MissingAlg
             | Alg { .. }
+            | Typ { .. }
             | Crit
             | KeyInHeader { .. }
             | KidNotString
@@ -169,6 +172,7 @@ impl TicketError {
             UnknownTls { .. } => "unknown_tls",
             MissingAlg => "missing_alg",
             Alg { .. } => "bad_alg",
+            Typ { .. } => "bad_typ",
             Crit => "crit",
             KeyInHeader { .. } => "key_in_header",
             KidNotString => "bad_kid",
@@ -269,6 +273,7 @@ mod tests {
             UnknownTls { value: "x".into() },
             MissingAlg,
             Alg { alg: "none".into() },
+            Typ { typ: "JOSE".into() },
             Crit,
             KeyInHeader { member: "jwk" },
             KidNotString,

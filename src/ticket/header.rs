@@ -13,6 +13,17 @@ use serde_json::{Map, Value};
 /// The only algorithm: Ed25519 (RFC 8037).
 pub(super) const ALG: &str = "EdDSA";
 
+/// The only `typ` a console ticket may carry, when it carries one: the spelling RFC
+/// 7519 §5.1 recommends and every JWT library writes.
+///
+/// Compared exactly, case-sensitively. RFC 7515 §4.1.9 lets a reader treat `typ` as a
+/// case-insensitive media type with an optional `application/` prefix, but the point
+/// of checking it is to tell a console ticket apart from other JWS the same key might
+/// sign (`at+jwt` access tokens, `JOSE` messages, logout tokens); one exact spelling
+/// leaves nothing for two readers to disagree about, and costs no honest signer
+/// anything.
+pub(super) const TYP: &str = "JWT";
+
 /// Header members that would let the ticket pick its own verification key. The proxy
 /// verifies only with keys it was configured to trust, so a ticket carrying one of
 /// these is either confused or an attack, and is refused either way.
@@ -21,11 +32,11 @@ const KEY_CHOOSING_MEMBERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 /// The header [`Signer`](super::Signer) writes for the key `kid`.
 pub(super) fn signed(kid: &str) -> String {
     // The kid is base64url, so it needs no JSON escaping.
-    format!(r#"{{"alg":"{ALG}","typ":"JWT","kid":"{kid}"}}"#)
+    format!(r#"{{"alg":"{ALG}","typ":"{TYP}","kid":"{kid}"}}"#)
 }
 
-/// Rule 2: the header names EdDSA, carries no extension and no key of its own, and a
-/// `kid`, when present, names a trusted key. Returns that key with its id, or `None`
+/// Rule 2: the header names EdDSA, a `typ` (when present) of `JWT`, no extension and
+/// no key of its own, and a `kid`, when present, names a trusted key. Returns that key with its id, or `None`
 /// when there is no `kid` (every trusted key is then tried).
 pub(super) fn check<'a>(
     header: &'a Map<String, Value>,
@@ -41,8 +52,19 @@ pub(super) fn check<'a>(
             })
         }
     }
-    // `typ` is not checked: the contract's header carries it, but some libraries omit
-    // it and it means nothing to verification. Unknown members are ignored likewise.
+    // Absent is fine (some libraries omit it); present, it must say this is a JWT, so
+    // that a JWS the same key signed for another purpose (an access token, a logout
+    // token) does not pass as a console ticket. Other unknown members are ignored.
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(t)) if t == TYP => {}
+        Some(Value::String(t)) => return Err(TicketError::Typ { typ: shown(t) }),
+        Some(other) => {
+            return Err(TicketError::Typ {
+                typ: shown(&other.to_string()),
+            })
+        }
+    }
     if header.contains_key("crit") {
         return Err(TicketError::Crit);
     }
@@ -64,8 +86,8 @@ pub(super) fn check<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::*;
-    use super::super::{Signer, TicketError};
+    use super::super::test_support::{self, *};
+    use super::super::{Part, Signer, TicketError};
     use super::*;
     use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey};
     use sha2::{Digest, Sha256};
@@ -242,5 +264,92 @@ mod tests {
     fn a_kid_that_is_not_a_string_is_refused() {
         let t = forge(&key(), r#"{"alg":"EdDSA","kid":7}"#, &good_claims());
         assert_eq!(refused(&t), TicketError::KidNotString);
+    }
+
+    fn with_typ(typ_json: &str) -> String {
+        forge(
+            &key(),
+            &format!(r#"{{"alg":"EdDSA","typ":{typ_json},"kid":"{}"}}"#, kid()),
+            &good_claims(),
+        )
+    }
+
+    #[test]
+    fn a_header_with_typ_jwt_or_without_typ_is_accepted() {
+        assert!(test_support::check(&with_typ(r#""JWT""#)).is_ok());
+        let no_typ = format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, kid());
+        assert!(test_support::check(&forge(&key(), &no_typ, &good_claims())).is_ok());
+    }
+
+    #[test]
+    fn a_typ_other_than_exactly_jwt_is_refused_with_the_typ_named() {
+        // Other JWS the same key might sign, and other spellings of JWT: compared
+        // exactly, so none of them is a console ticket.
+        for typ in [
+            "at+jwt",
+            "JOSE",
+            "JOSE+JSON",
+            "logout+jwt",
+            "secevent+jwt",
+            "jwt",
+            "Jwt",
+            "application/jwt",
+            "application/JWT",
+            "JWT ",
+            " JWT",
+            "JWT\\u0000",
+            "",
+        ] {
+            let err = refused(&with_typ(&format!(r#""{typ}""#)));
+            let value: String = serde_json::from_str(&format!(r#""{typ}""#)).unwrap();
+            assert_eq!(err, TicketError::Typ { typ: shown(&value) }, "{typ:?}");
+            assert_eq!((err.status(), err.code()), (401, "bad_typ"));
+            assert!(err.to_string().contains("typ"), "{err}");
+        }
+        assert_eq!(
+            refused(&with_typ(r#""at+jwt""#)).to_string(),
+            r#"ticket header typ "at+jwt" is refused; a console ticket's typ is JWT or absent"#
+        );
+    }
+
+    #[test]
+    fn a_typ_that_is_not_a_string_is_refused() {
+        for typ in ["1", "null", "true", r#"["JWT"]"#, r#"{"t":"JWT"}"#] {
+            let err = refused(&with_typ(typ));
+            assert_eq!(err, TicketError::Typ { typ: shown(typ) }, "{typ}");
+            assert_eq!(err.code(), "bad_typ");
+        }
+    }
+
+    #[test]
+    fn a_typ_given_twice_is_refused_even_when_both_say_jwt() {
+        for h in [
+            r#"{"alg":"EdDSA","typ":"JWT","typ":"JWT"}"#,
+            r#"{"alg":"EdDSA","typ":"at+jwt","typ":"JWT"}"#,
+        ] {
+            assert_eq!(
+                refused(&forge(&key(), h, &good_claims())),
+                TicketError::DuplicateKey {
+                    part: Part::Header,
+                    key: "typ".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_typ_is_refused_before_the_signature_is_judged() {
+        // Rule 2 before rule 3: unsigned, or signed by a key nobody trusts.
+        let t = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"EdDSA","typ":"at+jwt"}"#),
+            b64(good_claims())
+        );
+        assert_eq!(refused(&t).code(), "bad_typ");
+        let h = format!(r#"{{"alg":"EdDSA","typ":"JOSE","kid":"{}"}}"#, kid());
+        assert_eq!(
+            refused(&forge(&other_key(), &h, &good_claims())).code(),
+            "bad_typ"
+        );
     }
 }

@@ -177,12 +177,30 @@ mod tests {
             .with_jti("j-1")
             .with_sub("alice@example")
             .with_kind(Kind::Spice)
-            .with_tls(TargetTls::Tls);
+            .with_tls(TargetTls::Tls)
+            .with_view(true)
+            .with_rec(true);
         let signer = Signer::new(key());
         let v = check(&signer.sign(&c)).unwrap();
         assert_eq!(v.claims, c);
         assert_eq!(v.kid, signer.kid());
         assert_eq!(v.kid, kid());
+    }
+
+    #[test]
+    fn view_and_rec_round_trip_each_alone_and_default_to_false() {
+        let signer = Signer::new(key());
+        for c in [
+            claims(),
+            claims().with_view(true),
+            claims().with_rec(true),
+            claims().with_view(true).with_rec(true),
+        ] {
+            let v = check(&signer.sign(&c)).unwrap();
+            assert_eq!((v.claims.view, v.claims.rec), (c.view, c.rec));
+            assert_eq!(v.claims, c);
+        }
+        assert!(!claims().view && !claims().rec);
     }
 
     // Rule 1: size and shape (base64url and JSON in their own files).
@@ -426,6 +444,19 @@ mod tests {
         // Rule 2 before 3: an unknown alg is reported even though nothing verifies.
         let t = format!("{}.{}.AAAA", b64(r#"{"alg":"none"}"#), b64(good_claims()));
         assert_eq!(refused(&t).code(), "bad_alg");
+        // Within rule 2: alg before typ before the kid.
+        let t = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"HS256","typ":"at+jwt","kid":"nope"}"#),
+            b64(good_claims())
+        );
+        assert_eq!(refused(&t).code(), "bad_alg");
+        let t = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#),
+            b64(good_claims())
+        );
+        assert_eq!(refused(&t).code(), "bad_typ");
         // Rule 2 before 3: unknown kid beats a short signature.
         let t = format!(
             "{}.{}.",
