@@ -354,9 +354,9 @@ fn optional_string(
 }
 
 /// A claim that is `true` or `false` and defaults to `false`. Only the JSON literals
-/// count: `"true"`, `1` or `null` are not read as anything, since an engine that wrote
-/// `"view":"false"` and a reader that took any non-empty string as true would disagree
-/// on whether the session is view only.
+/// count; `"true"`, `1` or `null` are refused rather than guessed at, since an engine
+/// that wrote `"view":"false"` and a reader that took any non-empty string as true
+/// would disagree on whether the session is view only.
 fn optional_bool(m: &Map<String, Value>, claim: &'static str) -> Result<bool, TicketError> {
     match m.get(claim) {
         None => Ok(false),

@@ -36,8 +36,8 @@ pub(super) fn signed(kid: &str) -> String {
 }
 
 /// Rule 2: the header names EdDSA, a `typ` (when present) of `JWT`, no extension and
-/// no key of its own, and a `kid`, when present, names a trusted key. Returns that key with its id, or `None`
-/// when there is no `kid` (every trusted key is then tried).
+/// no key of its own, and a `kid`, when present, names a trusted key. Returns that key
+/// with its id, or `None` when there is no `kid` (every trusted key is then tried).
 pub(super) fn check<'a>(
     header: &'a Map<String, Value>,
     keys: &'a KeySet,

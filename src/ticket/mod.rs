@@ -68,7 +68,7 @@ pub fn verify(
     let sig = base64url::decode(Part::Signature, s64)?;
     let claims = Claims::from_object(&claims_json)?;
 
-    // Rule 2: the header names EdDSA, no extensions, no key of its own, a trusted kid.
+    // Rule 2: EdDSA, typ JWT or none, no extensions, no key of its own, a trusted kid.
     let kid = header::check(&header, keys)?;
 
     // Rule 3: strict Ed25519 over the segments exactly as received.
