@@ -3,7 +3,6 @@
 //! One ticket must have one spelling: a replay record keyed by the ticket text, or a
 //! second parser, must never see two tickets where there is one.
 
-use super::{Part, TicketError};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
@@ -22,11 +21,8 @@ pub(super) const B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// The bytes of one segment, or why it is not canonical base64url.
-pub(super) fn decode(part: Part, segment: &str) -> Result<Vec<u8>, TicketError> {
-    B64.decode(segment).map_err(|e| TicketError::Base64 {
-        part,
-        problem: e.into(),
-    })
+pub(super) fn decode(segment: &str) -> Result<Vec<u8>, Base64Problem> {
+    B64.decode(segment).map_err(Base64Problem::from)
 }
 
 /// Why a segment is not canonical base64url.
@@ -68,7 +64,7 @@ impl From<base64::DecodeError> for Base64Problem {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{Signer, TicketError};
+    use super::super::{Part, Signer, TicketError};
     use super::*;
 
     #[test]

@@ -5,9 +5,8 @@
 //! unknown claims are ignored (so engines can add their own). Claims at their default
 //! are left out when signing, so a ticket carries only what it means.
 
-use super::error::shown;
-use super::host::check_host;
-use super::TicketError;
+use super::error::{shown, TicketError};
+use super::host::host_problem;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use std::fmt;
@@ -353,6 +352,16 @@ fn optional_string(
     }
 }
 
+/// The `host` claim within the grammar of [`host_problem`].
+fn check_host(host: &str) -> Result<(), TicketError> {
+    host_problem(host).map_or(Ok(()), |problem| {
+        Err(TicketError::BadHost {
+            host: shown(host),
+            problem,
+        })
+    })
+}
+
 /// A claim that is `true` or `false` and defaults to `false`. Only the JSON literals
 /// count; `"true"`, `1` or `null` are refused rather than guessed at, since an engine
 /// that wrote `"view":"false"` and a reader that took any non-empty string as true
@@ -422,7 +431,7 @@ fn check_time(claim: &'static str, t: i64) -> Result<(), TicketError> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{Signer, TicketError};
+    use super::super::Signer;
     use super::*;
 
     #[test]

@@ -2,7 +2,9 @@
 //! with its HTTP status and its stable machine code, and [`shown`], which makes text
 //! from a ticket safe to put in a message.
 
-use super::{Base64Problem, HostProblem, MAX_JSON_LEN, MAX_TICKET_LEN};
+use super::base64url::Base64Problem;
+use super::host::HostProblem;
+use super::limits::{MAX_JSON_LEN, MAX_TICKET_LEN};
 use std::fmt;
 
 /// Which part of the ticket an error is about.

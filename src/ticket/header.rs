@@ -4,8 +4,7 @@
 //! how the ticket is verified: the algorithm is fixed, extensions and embedded keys
 //! are refused, and `kid` only selects among the keys the proxy already trusts.
 
-use super::error::shown;
-use super::TicketError;
+use super::error::{shown, TicketError};
 use crate::keys::KeySet;
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Map, Value};
@@ -42,28 +41,13 @@ pub(super) fn check<'a>(
     header: &'a Map<String, Value>,
     keys: &'a KeySet,
 ) -> Result<Option<(&'a str, &'a VerifyingKey)>, TicketError> {
-    match header.get("alg") {
-        None => return Err(TicketError::MissingAlg),
-        Some(Value::String(a)) if a == ALG => {}
-        Some(Value::String(a)) => return Err(TicketError::Alg { alg: shown(a) }),
-        Some(other) => {
-            return Err(TicketError::Alg {
-                alg: shown(&other.to_string()),
-            })
-        }
-    }
+    let alg = header.get("alg").ok_or(TicketError::MissingAlg)?;
+    exactly(alg, ALG).map_err(|alg| TicketError::Alg { alg })?;
     // Absent is fine (some libraries omit it); present, it must say this is a JWT, so
     // that a JWS the same key signed for another purpose (an access token, a logout
     // token) does not pass as a console ticket. Other unknown members are ignored.
-    match header.get("typ") {
-        None => {}
-        Some(Value::String(t)) if t == TYP => {}
-        Some(Value::String(t)) => return Err(TicketError::Typ { typ: shown(t) }),
-        Some(other) => {
-            return Err(TicketError::Typ {
-                typ: shown(&other.to_string()),
-            })
-        }
+    if let Some(typ) = header.get("typ") {
+        exactly(typ, TYP).map_err(|typ| TicketError::Typ { typ })?;
     }
     if header.contains_key("crit") {
         return Err(TicketError::Crit);
@@ -81,6 +65,16 @@ pub(super) fn check<'a>(
             None => Err(TicketError::UnknownKey { kid: shown(k) }),
         },
         Some(_) => Err(TicketError::KidNotString),
+    }
+}
+
+/// `Ok` when `value` is the JSON string `want`, byte for byte; otherwise the value as
+/// the refusal shows it (a string escaped by `shown`, anything else as its JSON).
+fn exactly(value: &Value, want: &str) -> Result<(), String> {
+    match value {
+        Value::String(s) if s == want => Ok(()),
+        Value::String(s) => Err(shown(s)),
+        other => Err(shown(&other.to_string())),
     }
 }
 

@@ -4,25 +4,21 @@
 //! segment is decoded, held to a size, and built into a `Value` by a visitor that
 //! stops at the first duplicate member at any depth and names it.
 
-use super::error::shown;
-use super::{base64url, Part, TicketError};
+use super::error::{shown, Part, TicketError};
+use super::limits::MAX_JSON_LEN;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::cell::RefCell;
 use std::fmt;
 
-/// Largest decoded header or claims JSON (rule 1).
-pub const MAX_JSON_LEN: usize = 2048;
-
-/// Decodes a segment into a JSON object, refusing duplicate members at any depth.
+/// Reads a decoded segment as a JSON object, refusing duplicate members at any depth.
 ///
 /// Duplicates are refused, not resolved: RFC 8259 leaves their meaning open, and
 /// readers disagree. `serde_json::Value` and PyJWT (`json.loads`) keep the last one;
 /// serde's derived struct deserializers refuse duplicates of the fields they know but
 /// silently skip unknown ones. A ticket `{"host":"a","host":"b"}` must not mean one
 /// host to the engine's audit log and another to the proxy, so we refuse it outright.
-pub(super) fn decode_object(part: Part, segment: &str) -> Result<Map<String, Value>, TicketError> {
-    let bytes = base64url::decode(part, segment)?;
+pub(super) fn read_object(part: Part, bytes: &[u8]) -> Result<Map<String, Value>, TicketError> {
     if bytes.len() > MAX_JSON_LEN {
         return Err(TicketError::JsonTooLong {
             part,
@@ -30,7 +26,7 @@ pub(super) fn decode_object(part: Part, segment: &str) -> Result<Map<String, Val
         });
     }
     let duplicate = RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = StrictValue {
         duplicate: &duplicate,
     }

@@ -10,10 +10,13 @@
 //! ticket is refused rather than read our way.
 //!
 //! One file per concern, in the order a ticket is read: [`verify`] here walks the
-//! rules; `base64url` decodes segments in their one canonical spelling; `json` reads a
-//! segment as a JSON object and refuses duplicate members; `header` judges the JOSE
-//! header (rule 2); `claims` reads and writes the claims, with `host` for the host
-//! grammar; `sign` writes tickets; `error` names every refusal.
+//! rules; `limits` holds the sizes of rule 1; `base64url` decodes segments in their
+//! one canonical spelling; `json` reads a segment as a JSON object and refuses
+//! duplicate members; `header` judges the JOSE header (rule 2); `claims` reads and
+//! writes the claims, with `host` for the host grammar; `sign` writes tickets; `error`
+//! names every refusal. Imports run one way: `host`, `base64url` and `limits` need
+//! nothing else here, `error` names their problems, and everything above reads
+//! `error`.
 
 mod base64url;
 mod claims;
@@ -21,6 +24,7 @@ mod error;
 mod header;
 mod host;
 mod json;
+mod limits;
 mod sign;
 #[cfg(test)]
 mod test_support;
@@ -29,14 +33,11 @@ pub use base64url::Base64Problem;
 pub use claims::{Claims, Kind, TargetTls, MAX_TIME_ABS};
 pub use error::{Part, TicketError};
 pub use host::{HostProblem, MAX_HOST_LEN};
-pub use json::MAX_JSON_LEN;
+pub use limits::{MAX_JSON_LEN, MAX_TICKET_LEN};
 pub use sign::Signer;
 
 use crate::keys::KeySet;
 use ed25519_dalek::Signature;
-
-/// Largest ticket accepted (rule 1).
-pub const MAX_TICKET_LEN: usize = 4096;
 
 /// Rules 1–6 of the contract, in order; the first failure is the answer.
 ///
@@ -63,9 +64,12 @@ pub fn verify(
         s if s.len() == 5 => return Err(TicketError::Jwe),
         s => return Err(TicketError::Segments { found: s.len() }),
     };
-    let header = json::decode_object(Part::Header, h64)?;
-    let claims_json = json::decode_object(Part::Claims, c64)?;
-    let sig = base64url::decode(Part::Signature, s64)?;
+    let decode = |part, segment| {
+        base64url::decode(segment).map_err(|problem| TicketError::Base64 { part, problem })
+    };
+    let header = json::read_object(Part::Header, &decode(Part::Header, h64)?)?;
+    let claims_json = json::read_object(Part::Claims, &decode(Part::Claims, c64)?)?;
+    let sig = decode(Part::Signature, s64)?;
     let claims = Claims::from_object(&claims_json)?;
 
     // Rule 2: EdDSA, typ JWT or none, no extensions, no key of its own, a trusted kid.

@@ -2,7 +2,8 @@
 //! contract describes, with the key's RFC 7638 thumbprint as `kid`.
 
 use super::base64url::B64;
-use super::{header, Claims};
+use super::claims::Claims;
+use super::header;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 
