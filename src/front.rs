@@ -646,6 +646,24 @@ impl Proxy {
         if let Err(e) = self.backend.supports(claims.tls) {
             return fail(e.into(), &verified);
         }
+        // Never a silent fallback: until this proxy enforces view-only and records,
+        // such tickets are refused (the contract's "a view or rec it cannot enforce").
+        if claims.view {
+            let r = Refusal::new(
+                501,
+                "view_unsupported",
+                "this proxy cannot enforce view-only tickets yet",
+            );
+            return fail(r, &verified);
+        }
+        if claims.rec {
+            let r = Refusal::new(
+                503,
+                "recording_unavailable",
+                "this proxy does not record sessions",
+            );
+            return fail(r, &verified);
+        }
         if self.config.single_use {
             let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
             // A SPICE client opens one connection per channel with the same ticket.
