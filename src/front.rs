@@ -20,7 +20,7 @@ use crate::recording::{self, Finished, Recorder, RecordingError};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, SessionStats, Sessions};
 use crate::tap::{Tap, TapOptions};
-use crate::ticket::{self, Claims, TicketError, Verified};
+use crate::ticket::{self, TicketError, Verified};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -581,7 +581,8 @@ impl Proxy {
         // The recording's file and header, before the 101: a proxy that cannot record
         // a session that must be recorded refuses it.
         let kind = verified.claims.kind;
-        let recording = if self.recorder.wanted(rec_claim(&verified.claims)) {
+        let view_only = verified.claims.view;
+        let recording = if self.recorder.wanted(verified.claims.rec) {
             let meta = recording_meta(id, peer, target, &verified);
             let sessions = self.sessions.clone();
             let on_fail: recording::OnFail = Box::new(move |reason| {
@@ -640,7 +641,7 @@ impl Proxy {
                                 target_stream,
                                 TapOptions {
                                     kind,
-                                    view: false,
+                                    view: view_only,
                                     observer: Some(Box::new(o)),
                                 },
                             );
@@ -736,9 +737,19 @@ impl Proxy {
         if let Err(e) = self.backend.supports(claims.tls) {
             return fail(e.into(), &verified);
         }
+        // Never a silent fallback: until this proxy enforces view-only, such tickets
+        // are refused (the contract's "a view or rec it cannot enforce").
+        if claims.view {
+            let r = Refusal::new(
+                501,
+                "view_unsupported",
+                "this proxy cannot enforce view-only tickets yet",
+            );
+            return fail(r, &verified);
+        }
         // Before a single-use ticket is spent: a session that must be recorded and
         // cannot be is refused, and its ticket stays good for a proxy that can.
-        if self.recorder.wanted(rec_claim(claims)) {
+        if self.recorder.wanted(claims.rec) {
             if let Err(e) = self.recorder.check(claims.kind) {
                 if consume {
                     debug!(cause = %e, "a session that must be recorded cannot be");
@@ -914,12 +925,6 @@ fn log_session_end(
     }
 }
 
-/// The ticket's `rec` claim.
-// TODO(rec): `claims.rec` once the ticket branch's view/rec claims are on main.
-fn rec_claim(_claims: &Claims) -> bool {
-    false
-}
-
 /// What a recording says about its session.
 fn recording_meta(id: u64, peer: SocketAddr, target: SocketAddr, v: &Verified) -> recording::Meta {
     let c = &v.claims;
@@ -939,7 +944,7 @@ fn recording_meta(id: u64, peer: SocketAddr, target: SocketAddr, v: &Verified) -
         address: target.to_string(),
         kind: c.kind.as_str().to_string(),
         tls: c.tls.as_str().to_string(),
-        view: false,
+        view: c.view,
         input: true,
         start: recording::meta::rfc3339_ms(start),
         start_unix_ms: start,

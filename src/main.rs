@@ -155,6 +155,12 @@ struct SignArgs {
     /// How the proxy reaches the console server: none, tls or vencrypt.
     #[arg(long)]
     tls: Option<String>,
+    /// View only: the proxy forwards no keys, pointer or clipboard to the console.
+    #[arg(long)]
+    view: bool,
+    /// Record the session: a proxy that cannot record it refuses the session.
+    #[arg(long)]
+    rec: bool,
     /// Print the full console URL on this base (e.g. wss://proxy.example:6100).
     #[arg(long)]
     url: Option<String>,
@@ -252,7 +258,9 @@ fn sign(args: SignArgs) -> Result<ExitCode> {
     let mut claims = Claims::new(args.host, args.port, exp)
         .with_iat(now)
         .with_kind(kind)
-        .with_tls(tls);
+        .with_tls(tls)
+        .with_view(args.view)
+        .with_rec(args.rec);
     claims.aud = args.aud;
     claims.sub = args.sub;
     claims.jti = match (args.no_jti, args.jti) {

@@ -266,6 +266,118 @@ async fn duplicate_json_members_are_refused_not_resolved() {
 }
 
 #[tokio::test]
+async fn a_typ_other_than_jwt_is_refused_as_another_kind_of_token() {
+    // A JWS the engine's key signed for another purpose (an OAuth access token, a
+    // JOSE message) must not open a console, even when its claims would.
+    let p = TestProxy::start(|_| {}).await;
+    let port = closed_port().await;
+    let claims = claims_for("127.0.0.1", port);
+    let kid = keys::thumbprint(&p.key.verifying_key());
+    let with_typ = |typ_json: &str| {
+        raw_ticket(
+            &p.key,
+            &format!(r#"{{"alg":"EdDSA","typ":{typ_json},"kid":"{kid}"}}"#),
+            &claims,
+        )
+    };
+    // The controls: typ JWT and no typ pass every rule and find no console server.
+    for ticket in [
+        with_typ(r#""JWT""#),
+        raw_ticket(
+            &p.key,
+            &format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#),
+            &claims,
+        ),
+    ] {
+        let (status, body) = refused(&p.url(&ticket)).await;
+        assert_eq!(status, 502, "{body}");
+    }
+    let mut cases = Vec::new();
+    for (name, typ_json) in [
+        ("access token", r#""at+jwt""#),
+        ("JOSE", r#""JOSE""#),
+        ("JOSE+JSON", r#""JOSE+JSON""#),
+        ("lower case", r#""jwt""#),
+        ("media type", r#""application/jwt""#),
+        ("trailing space", r#""JWT ""#),
+        ("empty", r#""""#),
+        ("number", "1"),
+        ("null", "null"),
+        ("array", r#"["JWT"]"#),
+    ] {
+        cases.push((name, with_typ(typ_json), 401, "typ"));
+    }
+    cases.push((
+        "typ twice",
+        raw_ticket(
+            &p.key,
+            &format!(r#"{{"alg":"EdDSA","typ":"at+jwt","typ":"JWT","kid":"{kid}"}}"#),
+            &claims,
+        ),
+        400,
+        "header has the member typ more than once",
+    ));
+    let cases: Vec<_> = cases
+        .iter()
+        .map(|(n, t, s, r)| (*n, t.clone(), *s, *r))
+        .collect();
+    assert_refused(&p, &cases).await;
+    let (_, body) = refused(&p.url(&with_typ(r#""at+jwt""#))).await;
+    assert!(
+        body.contains(r#"typ "at+jwt" is refused"#),
+        "reason {body:?}"
+    );
+}
+
+#[tokio::test]
+async fn view_and_rec_that_are_not_json_booleans_are_refused_by_name() {
+    // A reader that took "false" or 1 as truthy would turn a view-only ticket into a
+    // full one, or a recorded session into an unrecorded one: only true and false count.
+    let p = TestProxy::start(|_| {}).await;
+    let hdr = header_for(&p.key);
+    let exp = unix_now() + 60;
+    let with = |members: &str| {
+        raw_ticket(
+            &p.key,
+            &hdr,
+            &format!(r#"{{"host":"127.0.0.1","port":5901,"exp":{exp},{members}}}"#),
+        )
+    };
+    let mut cases = Vec::new();
+    for claim in ["view", "rec"] {
+        for (name, value) in [
+            ("string true", r#""true""#),
+            ("string false", r#""false""#),
+            ("number 1", "1"),
+            ("number 0", "0"),
+            ("null", "null"),
+            ("array", "[true]"),
+            ("object", r#"{"on":true}"#),
+        ] {
+            cases.push((
+                format!("{claim} {name}"),
+                with(&format!(r#""{claim}":{value}"#)),
+                400,
+                format!("claim {claim} must be true or false"),
+            ));
+        }
+        for (first, second) in [("false", "true"), ("true", "false"), ("true", "true")] {
+            cases.push((
+                format!("{claim} twice ({first}, {second})"),
+                with(&format!(r#""{claim}":{first},"{claim}":{second}"#)),
+                400,
+                format!("claims has the member {claim} more than once"),
+            ));
+        }
+    }
+    let cases: Vec<_> = cases
+        .iter()
+        .map(|(n, t, s, r)| (n.as_str(), t.clone(), *s, r.as_str()))
+        .collect();
+    assert_refused(&p, &cases).await;
+}
+
+#[tokio::test]
 async fn non_canonical_base64_is_refused_with_what_is_wrong() {
     let p = TestProxy::start(|_| {}).await;
     let hdr = header_for(&p.key);

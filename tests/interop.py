@@ -266,6 +266,58 @@ class Interop:
         out = self.verify(pub_path, f"{header}.{body}.{b64url(mac)}")
         expect(out.returncode == 1 and "(bad_alg)" in out.stderr, f"{out.returncode} {out.stderr.strip()}")
 
+    def pyjwt_ticket_with_view_and_rec_is_accepted(self, tmp):
+        _, key_path, pub_path = write_keypair(tmp)
+        ticket = pyjwt_ticket(key_path, console_claims(view=True, rec=True))
+        out = self.accepted(pub_path, ticket)
+        expect(out["claims"].get("view") is True, f"view: {out['claims']}")
+        expect(out["claims"].get("rec") is True, f"rec: {out['claims']}")
+        # A Python engine writing False gets the default, and a string is refused.
+        out = self.accepted(pub_path, pyjwt_ticket(key_path, console_claims(view=False)))
+        expect("view" not in out["claims"] and "rec" not in out["claims"], f"claims {out['claims']}")
+        out = self.verify(pub_path, pyjwt_ticket(key_path, console_claims(view="true")))
+        expect(out.returncode == 1 and "(bad_claim_type)" in out.stderr, f"{out.returncode} {out.stderr.strip()}")
+        expect("claim view must be true or false" in out.stderr, f"stderr {out.stderr.strip()}")
+
+    def consolegate_view_and_rec_tickets_verify_in_pyjwt(self, tmp):
+        self.run("keygen", "--out-dir", tmp, "--name", "cg").check_returncode()
+        with open(os.path.join(tmp, "cg.pub"), "rb") as f:
+            public = serialization.load_pem_public_key(f.read())
+        key = os.path.join(tmp, "cg.key")
+        both = jwt.decode(self.sign_json(key, "--view", "--rec")["ticket"], public, algorithms=["EdDSA"])
+        expect(both.get("view") is True and both.get("rec") is True, f"claims {both}")
+        view = jwt.decode(self.sign_json(key, "--view")["ticket"], public, algorithms=["EdDSA"])
+        expect(view.get("view") is True and "rec" not in view, f"claims {view}")
+        plain = jwt.decode(self.sign_json(key)["ticket"], public, algorithms=["EdDSA"])
+        expect("view" not in plain and "rec" not in plain, f"claims {plain}")
+
+    def pyjwt_ticket_with_typ_at_jwt_is_refused(self, tmp):
+        """An OAuth access token (RFC 9068 `typ: at+jwt`) signed by the engine's key is
+        not a console ticket, even with console claims in it."""
+        _, key_path, pub_path = write_keypair(tmp)
+        ticket = pyjwt_ticket(key_path, console_claims(), headers={"typ": "at+jwt"})
+        typ = jwt.get_unverified_header(ticket).get("typ")
+        expect(typ == "at+jwt", f"PyJWT wrote typ {typ!r}")
+        out = self.verify(pub_path, ticket)
+        expect(out.returncode == 1 and "(bad_typ)" in out.stderr, f"{out.returncode} {out.stderr.strip()}")
+        # The same claims under typ JWT (PyJWT's default) are accepted.
+        self.accepted(pub_path, pyjwt_ticket(key_path, console_claims()))
+
+    def jwcrypto_tickets_with_view_and_rec_pass_and_with_typ_jose_fail(self, tmp):
+        _, key_path, pub_path = write_keypair(tmp)
+        with open(key_path, "rb") as f:
+            key = jwcrypto_jwk.JWK.from_pem(f.read())
+
+        def signed(header):
+            token = jwcrypto_jwt.JWT(header=header, claims=console_claims(view=True, rec=False))
+            token.make_signed_token(key)
+            return token.serialize()
+
+        out = self.accepted(pub_path, signed({"alg": "EdDSA", "kid": key.thumbprint()}))
+        expect(out["claims"].get("view") is True and "rec" not in out["claims"], f"claims {out['claims']}")
+        out = self.verify(pub_path, signed({"alg": "EdDSA", "typ": "JOSE", "kid": key.thumbprint()}))
+        expect(out.returncode == 1 and "(bad_typ)" in out.stderr, f"{out.returncode} {out.stderr.strip()}")
+
     def verify_reads_the_ticket_from_stdin(self, tmp):
         _, key_path, pub_path = write_keypair(tmp)
         ticket = pyjwt_ticket(key_path, console_claims())
@@ -343,6 +395,10 @@ CHECKS = [
     "world_readable_key_is_refused_by_sign",
     "expired_pyjwt_ticket_is_refused",
     "pyjwt_hs256_with_the_public_key_is_refused",
+    "pyjwt_ticket_with_view_and_rec_is_accepted",
+    "consolegate_view_and_rec_tickets_verify_in_pyjwt",
+    "pyjwt_ticket_with_typ_at_jwt_is_refused",
+    "jwcrypto_tickets_with_view_and_rec_pass_and_with_typ_jose_fail",
     "verify_reads_the_ticket_from_stdin",
     "pyjwt_ticket_opens_a_session_through_the_proxy",
 ]

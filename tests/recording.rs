@@ -542,3 +542,54 @@ async fn the_admin_listener_lists_and_streams_recordings_with_the_token_only() {
     .unwrap();
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_rec_ticket_on_a_proxy_without_recording_is_refused_with_503_and_the_check_says_so() {
+    let p = TestProxy::start(|_| {}).await;
+    let (target, _accepted) = one_shot_target().await;
+    let ticket = p.signer.sign(&p.claims(target).with_rec(true));
+    let (status, body) = refused(&p.url(&ticket)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("does not record sessions"), "{body}");
+    let a = request(
+        &format!("http://{}", p.addr),
+        Method::POST,
+        "/consolegate/check",
+        None,
+        Some(ticket),
+    )
+    .await
+    .unwrap();
+    let check: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(check["ok"], false);
+    assert_eq!(check["code"], "recording_unavailable");
+    assert_eq!(check["status"], 503);
+}
+
+#[tokio::test]
+async fn with_policy_ticket_only_rec_tickets_are_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = recording_proxy(tmp.path(), |a| {
+        a.recording.recording_policy = Some("ticket".into());
+    })
+    .await;
+    for rec in [false, true] {
+        let (target, accepted) = one_shot_target().await;
+        let mut c = p.claims(target).with_rec(rec);
+        c.kind = Kind::Serial;
+        let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&p.signer.sign(&c)))
+            .await
+            .unwrap();
+        let mut tcp = accepted.await.unwrap();
+        tcp.write_all(if rec { b"recorded" } else { b"not rec." })
+            .await
+            .unwrap();
+        next_binary(&mut ws).await;
+        ws.close(None).await.unwrap();
+        drop(tcp);
+    }
+    let files = finished(tmp.path(), 1).await;
+    let bytes = std::fs::read(&files[0]).unwrap();
+    assert!(bytes.windows(8).any(|w| w == b"recorded"));
+    assert!(!bytes.windows(8).any(|w| w == b"not rec."));
+}

@@ -67,6 +67,42 @@ fn main() {
     );
     write("ticket_verify", "padded", format!("{valid}=="));
     write("ticket_verify", "jwe", "a.b.c.d.e");
+    let view_rec = good.replace(
+        r#""sub":"alice""#,
+        r#""sub":"alice","view":true,"rec":true"#,
+    );
+    write(
+        "ticket_verify",
+        "valid-view-rec",
+        signed(&key, &hdr, &view_rec),
+    );
+    write(
+        "ticket_verify",
+        "view-string",
+        signed(
+            &key,
+            &hdr,
+            &good.replace(r#""sub":"alice""#, r#""sub":"alice","view":"true""#),
+        ),
+    );
+    write(
+        "ticket_verify",
+        "typ-at-jwt",
+        signed(
+            &key,
+            &hdr.replace(r#""typ":"JWT""#, r#""typ":"at+jwt""#),
+            &good,
+        ),
+    );
+    write(
+        "ticket_verify",
+        "typ-lowercase",
+        signed(
+            &key,
+            &hdr.replace(r#""typ":"JWT""#, r#""typ":"jwt""#),
+            &good,
+        ),
+    );
     write(
         "ticket_verify",
         "duplicate-host",
@@ -91,6 +127,34 @@ fn main() {
         (
             "duplicate-host",
             format!(r#"{{"host":"a","host":"b","port":5900,"exp":{exp}}}"#),
+        ),
+        (
+            "view-rec",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"view":true,"rec":true}}"#),
+        ),
+        (
+            "view-false",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"view":false,"rec":false}}"#),
+        ),
+        (
+            "view-string",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"view":"true"}}"#),
+        ),
+        (
+            "view-null",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"view":null}}"#),
+        ),
+        (
+            "rec-number",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"rec":1}}"#),
+        ),
+        (
+            "rec-array",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"rec":[true]}}"#),
+        ),
+        (
+            "view-duplicate",
+            format!(r#"{{"host":"10.0.0.5","port":5900,"exp":{exp},"view":false,"view":true}}"#),
         ),
         (
             "exp-string",
@@ -137,6 +201,19 @@ fn main() {
         "header-jwk",
         format!("{{\"alg\":\"EdDSA\",\"jwk\":{{}}}}\n{good}"),
     );
+    for (name, typ) in [
+        ("header-typ-jwt", r#""JWT""#),
+        ("header-typ-at-jwt", r#""at+jwt""#),
+        ("header-typ-jose", r#""JOSE""#),
+        ("header-typ-number", "1"),
+        ("header-typ-twice", r#""JWT","typ":"JWT""#),
+    ] {
+        write(
+            "ticket_signed",
+            name,
+            format!("{{\"alg\":\"EdDSA\",\"typ\":{typ}}}\n{good}"),
+        );
+    }
 
     // request_uri: request targets as a browser or websockify client sends them.
     write("request_uri", "path", format!("/{valid}"));
