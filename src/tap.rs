@@ -140,9 +140,14 @@ impl<S> Tap<S> {
         e.into_io()
     }
 
-    /// Browser bytes pass straight through: no filtering, nothing left to follow.
+    /// Browser bytes pass straight through: no filtering, nothing left to follow, and
+    /// no observer. An observer must see bytes before they reach the console server,
+    /// so that a recording that cannot take them stops them (nothing reaches the VM
+    /// unrecorded); those sessions always go through the queue.
     fn pass_through(&self) -> bool {
-        !self.view && self.rfb.as_ref().map_or(true, Handshake::in_messages)
+        !self.view
+            && self.observer.is_none()
+            && self.rfb.as_ref().map_or(true, Handshake::in_messages)
     }
 
     /// Classifies, filters and observes `buf`, queueing what is forwarded.
@@ -178,7 +183,11 @@ impl<S> Tap<S> {
             }
             if let Some(o) = observer.as_mut() {
                 if pending.len() > start {
-                    o.up(kind, &pending[start..])?;
+                    if let Err(e) = o.up(kind, &pending[start..]) {
+                        // What the observer could not take is not forwarded either.
+                        pending.truncate(start);
+                        return Err(e.into());
+                    }
                 }
             }
         }
@@ -242,13 +251,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         }
         ready!(this.poll_drain(cx))?;
         if this.pass_through() {
-            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-            if let Some(o) = this.observer.as_mut() {
-                if let Err(e) = o.up(UpKind::Messages, &buf[..n]) {
-                    return Poll::Ready(Err(this.fail(e.into())));
-                }
-            }
-            return Poll::Ready(Ok(n));
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
         if let Err(e) = this.take_up(buf) {
             return Poll::Ready(Err(this.fail(e)));
@@ -461,5 +464,33 @@ mod tests {
             (end.code, end.reason.as_str()),
             (1011, "recording cannot keep up")
         );
+    }
+
+    #[tokio::test]
+    async fn input_a_recording_cannot_take_never_reaches_the_console() {
+        struct NoInput;
+        impl Observer for NoInput {
+            fn down(&mut self, _: &[u8]) -> Result<(), ObserverError> {
+                Ok(())
+            }
+            fn up(&mut self, _: UpKind, _: &[u8]) -> Result<(), ObserverError> {
+                Err(ObserverError("recording cannot keep up".into()))
+            }
+        }
+        let (tap_side, mut server) = tokio::io::duplex(1 << 16);
+        let mut tap = Tap::new(
+            tap_side,
+            TapOptions {
+                kind: Kind::Serial,
+                view: false,
+                observer: Some(Box::new(NoInput)),
+            },
+        );
+        assert!(tap.write_all(b"shutdown -h now\n").await.is_err());
+        let _ = tap.shutdown().await;
+        drop(tap);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "{got:?}");
     }
 }
