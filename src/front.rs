@@ -153,22 +153,22 @@ pub struct Proxy {
 impl Proxy {
     /// Loads keys and the TLS certificate named by `config`.
     pub fn new(config: Config) -> Result<Proxy, FrontError> {
-        let keys = load_keys(&config.trust)?;
+        let keys = load_keys(&config.tickets.trust)?;
         let tls = match &config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
         let backend = Backend::new(
             config.backend_tls.clone(),
-            config.connect_timeout,
-            config.handshake_timeout,
+            config.targets.connect_timeout,
+            config.limits.handshake_timeout,
         )?;
-        let client_limits = Arc::new(ClientLimits::new(config.abuse.clone()));
-        let ticket_sessions = Arc::new(TicketSessions::new(config.abuse.max_sessions_per_ticket));
-        let refusal_log = RefusalLog::new(config.abuse.refusal_lines_per_second);
+        let client_limits = Arc::new(ClientLimits::new(config.limits.per_client.clone()));
+        let ticket_sessions = Arc::new(TicketSessions::new(config.tickets.max_sessions_per_ticket));
+        let refusal_log = RefusalLog::new(config.log.refusals_per_second);
         let legacy = Legacy::load(&config.legacy)?;
-        let sessions = Sessions::new(config.max_sessions);
-        let deny = Arc::new(DenyList::load(config.deny_list.as_deref())?);
+        let sessions = Sessions::new(config.limits.max_sessions);
+        let deny = Arc::new(DenyList::load(config.tickets.deny_list.as_deref())?);
         let metrics = Metrics::new(sessions.clone(), deny.clone());
         metrics.keys_loaded(&keys);
         Ok(Proxy {
@@ -248,7 +248,7 @@ impl Proxy {
     /// revocation.
     pub fn reload(&self) -> Result<(), FrontError> {
         self.deny.reload_and_enforce(&self.sessions);
-        let keys = load_keys(&self.config.trust)?;
+        let keys = load_keys(&self.config.tickets.trust)?;
         let tls = match &self.config.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
@@ -308,10 +308,10 @@ impl Proxy {
         let live = self.sessions.live_count();
         info!(
             live,
-            grace_s = self.config.grace.as_secs(),
+            grace_s = self.config.limits.grace.as_secs(),
             "shutting down: draining sessions"
         );
-        let clean = self.sessions.drain(self.config.grace).await;
+        let clean = self.sessions.drain(self.config.limits.grace).await;
         info!(clean, "shutdown complete");
         clean
     }
@@ -337,7 +337,9 @@ impl Proxy {
         let clients = &self.config.clients;
         // From anyone else the bytes are the request itself (see `clientaddr`).
         let peer = if clients.proxy_protocol && clients.trusts(peer.ip()) {
-            match clientaddr::read_proxy_header(&mut stream, self.config.handshake_timeout).await {
+            match clientaddr::read_proxy_header(&mut stream, self.config.limits.handshake_timeout)
+                .await
+            {
                 Ok(Some(client)) => client,
                 Ok(None) => peer,
                 Err(e) => {
@@ -352,9 +354,11 @@ impl Proxy {
         let acceptor = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         match acceptor {
             Some(acceptor) => {
-                let tls =
-                    tokio::time::timeout(self.config.handshake_timeout, acceptor.accept(stream))
-                        .await;
+                let tls = tokio::time::timeout(
+                    self.config.limits.handshake_timeout,
+                    acceptor.accept(stream),
+                )
+                .await;
                 match tls {
                     Ok(Ok(tls)) => self.http(TokioIo::new(tls), peer, true).await,
                     Ok(Err(e)) => debug!(client = %peer, cause = %e, "TLS handshake failed"),
@@ -376,7 +380,7 @@ impl Proxy {
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.handshake_timeout)
+            .header_read_timeout(self.config.limits.handshake_timeout)
             .max_buf_size(HYPER_BUF)
             .serve_connection(io, service)
             .with_upgrades();
@@ -481,7 +485,7 @@ impl Proxy {
         };
         let verified = admitted.verified;
         let forget_on_failure = |proxy: &Proxy| {
-            if proxy.config.single_use {
+            if proxy.config.tickets.single_use {
                 if let Some(jti) = &verified.claims.jti {
                     proxy.replay.forget(jti);
                 }
@@ -560,7 +564,7 @@ impl Proxy {
             jti = field(&verified.claims.jti), kid = %verified.kid,
             setup_ms = started.elapsed().as_millis() as u64, "session opened"
         );
-        let relay_cfg = self.config.relay.clone();
+        let relay_cfg = self.config.limits.relay.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let _client_slot = client_slot;
@@ -621,7 +625,7 @@ impl Proxy {
     /// `consume` false (the pre-flight check) a single-use ticket is only looked up.
     async fn admit(&self, ticket: &str, consume: bool) -> Result<Admitted, Rejected> {
         let now = unix_now();
-        let opts = &self.config.verify;
+        let opts = &self.config.tickets.verify;
         let verified = match self.legacy.verify(ticket, opts, now) {
             Some(legacy) => legacy.map_err(Refusal::from),
             None => ticket::verify(ticket, &self.current_keys(), opts, now).map_err(Refusal::from),
@@ -646,8 +650,10 @@ impl Proxy {
         if let Err(e) = self.backend.supports(claims.tls) {
             return fail(e.into(), &verified);
         }
-        if self.config.single_use {
-            let until = claims.exp.saturating_add(self.config.verify.leeway_secs);
+        if self.config.tickets.single_use {
+            let until = claims
+                .exp
+                .saturating_add(self.config.tickets.verify.leeway_secs);
             // A SPICE client opens one connection per channel with the same ticket.
             let uses = Uses::for_kind(claims.kind);
             let seen = if consume {
@@ -660,7 +666,12 @@ impl Proxy {
                 return fail(e.into(), &verified);
             }
         }
-        if let Err(e) = self.config.targets.check_port(claims.kind, claims.port) {
+        if let Err(e) = self
+            .config
+            .targets
+            .policy
+            .check_port(claims.kind, claims.port)
+        {
             return fail(e.into(), &verified);
         }
         let addrs = match resolve(&claims.host, claims.port).await {
@@ -670,9 +681,10 @@ impl Proxy {
         if let Err(e) = self
             .config
             .targets
+            .policy
             .check_resolved(claims.kind, &claims.host, &addrs)
         {
-            if consume && self.config.single_use {
+            if consume && self.config.tickets.single_use {
                 if let Some(jti) = &claims.jti {
                     self.replay.forget(jti);
                 }
@@ -707,6 +719,7 @@ impl Proxy {
     fn config_json(&self) -> Response<Full<Bytes>> {
         let origins: Vec<String> = self
             .config
+            .web
             .engine_origins
             .iter()
             .map(origin_string)
@@ -717,11 +730,11 @@ impl Proxy {
 
     async fn static_file(&self, url_path: &str, head: bool) -> Response<Full<Bytes>> {
         let mounts = [
-            ("novnc/", self.config.novnc_dir.as_path()),
-            ("spice/", self.config.spice_dir.as_path()),
-            ("xterm/", self.config.xterm_dir.as_path()),
+            ("novnc/", self.config.web.novnc_dir.as_path()),
+            ("spice/", self.config.web.spice_dir.as_path()),
+            ("xterm/", self.config.web.xterm_dir.as_path()),
         ];
-        let Some(path) = resolve_static(&self.config.web_dir, &mounts, url_path) else {
+        let Some(path) = resolve_static(&self.config.web.dir, &mounts, url_path) else {
             return not_found();
         };
         let body = match tokio::fs::metadata(&path).await {
@@ -988,10 +1001,11 @@ fn origin_string(o: &crate::policy::Origin) -> String {
 /// The page may run only its own scripts, talk only to its own proxy, and be framed
 /// only by the trusted engines.
 fn security_headers(h: &mut HeaderMap, config: &Config) {
-    let ancestors = if config.engine_origins.is_empty() {
+    let ancestors = if config.web.engine_origins.is_empty() {
         "'none'".to_string()
     } else {
         config
+            .web
             .engine_origins
             .iter()
             .map(origin_string)

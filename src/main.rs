@@ -360,7 +360,7 @@ async fn termination() {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args).context("invalid configuration")?;
-    init_logging(config.log_format, &config.log_level)?;
+    init_logging(config.log.format, &config.log.level)?;
     let listen = config.listen;
     let plain = config.tls.is_none();
     let admin_listen = config.admin.listen;

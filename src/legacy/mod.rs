@@ -11,10 +11,20 @@
 pub mod ovirt;
 pub mod tokenfile;
 
-use crate::config::LegacyConfig;
 use crate::ticket::{Claims, Verified, VerifyOptions};
 use std::sync::{Arc, RwLock};
 use tracing::{info, warn};
+
+/// Credentials of the proxies consolegate replaces (`[legacy]`); all off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// The engine certificate whose key verifies oVirt tickets; `Some` enables them.
+    pub ovirt_certificate: Option<std::path::PathBuf>,
+    /// Accept PKCS#1 v1.5 SHA-1 `signature` when `v2_signature` is absent.
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory; `Some` enables token files.
+    pub token_source: Option<std::path::PathBuf>,
+}
 
 /// Why a legacy credential source cannot be loaded (start-up or SIGHUP).
 #[derive(Debug, thiserror::Error)]
