@@ -22,6 +22,8 @@
 use crate::front::Proxy;
 use crate::relay::Stop;
 use crate::session::SessionInfo;
+use crate::util::accept::Acceptor;
+use crate::util::http::{json, text};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -205,23 +207,17 @@ impl Admin {
     /// Serves admin requests until the task is dropped (it outlives the drain, so
     /// `/readyz` can say "draining" while sessions finish).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut listener = Acceptor::new(listener, "admin");
         loop {
             let Ok(permit) = self.connections.clone().acquire_owned().await else {
                 return;
             };
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let admin = self.clone();
-                    tokio::spawn(async move {
-                        admin.connection(stream, peer).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    warn!(cause = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+            let (stream, peer) = listener.accept().await;
+            let admin = self.clone();
+            tokio::spawn(async move {
+                admin.connection(stream, peer).await;
+                drop(permit);
+            });
         }
     }
 
@@ -369,31 +365,6 @@ impl Admin {
         info!(client = %peer, selector = %selector, killed, reason = %reason, "sessions killed by an operator");
         json(StatusCode::OK, &serde_json::json!({ "killed": killed }))
     }
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// A minimal HTTP/1.1 client for the admin API (the `sessions` and `kill`

@@ -19,6 +19,9 @@ use crate::policy::{PolicyError, ReplayCache, Uses};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, SessionStats, Sessions};
 use crate::ticket::{self, TicketError, Verified};
+use crate::util::accept::Acceptor;
+use crate::util::percent::percent_decode;
+pub use crate::util::time::unix_now;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -29,7 +32,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -42,9 +45,6 @@ const MAX_BODY: usize = 16 << 10;
 /// heads beyond that get hyper's bare 431.
 const MAX_HEAD: usize = 16 << 10;
 const HYPER_BUF: usize = 24 << 10;
-/// Longest wait between accept retries when accepting fails (file descriptors
-/// exhausted): the loop backs off from 10 ms to this instead of spinning.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why the proxy could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -272,32 +272,14 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> bool {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::ZERO;
-        let mut accept_failures: u64 = 0;
-        let mut last_accept_log: Option<Instant> = None;
+        let mut listener = Acceptor::new(listener, "browsers");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        backoff = Duration::ZERO;
-                        let proxy = self.clone();
-                        tokio::spawn(async move { proxy.connection(stream, peer).await });
-                    }
-                    Err(e) => {
-                        // Running out of file descriptors is transient: back off
-                        // (10 ms doubling to 1 s), retry, and log at most once a second
-                        // with the count, so neither the CPU nor the log spins.
-                        accept_failures += 1;
-                        if last_accept_log.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
-                            warn!(cause = %e, failures = accept_failures, "accept failed; backing off");
-                            last_accept_log = Some(Instant::now());
-                            accept_failures = 0;
-                        }
-                        backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                        tokio::time::sleep(backoff).await;
-                    }
+                (stream, peer) = listener.accept() => {
+                    let proxy = self.clone();
+                    tokio::spawn(async move { proxy.connection(stream, peer).await });
                 },
                 _ = tick.tick() => self.housekeeping(),
                 () = &mut shutdown => break,
@@ -806,13 +788,6 @@ fn field(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Resolves the ticket's host; an IP literal costs no DNS query.
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
@@ -905,30 +880,6 @@ pub fn ticket_from_uri(uri: &hyper::Uri) -> Option<String> {
     let last = uri.path().rsplit('/').next()?;
     let v = String::from_utf8(percent_decode(last)?).ok()?;
     (!v.is_empty()).then_some(v)
-}
-
-/// Decodes `%XX` escapes; `None` on a malformed escape.
-pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            // Exactly two hex digits: `from_str_radix` alone would also take a sign
-            // ("%+f" as 0x0f), a second spelling of the same byte.
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// Maps a URL path to a file under the web directory, or under a mounted client's
@@ -1211,17 +1162,5 @@ mod tests {
         assert_eq!(t("/websockify?x=1&token=a%2Eb"), Some("a.b".into()));
         assert_eq!(t("/"), None);
         assert_eq!(t("/x/"), None);
-    }
-
-    #[test]
-    fn percent_escapes_are_exactly_two_hex_digits() {
-        assert_eq!(percent_decode("a%2Eb%2f"), Some(b"a.b/".to_vec()));
-        // Found while writing the request_uri fuzz target (its reference decoder guards
-        // it now): a sign was taken as part of the number.
-        assert_eq!(percent_decode("%+f"), None);
-        assert_eq!(percent_decode("%-1"), None);
-        assert_eq!(percent_decode("%f"), None);
-        assert_eq!(percent_decode("%"), None);
-        assert_eq!(percent_decode("%zz"), None);
     }
 }

@@ -21,7 +21,7 @@
 //! use consolegate::{keys, ticket::{Claims, Signer}};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let signer = Signer::new(keys::load_signing_key(std::path::Path::new("engine.key"))?);
-//! let exp = consolegate::front::unix_now() + 120;
+//! let exp = consolegate::unix_now() + 120;
 //! let ticket = signer.sign(
 //!     &Claims::new("127.0.0.1", 5901, exp).with_sub("alice").with_jti(keys::random_jti()),
 //! );
@@ -48,6 +48,8 @@ pub mod policy;
 pub mod relay;
 pub mod session;
 pub mod ticket;
+pub mod util;
 
 pub use keys::KeySet;
 pub use ticket::{Claims, Signer, TicketError, Verified, VerifyOptions};
+pub use util::time::unix_now;

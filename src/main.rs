@@ -220,7 +220,7 @@ fn sign(args: SignArgs) -> Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("--tls {t:?}: expected none, tls or vencrypt"))?,
     };
     let key = consolegate::keys::load_signing_key(&args.key)?;
-    let now = consolegate::front::unix_now();
+    let now = consolegate::unix_now();
     let exp = now
         .checked_add(ttl)
         .context("--ttl is too long to express as a time")?;
@@ -290,7 +290,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         max_lifetime_secs: args.max_lifetime,
         audiences: args.aud,
     };
-    match consolegate::ticket::verify(&ticket, &keys, &opts, consolegate::front::unix_now()) {
+    match consolegate::ticket::verify(&ticket, &keys, &opts, consolegate::unix_now()) {
         Ok(v) => {
             println!(
                 "{}",
@@ -617,11 +617,11 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         };
         let config = Config::load(&serve_args).context("demo configuration")?;
         let sign = move |ttl: i64| {
-            let exp = consolegate::front::unix_now() + ttl;
+            let exp = consolegate::unix_now() + ttl;
             let claims = Claims {
                 sub: Some("demo".into()),
                 jti: Some(keys::random_jti()),
-                iat: Some(consolegate::front::unix_now()),
+                iat: Some(consolegate::unix_now()),
                 ..Claims::new("127.0.0.1", rfb_port, exp)
             };
             signer.sign(&claims)

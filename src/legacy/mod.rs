@@ -185,7 +185,7 @@ fn token_verified(entry: tokenfile::Entry, opts: &VerifyOptions, now: i64) -> Ve
 }
 
 fn announce_engine(engine: &ovirt::Engine) {
-    let now = crate::front::unix_now();
+    let now = crate::util::time::unix_now();
     match engine.validity_problem(now) {
         Some(problem) => {
             warn!(kid = %engine.kid(), problem = %problem, "the oVirt engine certificate is not valid now: every oVirt ticket will be refused")

@@ -563,7 +563,7 @@ struct Target {
 fn parse_data(data: &str) -> Result<Target, OvirtError> {
     let bad = |problem| OvirtError::Data { problem };
     let form = data.replace('+', " ");
-    let decoded = crate::front::percent_decode(&form).ok_or(bad("a malformed % escape"))?;
+    let decoded = crate::util::percent::percent_decode(&form).ok_or(bad("a malformed % escape"))?;
     let v: serde_json::Value =
         serde_json::from_slice(&decoded).map_err(|_| bad("not JSON after URL decoding"))?;
     let obj = v.as_object().ok_or(bad("not a JSON object"))?;
@@ -631,7 +631,7 @@ pub fn ticket_from_uri(uri: &hyper::Uri) -> Option<String> {
         return None;
     }
     let rest = uri.path().strip_prefix('/')?;
-    let decoded = String::from_utf8(crate::front::percent_decode(rest)?).ok()?;
+    let decoded = String::from_utf8(crate::util::percent::percent_decode(rest)?).ok()?;
     looks_like_ticket(&decoded).then_some(decoded)
 }
 
