@@ -7,18 +7,19 @@
 //! log the end. Every refusal before the upgrade is an HTTP status with a one-line
 //! plain-text reason and one log line; the ticket itself is never logged.
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::Backend;
 use crate::clientaddr;
 use crate::config::Config;
 use crate::denylist::{DenyList, DenyListError};
 use crate::keys::{self, KeyError, KeySet};
-use crate::legacy::{self, Legacy, LegacyError};
+use crate::legacy::{self, Legacy};
 use crate::limits::{ClientLimits, RefusalLog, TicketSessions};
 use crate::metrics::Metrics;
-use crate::policy::{PolicyError, ReplayCache, Uses};
+use crate::policy::{ReplayCache, Uses};
+use crate::refusal::{Code, Refusal, Refuse};
 use crate::relay::{self, CloseReason};
 use crate::session::{SessionInfo, SessionStats, Sessions};
-use crate::ticket::{self, TicketError, Verified};
+use crate::ticket::{self, Verified};
 use crate::util::accept::Acceptor;
 use crate::util::percent::percent_decode;
 pub use crate::util::time::unix_now;
@@ -59,50 +60,6 @@ pub enum FrontError {
     Tls { path: PathBuf, reason: String },
     #[error(transparent)]
     DenyList(#[from] DenyListError),
-}
-
-/// A request refused before the upgrade.
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: StatusCode,
-    /// Stable snake_case identifier for logs, metrics and the console page.
-    pub code: &'static str,
-    /// One line a person understands.
-    pub reason: String,
-}
-
-impl Refusal {
-    fn new(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
-        Refusal {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            code,
-            reason: reason.into(),
-        }
-    }
-}
-
-impl From<TicketError> for Refusal {
-    fn from(e: TicketError) -> Self {
-        Refusal::new(e.status(), e.code(), e.to_string())
-    }
-}
-
-impl From<BackendError> for Refusal {
-    fn from(e: BackendError) -> Self {
-        Refusal::new(e.status(), e.code(), e.to_string())
-    }
-}
-
-impl From<LegacyError> for Refusal {
-    fn from(e: LegacyError) -> Self {
-        Refusal::new(e.status(), e.code(), e.to_string())
-    }
-}
-
-impl From<PolicyError> for Refusal {
-    fn from(e: PolicyError) -> Self {
-        Refusal::new(403, e.code(), e.to_string())
-    }
 }
 
 /// A refusal from the ticket rules or the policy, with the verified ticket when the
@@ -325,7 +282,7 @@ impl Proxy {
                 Ok(Some(client)) => client,
                 Ok(None) => peer,
                 Err(e) => {
-                    let r = Refusal::new(400, "proxy_protocol", e.to_string());
+                    let r = Refusal::new(Code::ProxyProtocol, e.to_string());
                     self.log_refusal(peer, r, None);
                     return;
                 }
@@ -383,8 +340,7 @@ impl Proxy {
         let head = head_size(&req);
         if head > MAX_HEAD {
             let r = Refusal::new(
-                431,
-                "head_too_large",
+                Code::HeadTooLarge,
                 format!("request headers too large ({head} bytes; at most {MAX_HEAD})"),
             );
             return refuse(self.log_refusal(peer, r, None));
@@ -393,7 +349,7 @@ impl Proxy {
             return match self.clone().open_session(req, peer, tls).await {
                 Ok(resp) => resp,
                 Err(refusal) => {
-                    self.metrics.refused(refusal.code);
+                    self.metrics.refused(refusal.code.as_str());
                     refuse(refusal)
                 }
             };
@@ -403,7 +359,7 @@ impl Proxy {
             (&Method::POST, "/consolegate/check") => {
                 // The pre-flight verifies a ticket too: same bucket as handshakes.
                 if let Err(e) = self.client_limits.handshake(peer.ip(), Instant::now()) {
-                    let r = Refusal::new(429, e.code(), e.to_string());
+                    let r = Refusal::of(&e);
                     return refuse(self.log_refusal(peer, r, None));
                 }
                 self.check_endpoint(req).await
@@ -435,26 +391,25 @@ impl Proxy {
         if self.draining.load(Ordering::SeqCst) {
             return Err(self.log_refusal(
                 peer,
-                Refusal::new(503, "draining", "the proxy is shutting down; try again"),
+                Refusal::new(Code::Draining, "the proxy is shutting down; try again"),
                 None,
             ));
         }
         if let Err(e) = self.client_limits.handshake(peer.ip(), Instant::now()) {
-            let r = Refusal::new(429, e.code(), e.to_string());
+            let r = Refusal::of(&e);
             return Err(self.log_refusal(peer, r, None));
         }
         let origin = header_str(headers, header::ORIGIN);
         let host = header_str(headers, header::HOST);
         if let Err(e) = self.config.origins.check(origin, host, tls) {
-            return Err(self.log_refusal(peer, e.into(), None));
+            return Err(self.log_refusal(peer, Refusal::of(&e), None));
         }
         let from_uri = self.legacy.ticket_from_uri(req.uri());
         let Some(ticket) = from_uri.or_else(|| ticket_from_uri(req.uri())) else {
             return Err(self.log_refusal(
                 peer,
                 Refusal::new(
-                    400,
-                    "no_ticket",
+                    Code::NoTicket,
                     "no ticket in the URL (expected /<ticket> or ?token=<ticket>)",
                 ),
                 None,
@@ -477,8 +432,7 @@ impl Proxy {
         let Some(slot) = self.sessions.reserve() else {
             forget_on_failure(&self);
             let r = Refusal::new(
-                503,
-                "too_many_sessions",
+                Code::TooManySessions,
                 "the proxy is at its session limit; try again later",
             );
             return Err(self.log_refusal(peer, r, Some(&verified)));
@@ -487,7 +441,7 @@ impl Proxy {
             Ok(s) => s,
             Err(e) => {
                 forget_on_failure(&self);
-                let r = Refusal::new(429, e.code(), e.to_string());
+                let r = Refusal::of(&e);
                 return Err(self.log_refusal(peer, r, Some(&verified)));
             }
         };
@@ -503,7 +457,7 @@ impl Proxy {
             }
             Err(e) => {
                 forget_on_failure(&self);
-                return Err(self.log_refusal(peer, e.into(), Some(&verified)));
+                return Err(self.log_refusal(peer, Refusal::of(&e), Some(&verified)));
             }
         };
         // TLS and VeNCrypt finish after the 101 answer, so that their failures reach
@@ -562,8 +516,13 @@ impl Proxy {
                     (out.bytes_up, out.bytes_down, Ok(out.reason))
                 }
                 (Ok(upgraded), Err(e)) => {
-                    warn!(session = id, client = %peer, target = %target, code = e.code(), reason = %e, "console server handshake failed");
-                    relay::close_with(TokioIo::new(upgraded), 1011, &e.to_string()).await;
+                    warn!(session = id, client = %peer, target = %target, code = %e.refusal_code(), reason = %e, "console server handshake failed");
+                    relay::close_with(
+                        TokioIo::new(upgraded),
+                        e.refusal_code().close_code(),
+                        &e.to_string(),
+                    )
+                    .await;
                     (0, 0, Ok(CloseReason::TargetError(e.to_string())))
                 }
                 (Err(e), _) => (0, 0, Err(e.to_string())),
@@ -609,8 +568,10 @@ impl Proxy {
         let now = unix_now();
         let opts = &self.config.tickets.verify;
         let verified = match self.legacy.verify(ticket, opts, now) {
-            Some(legacy) => legacy.map_err(Refusal::from),
-            None => ticket::verify(ticket, &self.current_keys(), opts, now).map_err(Refusal::from),
+            Some(legacy) => legacy.map_err(|e| Refusal::of(&e)),
+            None => {
+                ticket::verify(ticket, &self.current_keys(), opts, now).map_err(|e| Refusal::of(&e))
+            }
         }
         .map_err(|refusal| Rejected {
             refusal,
@@ -627,10 +588,10 @@ impl Proxy {
             .deny
             .check(claims.jti.as_deref(), claims.sub.as_deref())
         {
-            return fail(Refusal::new(403, "revoked", revoked.to_string()), &verified);
+            return fail(Refusal::of(&revoked), &verified);
         }
         if let Err(e) = self.backend.supports(claims.tls) {
-            return fail(e.into(), &verified);
+            return fail(Refusal::of(&e), &verified);
         }
         if self.config.tickets.single_use {
             let until = claims
@@ -645,7 +606,7 @@ impl Proxy {
                 self.replay.check_uses(claims.jti.as_deref(), uses, now)
             };
             if let Err(e) = seen {
-                return fail(e.into(), &verified);
+                return fail(Refusal::of(&e), &verified);
             }
         }
         if let Err(e) = self
@@ -654,7 +615,7 @@ impl Proxy {
             .policy
             .check_port(claims.kind, claims.port)
         {
-            return fail(e.into(), &verified);
+            return fail(Refusal::of(&e), &verified);
         }
         let addrs = match resolve(&claims.host, claims.port).await {
             Ok(a) => a,
@@ -671,7 +632,7 @@ impl Proxy {
                     self.replay.forget(jti);
                 }
             }
-            return fail(e.into(), &verified);
+            return fail(Refusal::of(&e), &verified);
         }
         Ok(Admitted { verified, addrs })
     }
@@ -692,7 +653,7 @@ impl Proxy {
                 "jti": a.verified.claims.jti,
             }),
             Err(Rejected { refusal: r, .. }) => serde_json::json!({
-                "ok": false, "status": r.status.as_u16(), "code": r.code, "reason": r.reason,
+                "ok": false, "status": r.code.status(), "code": r.code.as_str(), "reason": r.reason,
             }),
         };
         json_response(StatusCode::OK, &answer, &self.config)
@@ -744,9 +705,9 @@ impl Proxy {
     /// One log line per refusal, at most `refusals_per_second` a second per code; the
     /// rest are counted and summarised (here or by [`Self::housekeeping`]).
     fn log_refusal(&self, peer: SocketAddr, r: Refusal, v: Option<&Verified>) -> Refusal {
-        let verdict = self.refusal_log.note(r.code, Instant::now());
+        let verdict = self.refusal_log.note(r.code.as_str(), Instant::now());
         if verdict.suppressed_before > 0 {
-            let (code, n) = (r.code, verdict.suppressed_before);
+            let (code, n) = (r.code.as_str(), verdict.suppressed_before);
             warn!(
                 code,
                 suppressed = n,
@@ -760,7 +721,7 @@ impl Proxy {
             Some(v) => (field(&v.claims.sub), field(&v.claims.jti), v.kid.as_str()),
             None => ("-", "-", "-"),
         };
-        warn!(client = %peer, status = r.status.as_u16(), code = r.code, sub, jti, kid, reason = %r.reason, "refused");
+        warn!(client = %peer, status = r.code.status(), code = r.code.as_str(), sub, jti, kid, reason = %r.reason, "refused");
         r
     }
 }
@@ -798,8 +759,7 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
             let v: Vec<SocketAddr> = addrs.collect();
             if v.is_empty() {
                 Err(Refusal::new(
-                    502,
-                    "target_unresolved",
+                    Code::TargetUnresolved,
                     format!("console server name {host} has no address"),
                 ))
             } else {
@@ -807,8 +767,7 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
             }
         }
         Err(e) => Err(Refusal::new(
-            502,
-            "target_unresolved",
+            Code::TargetUnresolved,
             format!("console server name {host} cannot be resolved: {e}"),
         )),
     }
@@ -838,15 +797,13 @@ fn offers_binary(h: &HeaderMap) -> bool {
 fn websocket_accept(h: &HeaderMap) -> Result<String, Refusal> {
     if !header_has_token(h, header::CONNECTION, "upgrade") {
         return Err(Refusal::new(
-            400,
-            "bad_handshake",
+            Code::BadHandshake,
             "WebSocket handshake without Connection: Upgrade",
         ));
     }
     if header_str(h, header::SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
         return Err(Refusal::new(
-            426,
-            "bad_handshake",
+            Code::WebsocketVersion,
             "unsupported WebSocket version (13 expected)",
         ));
     }
@@ -858,8 +815,7 @@ fn websocket_accept(h: &HeaderMap) -> Result<String, Refusal> {
         Ok(raw) if raw.len() == 16 => {}
         _ => {
             return Err(Refusal::new(
-                400,
-                "bad_handshake",
+                Code::BadHandshake,
                 "missing or invalid Sec-WebSocket-Key",
             ))
         }
@@ -1013,18 +969,13 @@ fn head_size<B>(req: &Request<B>) -> usize {
 }
 
 fn refuse(r: Refusal) -> Response<Full<Bytes>> {
-    let mut resp = plain(r.status, &r.reason);
-    if r.status == StatusCode::TOO_MANY_REQUESTS {
-        // A token comes back within a second; a session slot takes longer.
-        let after = if r.code == "too_many_handshakes" {
-            "1"
-        } else {
-            "10"
-        };
+    let status = StatusCode::from_u16(r.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = plain(status, &r.reason);
+    if let Some(secs) = r.code.retry_after() {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if r.status == StatusCode::UPGRADE_REQUIRED {
+    if status == StatusCode::UPGRADE_REQUIRED {
         resp.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),

@@ -37,16 +37,6 @@ pub enum LimitError {
     TooManyHandshakes,
 }
 
-impl LimitError {
-    /// Stable snake_case identifier for logs and the console page.
-    pub fn code(&self) -> &'static str {
-        match self {
-            LimitError::TooManySessions { .. } => "too_many_client_sessions",
-            LimitError::TooManyHandshakes => "too_many_handshakes",
-        }
-    }
-}
-
 /// The key a client's limits are kept under: its address, with an IPv6 client
 /// reduced to its /64 (one host usually owns a whole /64, and counting single v6
 /// addresses would make the limit free to dodge).

@@ -9,6 +9,7 @@ use consolegate::admin::{self, Admin};
 use consolegate::config::{Config, LogFormat, ServeArgs};
 use consolegate::front::Proxy;
 use consolegate::keys;
+use consolegate::refusal::Refuse;
 use consolegate::ticket::{Claims, Signer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -299,7 +300,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!("refused: {err} ({})", err.code());
+            eprintln!("refused: {err} ({})", err.refusal_code());
             Ok(ExitCode::from(1))
         }
     }
