@@ -5,12 +5,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use consolegate::admin::{self, Admin};
 use consolegate::config::{Config, LogFormat, ServeArgs};
+use consolegate::demo::engine::DemoEngine;
 use consolegate::front::Proxy;
 use consolegate::keys;
+use consolegate::ops::admin::{self, Admin};
+use consolegate::ops::client;
 use consolegate::refusal::Refuse;
-use consolegate::ticket::{Claims, Signer};
+use consolegate::ticket::Signer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -435,7 +437,7 @@ fn admin_call(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let answer = rt.block_on(admin::client::request(
+    let answer = rt.block_on(client::request(
         &args.admin,
         method,
         path,
@@ -617,23 +619,9 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
             ..ServeArgs::default()
         };
         let config = Config::load(&serve_args).context("demo configuration")?;
-        let sign = move |ttl: i64| {
-            let exp = consolegate::unix_now() + ttl;
-            let claims = Claims {
-                sub: Some("demo".into()),
-                jti: Some(keys::random_jti()),
-                iat: Some(consolegate::unix_now()),
-                ..Claims::new("127.0.0.1", rfb_port, exp)
-            };
-            signer.sign(&claims)
-        };
-        let url_ticket = sign(600);
-        let demo_password = password.clone();
-        let proxy = Proxy::new(config)?.with_demo(Box::new(move || {
-            serde_json::json!({
-                "ticket": sign(120), "password": demo_password, "title": "consolegate demo", "kind": "vnc",
-            })
-        }));
+        let engine = DemoEngine::new(signer, rfb_port, password.clone(), web_dir.clone());
+        let url_ticket = engine.ticket(600);
+        let proxy = Proxy::new(config)?.with_extension(engine);
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let has_page = web_dir.join("console.html").is_file();
         println!();
@@ -664,7 +652,7 @@ impl Drop for RemoveOnDrop {
 #[cfg(test)]
 mod tests {
     use super::{human_bytes, parse_duration, session_table};
-    use consolegate::admin::SessionView;
+    use consolegate::ops::admin::SessionView;
 
     #[test]
     fn the_session_table_aligns_columns_and_says_when_it_is_empty() {

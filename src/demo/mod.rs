@@ -12,6 +12,7 @@
 //! message ends that client's connection with an `io::Error`, and the accept loop
 //! carries on serving everyone else.
 
+pub mod engine;
 mod font;
 mod picture;
 mod pixel;

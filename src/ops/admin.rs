@@ -17,11 +17,15 @@
 //! token file, session control is off (403), so a default install exposes no
 //! session data, not even to local users. The token file is re-read on SIGHUP.
 //!
-//! [`client`] is the small HTTP/1.1 client the `sessions` and `kill` subcommands use.
+//! [`super::client`] is the small HTTP/1.1 client the `sessions` and `kill`
+//! subcommands use.
+//!
+//! The listener knows a running proxy only through [`Watched`], so this room depends
+//! on the session registry and the metrics, never on the front that implements it.
 
-use crate::front::Proxy;
+use super::metrics::Metrics;
 use crate::relay::Stop;
-use crate::session::SessionInfo;
+use crate::session::{SessionInfo, Sessions};
 use crate::util::accept::Acceptor;
 use crate::util::http::{json, text};
 use http_body_util::{BodyExt, Full, Limited};
@@ -173,9 +177,23 @@ pub struct KillRequest {
     pub reason: Option<String>,
 }
 
+/// What the admin listener reads and steers of a running proxy.
+pub trait Watched: Send + Sync + 'static {
+    /// The live sessions, to list and to stop.
+    fn sessions(&self) -> &Sessions;
+    /// The proxy's metrics, rendered at `/metrics`.
+    fn metrics(&self) -> &Metrics;
+    /// True once shutdown began: `/readyz` says "draining".
+    fn is_draining(&self) -> bool;
+    /// True while at least one trusted key is loaded: `/readyz` says ready.
+    fn has_keys(&self) -> bool;
+    /// The bearer token file from `[admin] token_file`; `None`: session control off.
+    fn admin_token_file(&self) -> Option<&Path>;
+}
+
 /// The admin listener's state.
 pub struct Admin {
-    proxy: Arc<Proxy>,
+    proxy: Arc<dyn Watched>,
     token_file: Option<PathBuf>,
     /// SHA-256 of the token; `None`: session control is off.
     token: RwLock<Option<[u8; 32]>>,
@@ -184,8 +202,8 @@ pub struct Admin {
 
 impl Admin {
     /// Reads the token file named in the proxy's configuration, if any.
-    pub fn new(proxy: Arc<Proxy>) -> Result<Arc<Admin>, TokenError> {
-        let token_file = proxy.config().admin.token_file.clone();
+    pub fn new(proxy: Arc<dyn Watched>) -> Result<Arc<Admin>, TokenError> {
+        let token_file = proxy.admin_token_file().map(Path::to_path_buf);
         let token = token_file.as_deref().map(load_token).transpose()?;
         Ok(Arc::new(Admin {
             proxy,
@@ -252,7 +270,7 @@ impl Admin {
                 let mut resp = Response::new(Full::new(Bytes::from(self.proxy.metrics().render())));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                    HeaderValue::from_static(super::metrics::CONTENT_TYPE),
                 );
                 resp
             }
@@ -286,7 +304,7 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining: the proxy is shutting down",
             )
-        } else if self.proxy.key_ids().is_empty() {
+        } else if !self.proxy.has_keys() {
             text(StatusCode::SERVICE_UNAVAILABLE, "no trusted keys loaded")
         } else {
             text(StatusCode::OK, "ready")
@@ -364,120 +382,6 @@ impl Admin {
         };
         info!(client = %peer, selector = %selector, killed, reason = %reason, "sessions killed by an operator");
         json(StatusCode::OK, &serde_json::json!({ "killed": killed }))
-    }
-}
-
-/// A minimal HTTP/1.1 client for the admin API (the `sessions` and `kill`
-/// subcommands, and tests): one request per connection, plain HTTP only.
-pub mod client {
-    use super::*;
-
-    /// Why an admin request failed before an answer arrived.
-    #[derive(Debug, thiserror::Error)]
-    pub enum ClientError {
-        #[error("admin URL {0:?}: expected http://HOST:PORT (plain HTTP; the admin listener has no TLS)")]
-        Url(String),
-        #[error("cannot connect to the admin listener at {addr}: {cause} (is the proxy running with [admin] listen?)")]
-        Connect { addr: String, cause: std::io::Error },
-        #[error("admin request failed: {0}")]
-        Http(#[from] hyper::Error),
-        #[error("admin request: {0}")]
-        Request(#[from] hyper::http::Error),
-        #[error("the admin listener at {0} did not answer within 10 s")]
-        Timeout(String),
-    }
-
-    /// An answer: status and body text.
-    #[derive(Debug, Clone)]
-    pub struct Answer {
-        pub status: StatusCode,
-        pub body: String,
-    }
-
-    /// `http://host:port[/]` → `host:port`.
-    pub fn authority(url: &str) -> Result<String, ClientError> {
-        let rest = url
-            .trim()
-            .strip_prefix("http://")
-            .unwrap_or(url.trim())
-            .trim_end_matches('/');
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.contains("://") {
-            return Err(ClientError::Url(url.to_string()));
-        }
-        Ok(rest.to_string())
-    }
-
-    /// Sends one request to the admin listener at `base`.
-    pub async fn request(
-        base: &str,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> Result<Answer, ClientError> {
-        let addr = authority(base)?;
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            send(&addr, method, path, token, body),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(addr.clone()))?
-    }
-
-    async fn send(
-        addr: &str,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> Result<Answer, ClientError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|cause| ClientError::Connect {
-                addr: addr.to_string(),
-                cause,
-            })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, addr);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer {
-            status,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn admin_urls_are_plain_http_host_and_port() {
-            assert_eq!(
-                authority("http://127.0.0.1:6101").unwrap(),
-                "127.0.0.1:6101"
-            );
-            assert_eq!(authority("http://[::1]:6101/").unwrap(), "[::1]:6101");
-            assert_eq!(authority("localhost:6101").unwrap(), "localhost:6101");
-            for bad in ["https://h:1", "http://h:1/x", "", "http://u@h:1"] {
-                assert!(authority(bad).is_err(), "{bad}");
-            }
-        }
     }
 }
 

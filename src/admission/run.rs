@@ -1,0 +1,130 @@
+//! From the 101 answer to the session's end: register the admitted session, wait for
+//! the browser's upgrade and the console server's TLS or VeNCrypt, spend rule 7's use
+//! the moment the relay starts, relay, and log the end.
+
+use super::{log_fields, Admission, Gate};
+use crate::policy::Uses;
+use crate::refusal::Refuse;
+use crate::relay::{self, CloseReason, SessionStats, Stop};
+use crate::session::SessionInfo;
+use crate::ticket::Verified;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{info, warn};
+
+impl Gate {
+    /// Registers `admission`'s session (replacing the oldest session of its ticket
+    /// when the ticket is over `max_sessions_per_ticket`) and spawns its life: once
+    /// `upgrade` (the browser's side of the 101) and the console server's handshake
+    /// are both through, the relay starts and the ticket's use is spent. Returns the
+    /// session id. `started` is when the request arrived.
+    pub fn open<U>(&self, admission: Admission, upgrade: U, started: Instant) -> u64
+    where
+        U: Future<Output = Result<Upgraded, hyper::Error>> + Send + 'static,
+    {
+        let Admission {
+            client,
+            ticket,
+            ticket_key,
+            target,
+            console,
+            single_use,
+            session_slot,
+            client_slot,
+        } = admission;
+        let stats = Arc::new(SessionStats::default());
+        let info = SessionInfo {
+            id: 0,
+            client,
+            target,
+            sub: ticket.claims.sub.clone(),
+            jti: ticket.claims.jti.clone(),
+            kid: ticket.kid.clone(),
+            started: SystemTime::now(),
+            stats: stats.clone(),
+        };
+        let (registration, stop) = self.sessions.register(session_slot, info);
+        let id = registration.id();
+        let per_client = Uses::for_kind(ticket.claims.kind).max as usize;
+        let (ticket_slot, replaced) = self.ticket_sessions.add(ticket_key, id, per_client);
+        let (sub, jti, kid) = log_fields(Some(&ticket));
+        if !replaced.is_empty() {
+            let n = self.sessions.stop_where(
+                Stop::Kill("replaced by a newer session with the same ticket".into()),
+                |i| replaced.contains(&i.id),
+            );
+            info!(session = id, replaced = ?replaced, stopped = n, jti,
+                "ticket over max_sessions_per_ticket: the oldest session is replaced");
+        }
+        info!(
+            session = id, client = %client, target = %target, sub, jti, kid = %kid,
+            setup_ms = started.elapsed().as_millis() as u64, "session opened"
+        );
+        let relay_cfg = self.rules.relay.clone();
+        tokio::spawn(async move {
+            // Held for the whole session: the registry entry, the client's and the
+            // ticket's counts. Dropped (given back) when this task ends, however.
+            let _held = (registration, client_slot, ticket_slot);
+            let opened = Instant::now();
+            let (upgraded, secured) = tokio::join!(upgrade, console.finish());
+            let (up, down, reason) = match (upgraded, secured) {
+                (Ok(upgraded), Ok(console)) => {
+                    // Rule 7: the session started.
+                    if let Some(used) = single_use {
+                        used.spend();
+                    }
+                    let client_io = TokioIo::new(upgraded);
+                    let out =
+                        relay::relay_counted(client_io, console, &relay_cfg, stop, Some(stats))
+                            .await;
+                    (out.bytes_up, out.bytes_down, out.reason)
+                }
+                (Ok(upgraded), Err(e)) => {
+                    // The use goes back before the page hears of the failure: it may
+                    // ask /consolegate/check about the same ticket at once.
+                    drop(single_use);
+                    let code = e.refusal_code();
+                    warn!(session = id, client = %client, target = %target, code = %code, reason = %e, "console server handshake failed");
+                    relay::close_with(TokioIo::new(upgraded), code.close_code(), &e.to_string())
+                        .await;
+                    (0, 0, CloseReason::TargetError(e.to_string()))
+                }
+                (Err(e), _) => {
+                    warn!(session = id, client = %client, cause = %e, "upgrade failed after 101");
+                    return;
+                }
+            };
+            log_session_end(
+                id,
+                client,
+                target,
+                &ticket,
+                (up, down),
+                opened.elapsed(),
+                &reason,
+            );
+        });
+        id
+    }
+}
+
+fn log_session_end(
+    id: u64,
+    client: SocketAddr,
+    target: SocketAddr,
+    ticket: &Verified,
+    (up, down): (u64, u64),
+    duration: Duration,
+    reason: &CloseReason,
+) {
+    let (sub, jti, kid) = log_fields(Some(ticket));
+    info!(
+        session = id, client = %client, target = %target, sub, jti, kid = %kid,
+        bytes_up = up, bytes_down = down, duration_ms = duration.as_millis() as u64,
+        close_code = reason.code(), reason = %reason, "session ended"
+    );
+}
