@@ -52,7 +52,13 @@ pub enum PolicySyntaxError {
     Origin(String),
 }
 
-/// An address range such as `10.0.0.0/8`.
+/// An address range such as `10.0.0.0/8` (a bare address is its /32 or /128).
+///
+/// Kept by hand rather than taken from `ipnet`: that crate reads `010.0.0.0/8` as
+/// 10.0.0.0/8 (where `inet_aton` reads octal 8.0.0.0; std's parser, used here, refuses
+/// it), wants a prefix on every entry, and compares an IPv4-mapped IPv6 address
+/// (`::ffff:10.0.0.1`) with an IPv4 range as never inside it; the mapped forms are the
+/// fuzz finding below, so the wrapper around it would be as long as this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     network: IpAddr,

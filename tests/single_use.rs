@@ -134,11 +134,15 @@ async fn a_dial_failure_does_not_use_up_the_ticket_and_the_same_link_works_once_
         .expect("the same ticket opens the session once the console server is up");
 }
 
-#[tokio::test]
-async fn a_full_proxy_does_not_use_up_the_ticket() {
+/// With one session open, a second ticket is refused with `status` (a slot is
+/// full); once the first session ends, the same second ticket opens a session.
+async fn refused_while_full_then_admitted(
+    tweak: impl FnOnce(&mut consolegate::config::ServeArgs),
+    status: u16,
+) {
     let p = TestProxy::start(|a| {
         single_use(a);
-        a.max_sessions = Some(1);
+        tweak(a);
     })
     .await;
     let target = console_server().await;
@@ -146,8 +150,8 @@ async fn a_full_proxy_does_not_use_up_the_ticket() {
         .await
         .unwrap();
     let ticket = p.ticket(target);
-    let (status, body) = refused(&p.url(&ticket)).await;
-    assert_eq!(status, 503, "{body}");
+    let (got, body) = refused(&p.url(&ticket)).await;
+    assert_eq!(got, status, "{body}");
     drop(first);
     wait_until("the first session ends", || {
         p.proxy.sessions().live_count() == 0
@@ -159,27 +163,13 @@ async fn a_full_proxy_does_not_use_up_the_ticket() {
 }
 
 #[tokio::test]
+async fn a_full_proxy_does_not_use_up_the_ticket() {
+    refused_while_full_then_admitted(|a| a.max_sessions = Some(1), 503).await;
+}
+
+#[tokio::test]
 async fn a_client_over_its_session_limit_does_not_use_up_the_ticket() {
-    let p = TestProxy::start(|a| {
-        single_use(a);
-        a.max_sessions_per_client = Some(1);
-    })
-    .await;
-    let target = console_server().await;
-    let (first, _) = tokio_tungstenite::connect_async(p.url(&p.ticket(target)))
-        .await
-        .unwrap();
-    let ticket = p.ticket(target);
-    let (status, body) = refused(&p.url(&ticket)).await;
-    assert_eq!(status, 429, "{body}");
-    drop(first);
-    wait_until("the first session ends", || {
-        p.proxy.sessions().live_count() == 0
-    })
-    .await;
-    tokio_tungstenite::connect_async(p.url(&ticket))
-        .await
-        .expect("the refused ticket opens a session once the client has room");
+    refused_while_full_then_admitted(|a| a.max_sessions_per_client = Some(1), 429).await;
 }
 
 /// A self-signed certificate as the console CA: enough for the proxy to accept `tls`
