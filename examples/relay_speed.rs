@@ -8,8 +8,8 @@
 //!
 //! The full side-by-side benchmark lives elsewhere; this is the relay author's check.
 
+use consolegate::relay::SessionStats;
 use consolegate::relay::{relay_counted, RelayConfig, Stop};
-use consolegate::session::SessionStats;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

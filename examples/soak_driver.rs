@@ -390,11 +390,7 @@ async fn main() -> std::process::ExitCode {
         let claims = Claims {
             sub: Some("soak".into()),
             jti: Some(keys::random_jti()),
-            ..Claims::new(
-                "127.0.0.1",
-                target.port(),
-                consolegate::front::unix_now() + 120,
-            )
+            ..Claims::new("127.0.0.1", target.port(), consolegate::unix_now() + 120)
         };
         let ticket = if matches!(kind, Kind::BadTicket) {
             foreign.sign(&claims)

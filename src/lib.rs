@@ -6,14 +6,18 @@
 //! bytes ([`relay`]) until the session ends. No database, token files or RPC: any proxy
 //! holding the public key serves any ticket.
 //!
-//! A request flows one way: `front` (accept, HTTP) → `ticket` (rules 1–6) → `policy`
-//! (single use, target) → [`backend`] (TCP, then TLS or VeNCrypt to the console
-//! server) → `relay` → close and log, with `session` keeping the live-session limit
-//! and drain.
+//! A request flows one way: [`front`] (accept, HTTP, the handshake) → [`admission`]
+//! (the ticket's rules 1–6 in [`ticket`], revocation in [`denylist`], rules 7–8 in
+//! [`policy`], the slots of [`session`] and [`limits`], the TCP connection of
+//! [`backend`]: one guard value that gives everything back unless the session starts)
+//! → [`relay`] → close and log. Every refusal on the way has one code in the
+//! [`refusal`] contract. Below them all, [`util`] holds the shared helpers; beside
+//! them, [`config`] turns the file and flags into one validated configuration.
 //!
-//! Operators watch and steer a running proxy through [`admin`] (health, readiness,
-//! [`metrics`], listing and killing sessions) and revoke tickets or users with a
-//! [`denylist`] file; see docs/operations.md.
+//! Operators watch and steer a running proxy through [`ops`] (health, readiness,
+//! metrics, listing and killing sessions) and revoke tickets or users with a
+//! [`denylist`] file; see docs/operations.md. The [`demo`] is a separate room: the
+//! production path never names it.
 //!
 //! An engine written in Rust signs tickets with [`ticket::Signer`]:
 //!
@@ -21,7 +25,7 @@
 //! use consolegate::{keys, ticket::{Claims, Signer}};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let signer = Signer::new(keys::load_signing_key(std::path::Path::new("engine.key"))?);
-//! let exp = consolegate::front::unix_now() + 120;
+//! let exp = consolegate::unix_now() + 120;
 //! let ticket = signer.sign(
 //!     &Claims::new("127.0.0.1", 5901, exp).with_sub("alice").with_jti(keys::random_jti()),
 //! );
@@ -33,7 +37,7 @@
 //! [`policy`] (rules 7–8).
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub mod admission;
 pub mod backend;
 pub mod clientaddr;
 pub mod config;
@@ -43,14 +47,17 @@ pub mod front;
 pub mod keys;
 pub mod legacy;
 pub mod limits;
-pub mod metrics;
+pub mod ops;
 pub mod policy;
 pub mod recording;
+pub mod refusal;
 pub mod relay;
 pub mod rfb;
 pub mod session;
 pub mod tap;
 pub mod ticket;
+pub mod util;
 
 pub use keys::KeySet;
 pub use ticket::{Claims, Signer, TicketError, Verified, VerifyOptions};
+pub use util::time::unix_now;

@@ -13,32 +13,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The per-client and per-ticket limits, as configured. Zero switches a limit off.
+/// The per-client limits, as configured (`[limits]`). Zero switches a limit off.
+/// The per-ticket limit ([`TicketSessions`]) and the refusal log's rate
+/// ([`RefusalLog`]) are single numbers from `[tickets]` and `[log]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LimitsConfig {
+pub struct ClientLimitsConfig {
     /// Concurrent sessions of one client address (an IPv6 client is its /64).
     pub max_sessions_per_client: usize,
     /// Sustained WebSocket handshakes per second from one client address.
     pub handshakes_per_second: f64,
     /// Handshakes one client may make at once before the rate applies.
     pub handshake_burst: f64,
-    /// Concurrent sessions of one ticket; a newer session replaces the oldest.
-    pub max_sessions_per_ticket: usize,
-    /// Refusal log lines per second for each refusal code; the rest are counted and
-    /// summarised once per second.
-    pub refusal_lines_per_second: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_sessions_per_client: 100,
-            handshakes_per_second: 20.0,
-            handshake_burst: 40.0,
-            max_sessions_per_ticket: 2,
-            refusal_lines_per_second: 10,
-        }
-    }
 }
 
 /// Why a client was refused by its own limits.
@@ -50,16 +35,6 @@ pub enum LimitError {
     TooManySessions { limit: usize },
     #[error("too many connection attempts from your address; try again in a moment")]
     TooManyHandshakes,
-}
-
-impl LimitError {
-    /// Stable snake_case identifier for logs and the console page.
-    pub fn code(&self) -> &'static str {
-        match self {
-            LimitError::TooManySessions { .. } => "too_many_client_sessions",
-            LimitError::TooManyHandshakes => "too_many_handshakes",
-        }
-    }
 }
 
 /// The key a client's limits are kept under: its address, with an IPv6 client
@@ -88,7 +63,7 @@ struct ClientState {
 
 /// Per-client-address session counts and handshake token buckets.
 pub struct ClientLimits {
-    cfg: LimitsConfig,
+    cfg: ClientLimitsConfig,
     table: Mutex<HashMap<IpAddr, ClientState>>,
 }
 
@@ -108,7 +83,7 @@ impl Drop for ClientSlot {
 }
 
 impl ClientLimits {
-    pub fn new(cfg: LimitsConfig) -> Self {
+    pub fn new(cfg: ClientLimitsConfig) -> Self {
         ClientLimits {
             cfg,
             table: Mutex::new(HashMap::new()),
@@ -376,13 +351,11 @@ impl RefusalLog {
 mod tests {
     use super::*;
 
-    fn cfg() -> LimitsConfig {
-        LimitsConfig {
+    fn cfg() -> ClientLimitsConfig {
+        ClientLimitsConfig {
             max_sessions_per_client: 2,
             handshakes_per_second: 10.0,
             handshake_burst: 3.0,
-            max_sessions_per_ticket: 2,
-            refusal_lines_per_second: 5,
         }
     }
 

@@ -5,11 +5,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use consolegate::admin::{self, Admin};
 use consolegate::config::{Config, LogFormat, ServeArgs};
+use consolegate::demo::engine::DemoEngine;
 use consolegate::front::Proxy;
 use consolegate::keys;
-use consolegate::ticket::{Claims, Signer};
+use consolegate::ops::admin::{self, Admin};
+use consolegate::ops::client;
+use consolegate::refusal::Refuse;
+use consolegate::ticket::Signer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -251,7 +254,7 @@ fn sign(args: SignArgs) -> Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("--tls {t:?}: expected none, tls or vencrypt"))?,
     };
     let key = consolegate::keys::load_signing_key(&args.key)?;
-    let now = consolegate::front::unix_now();
+    let now = consolegate::unix_now();
     let exp = now
         .checked_add(ttl)
         .context("--ttl is too long to express as a time")?;
@@ -323,7 +326,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         max_lifetime_secs: args.max_lifetime,
         audiences: args.aud,
     };
-    match consolegate::ticket::verify(&ticket, &keys, &opts, consolegate::front::unix_now()) {
+    match consolegate::ticket::verify(&ticket, &keys, &opts, consolegate::unix_now()) {
         Ok(v) => {
             println!(
                 "{}",
@@ -332,7 +335,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!("refused: {err} ({})", err.code());
+            eprintln!("refused: {err} ({})", err.refusal_code());
             Ok(ExitCode::from(1))
         }
     }
@@ -393,7 +396,7 @@ async fn termination() {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args).context("invalid configuration")?;
-    init_logging(config.log_format, &config.log_level)?;
+    init_logging(config.log.format, &config.log.level)?;
     let listen = config.listen;
     let plain = config.tls.is_none();
     let admin_listen = config.admin.listen;
@@ -467,7 +470,7 @@ fn admin_call(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let answer = rt.block_on(admin::client::request(
+    let answer = rt.block_on(client::request(
         &args.admin,
         method,
         path,
@@ -691,23 +694,9 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
             ..ServeArgs::default()
         };
         let config = Config::load(&serve_args).context("demo configuration")?;
-        let sign = move |ttl: i64| {
-            let exp = consolegate::front::unix_now() + ttl;
-            let claims = Claims {
-                sub: Some("demo".into()),
-                jti: Some(keys::random_jti()),
-                iat: Some(consolegate::front::unix_now()),
-                ..Claims::new("127.0.0.1", rfb_port, exp)
-            };
-            signer.sign(&claims)
-        };
-        let url_ticket = sign(600);
-        let demo_password = password.clone();
-        let proxy = Proxy::new(config)?.with_demo(Box::new(move || {
-            serde_json::json!({
-                "ticket": sign(120), "password": demo_password, "title": "consolegate demo", "kind": "vnc",
-            })
-        }));
+        let engine = DemoEngine::new(signer, rfb_port, password.clone(), web_dir.clone());
+        let url_ticket = engine.ticket(600);
+        let proxy = Proxy::new(config)?.with_extension(engine);
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let has_page = web_dir.join("console.html").is_file();
         println!();
@@ -738,7 +727,7 @@ impl Drop for RemoveOnDrop {
 #[cfg(test)]
 mod tests {
     use super::{human_bytes, parse_duration, session_table};
-    use consolegate::admin::SessionView;
+    use consolegate::ops::admin::SessionView;
 
     #[test]
     fn the_session_table_aligns_columns_and_says_when_it_is_empty() {

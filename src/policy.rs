@@ -41,22 +41,6 @@ pub enum PolicyError {
     Replayed(String),
 }
 
-impl PolicyError {
-    /// A short stable identifier for logs, metrics and the console page.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PolicyError::TargetNotAllowed(_) | PolicyError::ResolvesOutside { .. } => {
-                "target_not_allowed"
-            }
-            PolicyError::PortNotAllowed(_) => "port_not_allowed",
-            PolicyError::PortNotAllowedForKind { .. } => "port_not_allowed_for_kind",
-            PolicyError::OriginNotAllowed(_) | PolicyError::OriginMismatch { .. } => "origin",
-            PolicyError::JtiRequired => "jti_required",
-            PolicyError::Replayed(_) => "replayed",
-        }
-    }
-}
-
 /// Why a policy setting could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicySyntaxError {
@@ -68,7 +52,13 @@ pub enum PolicySyntaxError {
     Origin(String),
 }
 
-/// An address range such as `10.0.0.0/8`.
+/// An address range such as `10.0.0.0/8` (a bare address is its /32 or /128).
+///
+/// Kept by hand rather than taken from `ipnet`: that crate reads `010.0.0.0/8` as
+/// 10.0.0.0/8 (where `inet_aton` reads octal 8.0.0.0; std's parser, used here, refuses
+/// it), wants a prefix on every entry, and compares an IPv4-mapped IPv6 address
+/// (`::ffff:10.0.0.1`) with an IPv4 range as never inside it; the mapped forms are the
+/// fuzz finding below, so the wrapper around it would be as long as this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     network: IpAddr,
@@ -561,7 +551,10 @@ mod tests {
         p.vnc_ports = vec!["5900-5999".parse().unwrap()];
         assert!(p.check(Kind::Serial, sa("127.0.0.1:7000")).is_ok());
         let e = p.check(Kind::Vnc, sa("127.0.0.1:7000")).unwrap_err();
-        assert_eq!(e.code(), "port_not_allowed_for_kind");
+        assert!(
+            matches!(e, PolicyError::PortNotAllowedForKind { .. }),
+            "{e}"
+        );
         assert_eq!(
             e.to_string(),
             "target port 7000 is not allowed for vnc consoles (it is allowed for serial)"
@@ -569,12 +562,10 @@ mod tests {
         assert!(p.check(Kind::Spice, sa("127.0.0.1:5901")).is_err());
         assert!(p.check(Kind::Vnc, sa("127.0.0.1:6001")).is_err());
         // A name resolving to a port of another kind says so, not "outside".
-        assert_eq!(
-            p.check_resolved(Kind::Vnc, "localhost", &[sa("127.0.0.1:7000")])
-                .unwrap_err()
-                .code(),
-            "port_not_allowed_for_kind"
-        );
+        assert!(matches!(
+            p.check_resolved(Kind::Vnc, "localhost", &[sa("127.0.0.1:7000")]),
+            Err(PolicyError::PortNotAllowedForKind { .. })
+        ));
     }
 
     #[test]

@@ -26,9 +26,10 @@
 //!   1015 never go on the wire. Closing is bounded by [`CLOSE_WAIT`].
 
 mod frame;
+mod stats;
 
-use crate::session::SessionStats;
 use frame::{ControlFrame, Item, Parser, MAX_HEADER, OP_BINARY, OP_PING, OP_PONG};
+pub use stats::SessionStats;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;

@@ -7,6 +7,7 @@
 //! writes, so the admin API shows live byte counts and `/metrics` totals grow while
 //! sessions run, not only when they end.
 
+pub use crate::relay::SessionStats;
 use crate::relay::Stop;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,31 +28,6 @@ pub struct SessionInfo {
     pub started: SystemTime,
     /// Payload bytes so far, shared with the relay that updates them.
     pub stats: Arc<SessionStats>,
-}
-
-/// Live byte counters of one session. Written only by its relay (one relaxed add per
-/// frame: an uncontended cache line, no measurable cost) and read by the admin API.
-#[derive(Debug, Default)]
-pub struct SessionStats {
-    up: AtomicU64,
-    down: AtomicU64,
-}
-
-impl SessionStats {
-    /// Browser → console server payload bytes written.
-    pub fn add_up(&self, n: u64) {
-        self.up.fetch_add(n, Ordering::Relaxed);
-    }
-    /// Console server → browser payload bytes written.
-    pub fn add_down(&self, n: u64) {
-        self.down.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn up(&self) -> u64 {
-        self.up.load(Ordering::Relaxed)
-    }
-    pub fn down(&self) -> u64 {
-        self.down.load(Ordering::Relaxed)
-    }
 }
 
 struct Entry {

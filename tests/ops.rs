@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use consolegate::admin::client::{request, Answer};
-use consolegate::admin::{Admin, SessionView};
 use consolegate::front::unix_now;
+use consolegate::ops::admin::{Admin, SessionView};
+use consolegate::ops::client::{request, Answer};
 use consolegate::ticket::Claims;
 use futures_util::{SinkExt, StreamExt};
 use hyper::{Method, StatusCode};

@@ -152,8 +152,8 @@ async fn recording_list_shows_every_recording_and_nothing_else() {
 mod common;
 
 use common::{one_shot_target, refused, TestProxy};
-use consolegate::admin::client::request;
-use consolegate::admin::Admin;
+use consolegate::ops::admin::Admin;
+use consolegate::ops::client::request;
 use consolegate::recording::store;
 use consolegate::recording::verify::verify_file;
 use futures_util::{SinkExt, StreamExt};
@@ -176,9 +176,9 @@ async fn recording_proxy(
     TestProxy::start(move |a| {
         a.allow_serial_port = vec!["1-65535".into()];
         a.allow_spice_port = vec!["1-65535".into()];
-        a.recording.recording_dir = Some(dir);
-        a.recording.recording_policy = Some("all".into());
-        a.recording.recording_min_free = Some("0".into());
+        a.recording_dir = Some(dir);
+        a.recording_policy = Some("all".into());
+        a.recording_min_free = Some("0".into());
         tweak(a);
     })
     .await
@@ -361,7 +361,7 @@ async fn a_recording_directory_that_cannot_be_written_refuses_the_session_with_5
 async fn a_free_space_floor_above_what_is_free_refuses_the_session_with_503() {
     let tmp = tempfile::tempdir().unwrap();
     let p = recording_proxy(tmp.path(), |a| {
-        a.recording.recording_min_free = Some("16000000T".into());
+        a.recording_min_free = Some("16000000T".into());
     })
     .await;
     let (target, _accepted) = one_shot_target().await;
@@ -435,7 +435,7 @@ async fn retention_prunes_the_oldest_recordings_at_start() {
         std::fs::write(tmp.path().join(name), vec![0u8; 1000]).unwrap();
     }
     let p = recording_proxy(tmp.path(), |a| {
-        a.recording.recording_max_size = Some("1500".into());
+        a.recording_max_size = Some("1500".into());
     })
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -570,7 +570,7 @@ async fn a_rec_ticket_on_a_proxy_without_recording_is_refused_with_503_and_the_c
 async fn with_policy_ticket_only_rec_tickets_are_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let p = recording_proxy(tmp.path(), |a| {
-        a.recording.recording_policy = Some("ticket".into());
+        a.recording_policy = Some("ticket".into());
     })
     .await;
     for rec in [false, true] {

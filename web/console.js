@@ -517,6 +517,7 @@ const REFUSAL_SENTENCES = {
   jti_required: 'invalid',
   recording_unavailable: 'recordingUnavailable',
   recording_unsupported: 'recordingUnsupported',
+  view_unsupported: 'viewUnsupported',
 };
 
 function sentenceForCheck(check) {

@@ -16,17 +16,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::from_toml(text) else {
         return;
     };
-    for c in &config.targets.allow {
+    for c in &config.targets.policy.allow {
         let shown = c.to_string();
         assert_eq!(shown.parse::<Cidr>().as_ref(), Ok(c), "{shown}");
     }
-    let t = &config.targets;
+    let t = &config.targets.policy;
     for r in t.vnc_ports.iter().chain(&t.spice_ports).chain(&t.serial_ports) {
         let shown = r.to_string();
         assert_eq!(shown.parse::<PortRange>().as_ref(), Ok(r), "{shown}");
         assert!(r.first >= 1 && r.first <= r.last);
     }
-    assert!(config.verify.max_lifetime_secs > 0);
-    assert!(config.verify.leeway_secs >= 0);
-    assert!(config.max_sessions > 0);
+    assert!(config.tickets.verify.max_lifetime_secs > 0);
+    assert!(config.tickets.verify.leeway_secs >= 0);
+    assert!(config.limits.max_sessions > 0);
 });

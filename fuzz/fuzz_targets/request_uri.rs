@@ -6,7 +6,8 @@
 //! fuzzed here; this starts from the `Uri` hyper hands the proxy.
 #![no_main]
 
-use consolegate::front::{percent_decode, ticket_from_uri};
+use consolegate::front::ticket_from_uri;
+use consolegate::util::percent::percent_decode;
 use hyper::Uri;
 use libfuzzer_sys::fuzz_target;
 

@@ -34,7 +34,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
-/// Why the proxy could not reach a console server, or not securely.
+/// Why the proxy could not reach a console server, or not securely. Its refusal
+/// code, HTTP status and close code are in [`crate::refusal`].
 ///
 /// `Display` is one sentence (lower case, no final stop) that the page shows as is:
 /// it is the HTTP refusal's body before the upgrade and the close reason after it, so
@@ -94,41 +95,6 @@ pub enum BackendError {
     Closed(TargetTls),
     #[error("reading from the console server failed: {0}")]
     Io(String),
-}
-
-impl BackendError {
-    /// Stable snake_case identifier for logs, metrics and the console page.
-    pub fn code(&self) -> &'static str {
-        use BackendError::*;
-        match self {
-            NotConfigured(_) => "tls_unsupported",
-            NoAddress { .. } => "target_unresolved",
-            ConnectTimeout { .. } => "target_timeout",
-            Refused { .. } | Unreachable { .. } => "target_unreachable",
-            OutOfResources => "out_of_resources",
-            HandshakeTimeout(_) => "backend_handshake_timeout",
-            UntrustedCertificate(_) => "backend_cert_untrusted",
-            ClientCertificateMissing => "backend_client_cert_missing",
-            ClientCertificateRefused => "backend_client_cert_refused",
-            Tls(_) => "backend_tls_failed",
-            NotRfb | RfbTooOld(_) => "backend_not_rfb",
-            ServerRefused(_) => "backend_refused",
-            NoVencrypt(_) => "vencrypt_not_offered",
-            VencryptVersion(..) | NoX509(_) | SubtypeRejected => "vencrypt_unsupported",
-            Closed(_) => "backend_closed",
-            Io(_) => "backend_io",
-        }
-    }
-
-    /// The HTTP status when the failure happens before the upgrade.
-    pub fn status(&self) -> u16 {
-        match self {
-            BackendError::NotConfigured(_) => 403,
-            BackendError::OutOfResources => 503,
-            BackendError::ConnectTimeout { .. } | BackendError::HandshakeTimeout(_) => 504,
-            _ => 502,
-        }
-    }
 }
 
 /// The connection to a console server, in whichever form the ticket asked for.

@@ -3,6 +3,7 @@
 //! recording is off and a ticket with `rec: true` is refused (503
 //! `recording_unavailable`): nothing requested goes unrecorded.
 
+use super::value::{pick_duration, DurationValue};
 use super::{ConfigError, ServeArgs};
 use crate::recording::store::Retention;
 use crate::recording::{
@@ -10,6 +11,9 @@ use crate::recording::{
 };
 use serde::Deserialize;
 use std::path::PathBuf;
+
+const DEFAULT_POLICY: &str = "ticket";
+const DEFAULT_MAX_AGE: &str = "off";
 
 /// A size as written in the file: bytes, or a string such as "10G".
 #[derive(Debug, Clone, Deserialize)]
@@ -26,38 +30,10 @@ pub(super) struct RecordingFile {
     dir: Option<PathBuf>,
     policy: Option<String>,
     input: Option<bool>,
-    max_age: Option<super::DurationValue>,
+    max_age: Option<DurationValue>,
     max_size: Option<SizeValue>,
     min_free: Option<SizeValue>,
     queue_size: Option<SizeValue>,
-}
-
-/// The `serve` flags of this section (flattened into [`ServeArgs`]).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct RecordingArgs {
-    /// Directory for session recordings, created 0750; turns recording on
-    /// [recording.dir; default off: `rec` tickets are refused].
-    #[arg(long, value_name = "DIR")]
-    pub recording_dir: Option<PathBuf>,
-    /// Which sessions are recorded: "ticket" (those whose ticket says rec) or "all"
-    /// [recording.policy; default ticket].
-    #[arg(long, value_name = "POLICY")]
-    pub recording_policy: Option<String>,
-    /// Keep the browser's input (keys, pointer, serial input) out of recordings
-    /// [recording.input = false; default: recorded].
-    #[arg(long)]
-    pub recording_no_input: bool,
-    /// Remove recordings older than this, e.g. 90d [recording.max_age; default off].
-    #[arg(long, value_name = "DUR")]
-    pub recording_max_age: Option<String>,
-    /// Remove the oldest recordings while all take more than this, e.g. 200G
-    /// [recording.max_size; default off].
-    #[arg(long, value_name = "SIZE")]
-    pub recording_max_size: Option<String>,
-    /// Refuse new recorded sessions while less than this is free, e.g. 5G
-    /// [recording.min_free; default 1G].
-    #[arg(long, value_name = "SIZE")]
-    pub recording_min_free: Option<String>,
 }
 
 fn size(option: &'static str, v: &SizeValue) -> Result<Option<u64>, ConfigError> {
@@ -88,7 +64,6 @@ pub(super) fn merge(
     f: RecordingFile,
     a: &ServeArgs,
 ) -> Result<Option<RecordingConfig>, ConfigError> {
-    let a = &a.recording;
     let Some(dir) = a.recording_dir.clone().or(f.dir) else {
         return Ok(None);
     };
@@ -96,30 +71,32 @@ pub(super) fn merge(
         .recording_policy
         .clone()
         .or(f.policy)
-        .unwrap_or_else(|| "ticket".into());
+        .unwrap_or_else(|| DEFAULT_POLICY.into());
     let policy: Policy = policy_text
         .trim()
         .parse()
         .map_err(|()| ConfigError::RecordingPolicy(policy_text.clone()))?;
-    let max_age = match a
-        .recording_max_age
-        .clone()
-        .map(super::DurationValue::Text)
-        .or(f.max_age)
-    {
-        Some(v) => super::duration("recording.max_age", &v)?,
-        None => None,
-    };
+    let max_age = pick_duration(
+        "recording.max_age",
+        &a.recording_max_age,
+        f.max_age,
+        DEFAULT_MAX_AGE,
+    )?;
     let max_total_bytes =
         pick_size("recording.max_size", &a.recording_max_size, f.max_size)?.flatten();
     let min_free_bytes = pick_size("recording.min_free", &a.recording_min_free, f.min_free)?
         .map_or(DEFAULT_MIN_FREE_BYTES, |v| v.unwrap_or(0));
-    let queue_bytes = match f.queue_size {
-        Some(v) => size("recording.queue_size", &v)?
-            .ok_or(ConfigError::Zero {
+    let queue_bytes = match pick_size(
+        "recording.queue_size",
+        &a.recording_queue_size,
+        f.queue_size,
+    )? {
+        Some(Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(None) => {
+            return Err(ConfigError::Zero {
                 option: "recording.queue_size",
             })
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?,
+        }
         None => DEFAULT_QUEUE_BYTES,
     };
     Ok(Some(RecordingConfig {

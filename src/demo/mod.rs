@@ -14,6 +14,7 @@
 //! message ends that client's connection with an `io::Error`, and the accept loop
 //! carries on serving everyone else.
 
+pub mod engine;
 mod font;
 mod keysym;
 mod picture;
@@ -57,10 +58,6 @@ const MAX_CUT_TEXT: u32 = 1 << 20;
 /// with pointer events while its updates are being written is slowed by TCP instead.
 const MESSAGE_QUEUE: usize = 64;
 
-/// How long the accept loop pauses after a failed accept (e.g. out of descriptors),
-/// which is usually transient.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// A way a client broke the protocol. Returned to callers as `io::ErrorKind::InvalidData`
 /// (or `PermissionDenied` for a wrong password) with this as the source.
 #[derive(Debug, Error)]
@@ -100,6 +97,7 @@ impl From<ProtocolError> for io::Error {
 pub async fn run_rfb_server(listener: TcpListener, password: Option<String>) -> io::Result<()> {
     let password: Option<Arc<str>> = password.map(Arc::from);
     let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let mut listener = crate::util::accept::Acceptor::new(listener, "demo console server");
     loop {
         // Take the permit before accepting, so the cap holds back new connections in
         // the kernel's backlog rather than accepting and dropping them.
@@ -108,14 +106,7 @@ pub async fn run_rfb_server(listener: TcpListener, password: Option<String>) -> 
             // The semaphore is never closed; if it were, there would be nothing to serve.
             Err(_) => return Ok(()),
         };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                debug!(cause = %err, "demo server: accept failed; retrying");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let (stream, peer) = listener.accept().await;
         let password = password.clone();
         tokio::spawn(
             async move {

@@ -11,10 +11,20 @@
 pub mod ovirt;
 pub mod tokenfile;
 
-use crate::config::LegacyConfig;
 use crate::ticket::{Claims, Verified, VerifyOptions};
 use std::sync::{Arc, RwLock};
 use tracing::{info, warn};
+
+/// Credentials of the proxies consolegate replaces (`[legacy]`); all off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// The engine certificate whose key verifies oVirt tickets; `Some` enables them.
+    pub ovirt_certificate: Option<std::path::PathBuf>,
+    /// Accept PKCS#1 v1.5 SHA-1 `signature` when `v2_signature` is absent.
+    pub ovirt_allow_sha1: bool,
+    /// websockify token file or directory; `Some` enables token files.
+    pub token_source: Option<std::path::PathBuf>,
+}
 
 /// Why a legacy credential source cannot be loaded (start-up or SIGHUP).
 #[derive(Debug, thiserror::Error)]
@@ -32,24 +42,6 @@ pub enum LegacyError {
     Ovirt(#[from] ovirt::OvirtError),
     #[error("token is not listed in the websockify token source")]
     UnknownToken,
-}
-
-impl LegacyError {
-    /// HTTP status: 400 malformed, 401 bad signature, expired or unlisted.
-    pub fn status(&self) -> u16 {
-        match self {
-            LegacyError::Ovirt(e) => e.status(),
-            LegacyError::UnknownToken => 401,
-        }
-    }
-
-    /// A short stable identifier for logs, metrics and the console page.
-    pub fn code(&self) -> &'static str {
-        match self {
-            LegacyError::Ovirt(e) => e.code(),
-            LegacyError::UnknownToken => "unknown_token",
-        }
-    }
 }
 
 /// The enabled legacy sources of one proxy.
@@ -175,7 +167,7 @@ fn token_verified(entry: tokenfile::Entry, opts: &VerifyOptions, now: i64) -> Ve
 }
 
 fn announce_engine(engine: &ovirt::Engine) {
-    let now = crate::front::unix_now();
+    let now = crate::util::time::unix_now();
     match engine.validity_problem(now) {
         Some(problem) => {
             warn!(kid = %engine.kid(), problem = %problem, "the oVirt engine certificate is not valid now: every oVirt ticket will be refused")
@@ -218,7 +210,7 @@ mod tests {
         assert_eq!(v.kid, "tokenfile");
         assert_eq!(v.claims.jti.as_deref(), Some("one-7:1"));
         let err = l.verify("tok8", &opts, 1000).unwrap().unwrap_err();
-        assert_eq!((err.status(), err.code()), (401, "unknown_token"));
+        assert_eq!(err, LegacyError::UnknownToken);
         // A JWS still goes to the Ed25519 rules.
         assert!(l.verify("a.b.c", &opts, 1000).is_none());
     }

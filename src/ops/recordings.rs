@@ -7,18 +7,20 @@
 //! | `GET /recordings/<name>` | the file, streamed (`Content-Length`; a recording being written is served as it is at that moment) |
 //!
 //! The public listener never serves recordings; the player page opens them from the
-//! operator's disk.
+//! operator's disk. The admin listener ([`super::admin`]) checks the method and the
+//! token before it hands a request here; this room knows only the [`Recorder`].
 
-use super::{text, Admin};
-use crate::recording::report;
+use crate::recording::{report, Recorder};
+use crate::util::http::{json, text};
 use http_body_util::{Either, Full};
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -48,28 +50,21 @@ pub(super) fn handles(path: &str) -> bool {
     path == "/recordings" || path.starts_with("/recordings/")
 }
 
-/// Answers a recording request; `streaming` is set when the answer is a file, so the
-/// connection is not cut by the short admin request timeout while it streams.
+/// Answers an authorized `GET` of `path` (one of [`handles`]); the flag is set when
+/// the answer is a file, so the connection is not cut by the short admin request
+/// timeout while it streams.
 pub(super) async fn handle(
-    admin: &Admin,
-    req: Request<Incoming>,
+    recorder: Arc<Recorder>,
+    path: &str,
     peer: SocketAddr,
 ) -> (Response<AdminBody>, bool) {
     let left = |r: Response<Full<Bytes>>| (r.map(Either::Left), false);
-    if req.method() != Method::GET {
-        return left(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
-    }
-    if let Err(resp) = admin.authorize(&req, peer) {
-        return left(resp);
-    }
-    let recorder = admin.proxy.recorder().clone();
     if recorder.config().is_none() {
         return left(text(
             StatusCode::NOT_FOUND,
             "session recording is off: set [recording] dir (--recording-dir)",
         ));
     }
-    let path = req.uri().path().to_string();
     if path == "/recordings" {
         let listed = tokio::task::spawn_blocking(move || {
             recorder.list().map(|v| {
@@ -92,7 +87,7 @@ pub(super) async fn handle(
         })
         .await;
         return match listed {
-            Ok(Ok(list)) => left(super::json(StatusCode::OK, &list)),
+            Ok(Ok(list)) => left(json(StatusCode::OK, &list)),
             Ok(Err(e)) => left(text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("cannot read the recording directory: {e}"),

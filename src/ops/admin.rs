@@ -6,10 +6,10 @@
 //! | --- | --- | --- |
 //! | `GET /healthz` | none | 200 `ok` while the process serves requests (liveness) |
 //! | `GET /readyz` | none | 200 `ready`; 503 with the reason while draining or without keys |
-//! | `GET /metrics` | none | OpenMetrics text ([`crate::metrics`]) |
+//! | `GET /metrics` | none | OpenMetrics text ([`super::metrics`]) |
 //! | `GET /sessions` | bearer | JSON array of live sessions with their byte counts so far |
 //! | `POST /sessions/kill` | bearer | `{"id":N}`, `{"jti":"…"}` or `{"sub":"…"}`, optional `"reason"` → `{"killed":n}` |
-//! | `GET /recordings` | bearer | JSON array of session recordings ([`recordings`]) |
+//! | `GET /recordings` | bearer | JSON array of session recordings ([`super::recordings`]) |
 //! | `GET /recordings/<name>` | bearer | one recording file, streamed |
 //!
 //! Auth model: health and metrics reveal nothing secret and stay open to whoever can
@@ -19,15 +19,20 @@
 //! token file, session control is off (403), so a default install exposes no
 //! session data, not even to local users. The token file is re-read on SIGHUP.
 //!
-//! [`client`] is the small HTTP/1.1 client the `sessions` and `kill` subcommands use.
+//! [`super::client`] is the small HTTP/1.1 client the `sessions` and `kill`
+//! subcommands use.
+//!
+//! The listener knows a running proxy only through [`Watched`], so this room depends
+//! on the session registry, the metrics and the recorder, never on the front that
+//! implements it.
 
-mod recordings;
-
-pub use recordings::{AdminBody, RecordingView};
-
-use crate::front::Proxy;
+use super::metrics::Metrics;
+use super::recordings;
+use crate::recording::Recorder;
 use crate::relay::Stop;
-use crate::session::SessionInfo;
+use crate::session::{SessionInfo, Sessions};
+use crate::util::accept::Acceptor;
+use crate::util::http::{json, text};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -180,9 +185,25 @@ pub struct KillRequest {
     pub reason: Option<String>,
 }
 
+/// What the admin listener reads and steers of a running proxy.
+pub trait Watched: Send + Sync + 'static {
+    /// The live sessions, to list and to stop.
+    fn sessions(&self) -> &Sessions;
+    /// The proxy's metrics, rendered at `/metrics`.
+    fn metrics(&self) -> &Metrics;
+    /// True once shutdown began: `/readyz` says "draining".
+    fn is_draining(&self) -> bool;
+    /// True while at least one trusted key is loaded: `/readyz` says ready.
+    fn has_keys(&self) -> bool;
+    /// The bearer token file from `[admin] token_file`; `None`: session control off.
+    fn admin_token_file(&self) -> Option<&Path>;
+    /// Session recording: `/recordings` lists and serves its files.
+    fn recorder(&self) -> &Arc<Recorder>;
+}
+
 /// The admin listener's state.
 pub struct Admin {
-    proxy: Arc<Proxy>,
+    proxy: Arc<dyn Watched>,
     token_file: Option<PathBuf>,
     /// SHA-256 of the token; `None`: session control is off.
     token: RwLock<Option<[u8; 32]>>,
@@ -191,8 +212,8 @@ pub struct Admin {
 
 impl Admin {
     /// Reads the token file named in the proxy's configuration, if any.
-    pub fn new(proxy: Arc<Proxy>) -> Result<Arc<Admin>, TokenError> {
-        let token_file = proxy.config().admin.token_file.clone();
+    pub fn new(proxy: Arc<dyn Watched>) -> Result<Arc<Admin>, TokenError> {
+        let token_file = proxy.admin_token_file().map(Path::to_path_buf);
         let token = token_file.as_deref().map(load_token).transpose()?;
         Ok(Arc::new(Admin {
             proxy,
@@ -214,23 +235,17 @@ impl Admin {
     /// Serves admin requests until the task is dropped (it outlives the drain, so
     /// `/readyz` can say "draining" while sessions finish).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut listener = Acceptor::new(listener, "admin");
         loop {
             let Ok(permit) = self.connections.clone().acquire_owned().await else {
                 return;
             };
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let admin = self.clone();
-                    tokio::spawn(async move {
-                        admin.connection(stream, peer).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    warn!(cause = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+            let (stream, peer) = listener.accept().await;
+            let admin = self.clone();
+            tokio::spawn(async move {
+                admin.connection(stream, peer).await;
+                drop(permit);
+            });
         }
     }
 
@@ -244,9 +259,18 @@ impl Admin {
             let flag = flag.clone();
             async move {
                 if recordings::handles(req.uri().path()) {
-                    let (resp, download) = recordings::handle(&admin, req, peer).await;
+                    if req.method() != Method::GET {
+                        let resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                        return Ok::<_, Infallible>(resp.map(Either::Left));
+                    }
+                    if let Err(resp) = admin.authorize(&req, peer) {
+                        return Ok(resp.map(Either::Left));
+                    }
+                    let recorder = admin.proxy.recorder().clone();
+                    let (resp, download) =
+                        recordings::handle(recorder, req.uri().path(), peer).await;
                     flag.store(download, Ordering::Relaxed);
-                    return Ok::<_, Infallible>(resp);
+                    return Ok(resp);
                 }
                 Ok(admin.handle(req, peer).await.map(Either::Left))
             }
@@ -283,7 +307,7 @@ impl Admin {
                 let mut resp = Response::new(Full::new(Bytes::from(self.proxy.metrics().render())));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                    HeaderValue::from_static(super::metrics::CONTENT_TYPE),
                 );
                 resp
             }
@@ -317,7 +341,7 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining: the proxy is shutting down",
             )
-        } else if self.proxy.key_ids().is_empty() {
+        } else if !self.proxy.has_keys() {
             text(StatusCode::SERVICE_UNAVAILABLE, "no trusted keys loaded")
         } else {
             text(StatusCode::OK, "ready")
@@ -395,145 +419,6 @@ impl Admin {
         };
         info!(client = %peer, selector = %selector, killed, reason = %reason, "sessions killed by an operator");
         json(StatusCode::OK, &serde_json::json!({ "killed": killed }))
-    }
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// A minimal HTTP/1.1 client for the admin API (the `sessions` and `kill`
-/// subcommands, and tests): one request per connection, plain HTTP only.
-pub mod client {
-    use super::*;
-
-    /// Why an admin request failed before an answer arrived.
-    #[derive(Debug, thiserror::Error)]
-    pub enum ClientError {
-        #[error("admin URL {0:?}: expected http://HOST:PORT (plain HTTP; the admin listener has no TLS)")]
-        Url(String),
-        #[error("cannot connect to the admin listener at {addr}: {cause} (is the proxy running with [admin] listen?)")]
-        Connect { addr: String, cause: std::io::Error },
-        #[error("admin request failed: {0}")]
-        Http(#[from] hyper::Error),
-        #[error("admin request: {0}")]
-        Request(#[from] hyper::http::Error),
-        #[error("the admin listener at {0} did not answer within 10 s")]
-        Timeout(String),
-    }
-
-    /// An answer: status and body text.
-    #[derive(Debug, Clone)]
-    pub struct Answer {
-        pub status: StatusCode,
-        pub body: String,
-    }
-
-    /// `http://host:port[/]` → `host:port`.
-    pub fn authority(url: &str) -> Result<String, ClientError> {
-        let rest = url
-            .trim()
-            .strip_prefix("http://")
-            .unwrap_or(url.trim())
-            .trim_end_matches('/');
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.contains("://") {
-            return Err(ClientError::Url(url.to_string()));
-        }
-        Ok(rest.to_string())
-    }
-
-    /// Sends one request to the admin listener at `base`.
-    pub async fn request(
-        base: &str,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> Result<Answer, ClientError> {
-        let addr = authority(base)?;
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            send(&addr, method, path, token, body),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(addr.clone()))?
-    }
-
-    async fn send(
-        addr: &str,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> Result<Answer, ClientError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|cause| ClientError::Connect {
-                addr: addr.to_string(),
-                cause,
-            })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, addr);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer {
-            status,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn admin_urls_are_plain_http_host_and_port() {
-            assert_eq!(
-                authority("http://127.0.0.1:6101").unwrap(),
-                "127.0.0.1:6101"
-            );
-            assert_eq!(authority("http://[::1]:6101/").unwrap(), "[::1]:6101");
-            assert_eq!(authority("localhost:6101").unwrap(), "localhost:6101");
-            for bad in ["https://h:1", "http://h:1/x", "", "http://u@h:1"] {
-                assert!(authority(bad).is_err(), "{bad}");
-            }
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Metrics: the proxy's Prometheus registry and the small calls the request path makes.
 //!
-//! The front calls [`Metrics::refused`], [`Metrics::backend_connected`] and
-//! [`Metrics::handshake_done`]; everything that is state rather than an event (live
+//! The front calls [`Metrics::refused`] and [`Metrics::handshake_done`], admission
+//! [`Metrics::backend_connected`]; everything that is state rather than an event (live
 //! sessions, sessions opened, bytes relayed, trusted keys) is read from its owner at
 //! scrape time by a collector, so it cannot drift from the truth and costs nothing
 //! on the request path. Bytes come from the sessions' live counters
@@ -48,7 +48,7 @@ type CodeLabel = [(&'static str, &'static str); 1];
 /// A trusted key's id and its file's modification time.
 type KeyAge = (String, Option<SystemTime>);
 
-/// The proxy's metrics. One per [`crate::front::Proxy`]: no global registry, so tests
+/// The proxy's metrics. One per proxy: no global registry, so tests
 /// running several proxies in one process each see their own numbers.
 pub struct Metrics {
     registry: Registry,

@@ -1,0 +1,248 @@
+//! Rule 7 (`tickets.single_use`), failure point by failure point: a ticket's use is
+//! taken when admission checks rule 7 and spent only when its session starts (the
+//! relay starts: the browser upgraded and the console server's connection, TLS
+//! included, is up). Each test makes the first attempt fail for one named reason and
+//! shows that the same ticket is then not refused as `replayed`; the last shows that
+//! a ticket whose session did start is used up. docs/security.md, "Single use
+//! (rule 7)", states the rule.
+
+mod common;
+
+use common::*;
+use consolegate::ticket::{Claims, TargetTls};
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A console-server stand-in on `listener` that accepts and holds every connection.
+fn hold_connections(listener: TcpListener) {
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+}
+
+async fn console_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    hold_connections(listener);
+    addr
+}
+
+/// The pre-flight's JSON answer for `ticket`.
+async fn check(p: &TestProxy, ticket: &str) -> serde_json::Value {
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let req = format!(
+        "POST /consolegate/check HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ticket}",
+        p.addr,
+        ticket.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"))
+}
+
+/// Waits (bounded) until `done` holds.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = tokio::time::Instant::now() + LIMIT;
+    while !done() {
+        assert!(tokio::time::Instant::now() < give_up, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn single_use(a: &mut consolegate::config::ServeArgs) {
+    a.single_use = true;
+}
+
+/// The second attempt fails the same way, never as `replayed`.
+async fn refused_twice_for(p: &TestProxy, ticket: &str, status: u16, code: &str) {
+    for attempt in ["first", "second"] {
+        let (got, body) = refused(&p.url(ticket)).await;
+        assert_eq!(got, status, "{attempt} attempt: {body}");
+        let c = check(p, ticket).await;
+        assert_eq!(c["code"], code, "{attempt} attempt: {c}");
+    }
+}
+
+#[tokio::test]
+async fn a_port_refusal_does_not_use_up_the_ticket() {
+    let p = TestProxy::start(|a| {
+        single_use(a);
+        a.allow_port = vec!["5900-5999".into()];
+    })
+    .await;
+    let ticket = p.ticket("127.0.0.1:6000".parse().unwrap());
+    refused_twice_for(&p, &ticket, 403, "port_not_allowed").await;
+}
+
+#[tokio::test]
+async fn a_dns_failure_does_not_use_up_the_ticket() {
+    let p = TestProxy::start(single_use).await;
+    // `.invalid` never resolves (RFC 6761).
+    let ticket = p.signer.sign(&Claims {
+        host: "console.consolegate.invalid".into(),
+        ..p.claims("127.0.0.1:5901".parse().unwrap())
+    });
+    refused_twice_for(&p, &ticket, 502, "target_unresolved").await;
+}
+
+#[tokio::test]
+async fn a_resolved_address_refusal_does_not_use_up_the_ticket() {
+    let p = TestProxy::start(|a| {
+        single_use(a);
+        a.allow_target = vec!["127.0.0.2/32".into()];
+    })
+    .await;
+    // `localhost` resolves to 127.0.0.1 (and ::1): outside the allowed range.
+    let ticket = p.signer.sign(&Claims {
+        host: "localhost".into(),
+        ..p.claims("127.0.0.1:5901".parse().unwrap())
+    });
+    refused_twice_for(&p, &ticket, 403, "target_not_allowed").await;
+}
+
+#[tokio::test]
+async fn a_dial_failure_does_not_use_up_the_ticket_and_the_same_link_works_once_the_console_is_up()
+{
+    let p = TestProxy::start(single_use).await;
+    // A port nothing listens on (yet).
+    let target = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ticket = p.ticket(target);
+    let (status, body) = refused(&p.url(&ticket)).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(check(&p, &ticket).await["ok"], true);
+    // The console server starts; the same link now opens the console.
+    hold_connections(TcpListener::bind(target).await.unwrap());
+    let (_ws, _) = tokio_tungstenite::connect_async(p.url(&ticket))
+        .await
+        .expect("the same ticket opens the session once the console server is up");
+}
+
+/// With one session open, a second ticket is refused with `status` (a slot is
+/// full); once the first session ends, the same second ticket opens a session.
+async fn refused_while_full_then_admitted(
+    tweak: impl FnOnce(&mut consolegate::config::ServeArgs),
+    status: u16,
+) {
+    let p = TestProxy::start(|a| {
+        single_use(a);
+        tweak(a);
+    })
+    .await;
+    let target = console_server().await;
+    let (first, _) = tokio_tungstenite::connect_async(p.url(&p.ticket(target)))
+        .await
+        .unwrap();
+    let ticket = p.ticket(target);
+    let (got, body) = refused(&p.url(&ticket)).await;
+    assert_eq!(got, status, "{body}");
+    drop(first);
+    wait_until("the first session ends", || {
+        p.proxy.sessions().live_count() == 0
+    })
+    .await;
+    tokio_tungstenite::connect_async(p.url(&ticket))
+        .await
+        .expect("the refused ticket opens a session once there is room");
+}
+
+#[tokio::test]
+async fn a_full_proxy_does_not_use_up_the_ticket() {
+    refused_while_full_then_admitted(|a| a.max_sessions = Some(1), 503).await;
+}
+
+#[tokio::test]
+async fn a_client_over_its_session_limit_does_not_use_up_the_ticket() {
+    refused_while_full_then_admitted(|a| a.max_sessions_per_client = Some(1), 429).await;
+}
+
+/// A self-signed certificate as the console CA: enough for the proxy to accept `tls`
+/// tickets; the "console server" below does not even speak TLS.
+fn console_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let (ca, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=consolegate test console CA", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .expect("openssl runs (tests/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ca
+}
+
+#[tokio::test]
+async fn a_console_tls_failure_after_the_upgrade_does_not_use_up_the_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = console_ca(dir.path());
+    let p = TestProxy::start(move |a| {
+        single_use(a);
+        a.backend_ca = Some(ca);
+    })
+    .await;
+    // A plain RFB server where the ticket promises TLS: the handshake fails after
+    // the 101, and the page gets a close frame.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(b"RFB 003.008\n").await;
+        }
+    });
+    let ticket = p.signer.sign(&p.claims(target).with_tls(TargetTls::Tls));
+    for attempt in ["first", "second"] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&ticket))
+            .await
+            .unwrap_or_else(|e| panic!("{attempt} attempt: upgrade refused: {e}"));
+        let close = timeout(LIMIT, ws.next()).await.expect("a close frame");
+        match close {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1011, "{attempt}: {frame:?}");
+                assert!(frame.reason.contains("TLS"), "{attempt}: {frame:?}");
+            }
+            other => panic!("{attempt}: expected a close frame, got {other:?}"),
+        }
+        // The page asks at once why; the answer is not "replayed".
+        let c = check(&p, &ticket).await;
+        assert_eq!(c["ok"], true, "{attempt}: {c}");
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_whose_session_started_is_used_up() {
+    let p = TestProxy::start(single_use).await;
+    let target = console_server().await;
+    let ticket = p.ticket(target);
+    let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&ticket))
+        .await
+        .unwrap();
+    ws.close(None).await.unwrap();
+    drop(ws);
+    wait_until("the session ends", || p.proxy.sessions().live_count() == 0).await;
+    let (status, body) = refused(&p.url(&ticket)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("already used"), "{body}");
+    assert_eq!(check(&p, &ticket).await["code"], "replayed");
+}
