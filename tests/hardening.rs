@@ -380,6 +380,7 @@ async fn a_browser_that_never_reads_stops_the_console_reads_and_ends_at_the_idle
             if s.write_all(&masked_frame(0x82, b"k")).await.is_err() {
                 break;
             }
+            // Paced: a person typing.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         s
@@ -498,13 +499,19 @@ async fn session_client(p: &TestProxy, mut s: TcpStream, target: SocketAddr) -> 
     info.client
 }
 
-#[tokio::test]
-async fn proxy_protocol_v1_and_v2_from_a_trusted_balancer_name_the_client() {
-    let p = TestProxy::start(|a| {
-        a.trusted_proxy = vec!["127.0.0.1/32".into()];
+/// A proxy expecting the PROXY protocol from balancers in `trusted`.
+async fn proxy_protocol_proxy(trusted: &str) -> TestProxy {
+    let trusted = trusted.to_string();
+    TestProxy::start(|a| {
+        a.trusted_proxy = vec![trusted];
         a.proxy_protocol = true;
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn proxy_protocol_v1_and_v2_from_a_trusted_balancer_name_the_client() {
+    let p = proxy_protocol_proxy("127.0.0.1/32").await;
     let target = echo_target().await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 6100\r\n")
@@ -536,11 +543,7 @@ async fn proxy_protocol_v1_and_v2_from_a_trusted_balancer_name_the_client() {
 
 #[tokio::test]
 async fn a_trusted_balancer_without_a_valid_proxy_header_is_cut_off() {
-    let p = TestProxy::start(|a| {
-        a.trusted_proxy = vec!["127.0.0.1/32".into()];
-        a.proxy_protocol = true;
-    })
-    .await;
+    let p = proxy_protocol_proxy("127.0.0.1/32").await;
     let target = echo_target().await;
     let r = raw_upgrade(p.addr, &format!("/{}", p.ticket(target)), "").await;
     let err = r.expect_err("a request without a PROXY header was served");
@@ -551,11 +554,7 @@ async fn a_trusted_balancer_without_a_valid_proxy_header_is_cut_off() {
 
 #[tokio::test]
 async fn a_proxy_header_from_an_untrusted_peer_is_not_believed() {
-    let p = TestProxy::start(|a| {
-        a.trusted_proxy = vec!["10.0.0.0/8".into()];
-        a.proxy_protocol = true;
-    })
-    .await;
+    let p = proxy_protocol_proxy("10.0.0.0/8").await;
     let target = echo_target().await;
     // Its PROXY line is read as the request line: bad HTTP, 400.
     let mut s = TcpStream::connect(p.addr).await.unwrap();
@@ -739,7 +738,8 @@ async fn a_console_server_that_stops_reading_bounds_what_the_proxy_takes() {
             s2.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
     });
-    // Wait until the sender is stuck (no progress for a second).
+    // Wait until the sender is stuck: no progress for a whole second, an observation
+    // window on purpose (being stuck has no event to wait for).
     let mut last = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
