@@ -681,7 +681,8 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         tokio::spawn(consolegate::demo::run_rfb_server(rfb, Some(password.clone())));
 
         let host_ip = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
-        let port = listen.port();
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let port = listener.local_addr()?.port(); // the bound one: `--listen 127.0.0.1:0` works
         let base = format!("http://{}", SocketAddr::new(host_ip.parse()?, port));
         let serve_args = ServeArgs {
             listen: Some(listen.to_string()),
@@ -697,7 +698,6 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         let engine = DemoEngine::new(signer, rfb_port, password.clone(), web_dir.clone());
         let url_ticket = engine.ticket(600);
         let proxy = Proxy::new(config)?.with_extension(engine);
-        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let has_page = web_dir.join("console.html").is_file();
         println!();
         println!("consolegate demo is running (Ctrl-C to stop)");

@@ -1066,12 +1066,19 @@ where
     }
 }
 
+/// Most tests relay over loopback TCP, as in production. Tests of timers (heartbeat,
+/// idle timeout, maximum duration, buffer release) and of "nothing more happens" run
+/// on tokio's paused clock over in-memory pipes: the clock jumps to the next timer
+/// only once every task is waiting, so they neither sleep nor flake on a loaded
+/// machine. (Real sockets and a paused clock mix badly: the clock may jump while a
+/// byte is still in the kernel.)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use frame::tests::masked as masked_with_key;
     use futures_util::{SinkExt, StreamExt};
     use std::future::Future;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::JoinHandle;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -1079,9 +1086,10 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::WebSocketStream;
 
-    /// Fails the test instead of hanging it.
-    async fn within<F: Future>(secs: f64, f: F) -> F::Output {
-        tokio::time::timeout(Duration::from_secs_f64(secs), f)
+    /// Fails the test instead of hanging it. Generous: on real sockets a loaded
+    /// machine may be slow, and on the paused clock the bound costs nothing.
+    async fn within<F: Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(30), f)
             .await
             .expect("timed out")
     }
@@ -1094,17 +1102,25 @@ mod tests {
         (a.unwrap(), b.unwrap().0)
     }
 
-    /// A relay over loopback TCP, with the browser's raw socket and the console end.
-    struct Raw {
-        browser: TcpStream,
-        console: TcpStream,
+    /// Two connected in-memory pipes' ends, with room for 64 KiB each way.
+    fn pipe_pair() -> (DuplexStream, DuplexStream) {
+        tokio::io::duplex(64 << 10)
+    }
+
+    /// A relay with the browser's raw connection and the console end.
+    struct Raw<S> {
+        browser: S,
+        console: S,
         stop: watch::Sender<Stop>,
         relay: JoinHandle<RelayOutcome>,
     }
 
-    async fn start_raw(cfg: RelayConfig) -> Raw {
-        let (browser, proxy_client) = tcp_pair().await;
-        let (proxy_target, console) = tcp_pair().await;
+    /// Relays between `(browser, proxy_client)` and `(proxy_target, console)`.
+    fn relay_between<S>(client: (S, S), target: (S, S), cfg: RelayConfig) -> Raw<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let ((browser, proxy_client), (proxy_target, console)) = (client, target);
         let (stop, stop_rx) = watch::channel(Stop::Run);
         let relay =
             tokio::spawn(async move { relay(proxy_client, proxy_target, &cfg, stop_rx).await });
@@ -1116,22 +1132,44 @@ mod tests {
         }
     }
 
+    /// Over loopback TCP.
+    async fn start_raw(cfg: RelayConfig) -> Raw<TcpStream> {
+        relay_between(tcp_pair().await, tcp_pair().await, cfg)
+    }
+
+    /// Over in-memory pipes, for tests on the paused clock.
+    fn start_raw_in_memory(cfg: RelayConfig) -> Raw<DuplexStream> {
+        relay_between(pipe_pair(), pipe_pair(), cfg)
+    }
+
     /// The same with tokio-tungstenite as the browser.
-    struct Ws {
-        ws: WebSocketStream<TcpStream>,
-        console: TcpStream,
+    struct Ws<S> {
+        ws: WebSocketStream<S>,
+        console: S,
         stop: watch::Sender<Stop>,
         relay: JoinHandle<RelayOutcome>,
     }
 
-    async fn start(cfg: RelayConfig) -> Ws {
-        let raw = start_raw(cfg).await;
+    async fn with_tungstenite<S>(raw: Raw<S>) -> Ws<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         Ws {
             ws: WebSocketStream::from_raw_socket(raw.browser, Role::Client, None).await,
             console: raw.console,
             stop: raw.stop,
             relay: raw.relay,
         }
+    }
+
+    /// Over loopback TCP.
+    async fn start(cfg: RelayConfig) -> Ws<TcpStream> {
+        with_tungstenite(start_raw(cfg).await).await
+    }
+
+    /// Over in-memory pipes, for tests on the paused clock.
+    async fn start_in_memory(cfg: RelayConfig) -> Ws<DuplexStream> {
+        with_tungstenite(start_raw_in_memory(cfg)).await
     }
 
     fn quiet() -> RelayConfig {
@@ -1143,28 +1181,16 @@ mod tests {
 
     /// A masked client frame.
     fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-        let key = [0x5A, 0x17, 0xC3, 0x81];
-        let mut f = vec![first];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&key);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        f
+        masked_with_key(first, payload, [0x5A, 0x17, 0xC3, 0x81])
     }
 
     /// Reads until the close frame, answers it (tungstenite queues the answer and sends
     /// it on the next poll) and returns its code and reason.
-    async fn expect_close(ws: &mut WebSocketStream<TcpStream>) -> (u16, String) {
-        let (code, reason) = within(3.0, async {
+    async fn expect_close<S>(ws: &mut WebSocketStream<S>) -> (u16, String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (code, reason) = within(async {
             loop {
                 match ws.next().await {
                     Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
@@ -1187,7 +1213,7 @@ mod tests {
         raw.browser.write_all(frame).await.unwrap();
         let mut ws = WebSocketStream::from_raw_socket(raw.browser, Role::Client, None).await;
         let (code, _) = expect_close(&mut ws).await;
-        let outcome = within(3.0, raw.relay).await.unwrap();
+        let outcome = within(raw.relay).await.unwrap();
         assert_eq!(outcome.reason.code(), code);
         (code, outcome.reason)
     }
@@ -1252,12 +1278,10 @@ mod tests {
                 }
             }
         };
-        let (mut ws_tx, (), (), ()) = within(60.0, async {
-            tokio::join!(up_send, up_recv, down_send, down_recv)
-        })
-        .await;
+        let (mut ws_tx, (), (), ()) =
+            within(async { tokio::join!(up_send, up_recv, down_send, down_recv) }).await;
         ws_tx.send(Message::Close(None)).await.unwrap();
-        let outcome = within(3.0, relay).await.unwrap();
+        let outcome = within(relay).await.unwrap();
         assert_eq!(outcome.bytes_up, TOTAL);
         assert_eq!(outcome.bytes_down, TOTAL);
         assert_eq!(
@@ -1281,10 +1305,7 @@ mod tests {
         let (code, reason) = expect_close(&mut ws).await;
         assert_eq!(code, 1003);
         assert!(reason.contains("binary"), "{reason}");
-        assert_eq!(
-            within(3.0, relay).await.unwrap().reason,
-            CloseReason::TextFrame
-        );
+        assert_eq!(within(relay).await.unwrap().reason, CloseReason::TextFrame);
     }
 
     #[tokio::test]
@@ -1335,7 +1356,7 @@ mod tests {
         let mut raw = start_raw(cfg).await;
         raw.browser.write_all(&ok).await.unwrap();
         let mut got = vec![0u8; 2000];
-        within(2.0, raw.console.read_exact(&mut got)).await.unwrap();
+        within(raw.console.read_exact(&mut got)).await.unwrap();
         assert!(got[..500].iter().all(|b| *b == 1) && got[1000..].iter().all(|b| *b == 3));
     }
 
@@ -1349,13 +1370,11 @@ mod tests {
         frames.extend(masked(0x82, b"!"));
         raw.browser.write_all(&frames).await.unwrap();
         let mut got = [0u8; 10];
-        within(2.0, raw.console.read_exact(&mut got)).await.unwrap();
+        within(raw.console.read_exact(&mut got)).await.unwrap();
         assert_eq!(&got, b"abcdefghi!");
         // The ping was answered: pong frame 0x8A with "mid".
         let mut pong = [0u8; 5];
-        within(2.0, raw.browser.read_exact(&mut pong))
-            .await
-            .unwrap();
+        within(raw.browser.read_exact(&mut pong)).await.unwrap();
         assert_eq!(&pong, b"\x8a\x03mid");
     }
 
@@ -1370,13 +1389,11 @@ mod tests {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let mut got = [0u8; 304];
-        within(2.0, raw.console.read_exact(&mut got)).await.unwrap();
+        within(raw.console.read_exact(&mut got)).await.unwrap();
         assert_eq!(&got[..4], b"slow");
         assert!(got[4..].iter().all(|b| *b == 3));
         let mut pong = [0u8; 3];
-        within(2.0, raw.browser.read_exact(&mut pong))
-            .await
-            .unwrap();
+        within(raw.browser.read_exact(&mut pong)).await.unwrap();
         assert_eq!(&pong, b"\x8a\x01p");
     }
 
@@ -1390,11 +1407,11 @@ mod tests {
         ws.send(Message::Ping(b"are you there".to_vec().into()))
             .await
             .unwrap();
-        let msg = within(2.0, ws.next()).await.unwrap().unwrap();
+        let msg = within(ws.next()).await.unwrap().unwrap();
         assert_eq!(msg, Message::Pong(b"are you there".to_vec().into()));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn heartbeat_pings_arrive_every_interval() {
         let cfg = RelayConfig {
             ping_interval: Some(Duration::from_millis(100)),
@@ -1405,33 +1422,33 @@ mod tests {
             relay,
             console: _console,
             ..
-        } = start(cfg).await;
+        } = start_in_memory(cfg).await;
         for _ in 0..4 {
             // tungstenite answers each ping, so the session stays up.
-            let msg = within(1.0, ws.next()).await.unwrap().unwrap();
+            let msg = within(ws.next()).await.unwrap().unwrap();
             assert!(matches!(msg, Message::Ping(_)), "{msg:?}");
         }
         assert!(!relay.is_finished());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_browser_that_never_answers_pings_is_dropped_after_two_intervals() {
         let cfg = RelayConfig {
             ping_interval: Some(Duration::from_millis(100)),
             ..RelayConfig::default()
         };
-        let mut raw = start_raw(cfg).await;
+        let mut raw = start_raw_in_memory(cfg);
         let started = Instant::now();
         // Read raw frames without answering until the close arrives, then hang up.
         let mut seen = Vec::new();
         let mut buf = [0u8; 256];
         while !seen.contains(&0x88) {
-            let n = within(2.0, raw.browser.read(&mut buf)).await.unwrap();
+            let n = within(raw.browser.read(&mut buf)).await.unwrap();
             assert!(n > 0);
             seen.extend_from_slice(&buf[..n]);
         }
         drop(raw.browser);
-        let outcome = within(2.0, raw.relay).await.unwrap();
+        let outcome = within(raw.relay).await.unwrap();
         assert_eq!(outcome.reason, CloseReason::PingTimeout);
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert_eq!(&seen[..4], b"\x89\x00\x89\x00", "two pings came first");
@@ -1449,7 +1466,7 @@ mod tests {
         console.write_all(&data).await.unwrap();
         drop(console);
         let mut got = Vec::new();
-        let (code, reason) = within(3.0, async {
+        let (code, reason) = within(async {
             loop {
                 match ws.next().await {
                     Some(Ok(Message::Binary(b))) => got.extend_from_slice(&b),
@@ -1465,7 +1482,7 @@ mod tests {
             (1000, "console server closed the connection")
         );
         let _ = ws.next().await; // sends tungstenite's close answer
-        let outcome = within(1.0, relay).await.unwrap();
+        let outcome = within(relay).await.unwrap();
         assert_eq!(outcome.reason, CloseReason::TargetClosed);
         assert_eq!(outcome.bytes_down, data.len() as u64);
     }
@@ -1488,16 +1505,16 @@ mod tests {
         .await
         .unwrap();
         let mut got = Vec::new();
-        within(2.0, console.read_to_end(&mut got)).await.unwrap();
+        within(console.read_to_end(&mut got)).await.unwrap();
         assert_eq!(got, b"last words");
         // tungstenite reports the echo as the end of the stream.
-        let echo = within(2.0, ws.next()).await;
+        let echo = within(ws.next()).await;
         assert!(
             matches!(&echo, Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == 1001)
                 || echo.is_none(),
             "{echo:?}"
         );
-        let outcome = within(2.0, relay).await.unwrap();
+        let outcome = within(relay).await.unwrap();
         assert_eq!(
             outcome.reason,
             CloseReason::ClientClosed {
@@ -1517,11 +1534,9 @@ mod tests {
             .unwrap();
         drop(raw.browser);
         let mut got = Vec::new();
-        within(2.0, raw.console.read_to_end(&mut got))
-            .await
-            .unwrap();
+        within(raw.console.read_to_end(&mut got)).await.unwrap();
         assert_eq!(got, b"typed");
-        let outcome = within(2.0, raw.relay).await.unwrap();
+        let outcome = within(raw.relay).await.unwrap();
         assert_eq!(outcome.reason, CloseReason::ClientVanished);
         assert_eq!(outcome.bytes_up, 5);
     }
@@ -1539,9 +1554,9 @@ mod tests {
             expect_close(&mut ws).await,
             (1001, "proxy is shutting down".to_owned())
         );
-        assert_eq!(within(2.0, relay).await.unwrap().reason, CloseReason::Drain);
+        assert_eq!(within(relay).await.unwrap().reason, CloseReason::Drain);
         let mut rest = Vec::new();
-        within(1.0, console.read_to_end(&mut rest)).await.unwrap();
+        within(console.read_to_end(&mut rest)).await.unwrap();
     }
 
     #[tokio::test]
@@ -1558,7 +1573,7 @@ mod tests {
             (1008, "access revoked".to_owned())
         );
         assert_eq!(
-            within(2.0, relay).await.unwrap().reason,
+            within(relay).await.unwrap().reason,
             CloseReason::Killed("access revoked".into())
         );
 
@@ -1571,7 +1586,7 @@ mod tests {
         stop.send(Stop::Kill("ü".repeat(100))).unwrap(); // 200 bytes
         let (code, reason) = expect_close(&mut ws).await;
         assert_eq!((code, reason.len()), (1008, 122));
-        within(2.0, relay).await.unwrap();
+        within(relay).await.unwrap();
     }
 
     #[tokio::test]
@@ -1582,7 +1597,7 @@ mod tests {
         assert_eq!(expect_close(&mut ws).await.0, 1008);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn idle_timeout_waits_for_quiet_then_closes_with_1000() {
         let cfg = RelayConfig {
             idle_timeout: Some(Duration::from_millis(300)),
@@ -1593,13 +1608,13 @@ mod tests {
             mut console,
             relay,
             ..
-        } = start(cfg).await;
+        } = start_in_memory(cfg).await;
         let started = Instant::now();
         // Traffic every 100 ms for 600 ms keeps the session alive past the timeout.
         for _ in 0..6 {
             ws.send(Message::binary(b"k".to_vec())).await.unwrap();
             let mut b = [0u8; 1];
-            within(1.0, console.read_exact(&mut b)).await.unwrap();
+            within(console.read_exact(&mut b)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(!relay.is_finished());
@@ -1607,12 +1622,12 @@ mod tests {
         assert_eq!((code, reason.as_str()), (1000, "session idle for too long"));
         assert!(started.elapsed() >= Duration::from_millis(800));
         assert_eq!(
-            within(1.0, relay).await.unwrap().reason,
+            within(relay).await.unwrap().reason,
             CloseReason::IdleTimeout
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn max_duration_ends_a_busy_session_with_1008() {
         let cfg = RelayConfig {
             max_duration: Some(Duration::from_millis(300)),
@@ -1623,7 +1638,7 @@ mod tests {
             mut console,
             relay,
             ..
-        } = start(cfg).await;
+        } = start_in_memory(cfg).await;
         let started = Instant::now();
         let chatter = tokio::spawn(async move {
             while console.write_all(b"frame").await.is_ok() {
@@ -1637,13 +1652,13 @@ mod tests {
         );
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert_eq!(
-            within(1.0, relay).await.unwrap().reason,
+            within(relay).await.unwrap().reason,
             CloseReason::MaxDuration
         );
-        within(1.0, chatter).await.unwrap();
+        within(chatter).await.unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_browser_that_stops_reading_bounds_what_is_read_from_the_console() {
         const PIPE: usize = 64 << 10;
         let cfg = quiet();
@@ -1661,6 +1676,8 @@ mod tests {
                 count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
         });
+        // The paused clock moves on only once the writer, the relay and this task all
+        // wait: each read below sees everything that could move by then.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let at_300 = written.load(std::sync::atomic::Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1675,7 +1692,7 @@ mod tests {
         writer.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_console_that_stops_reading_bounds_what_is_read_from_the_browser() {
         const PIPE: usize = 64 << 10;
         let cfg = RelayConfig {
@@ -1701,6 +1718,8 @@ mod tests {
                 count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
         });
+        // The paused clock moves on only once the writer, the relay and this task all
+        // wait: each read below sees everything that could move by then.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let at_300 = written.load(std::sync::atomic::Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1727,12 +1746,12 @@ mod tests {
         }
         let up: u64 = 1 + 125 + 126 + 65_535 + 65_536 + 200_000;
         let mut got = vec![0u8; up as usize];
-        within(2.0, console.read_exact(&mut got)).await.unwrap();
+        within(console.read_exact(&mut got)).await.unwrap();
         console.write_all(&[5u8; 12_345]).await.unwrap();
         drop(console);
         let (code, _) = expect_close(&mut ws).await;
         assert_eq!(code, 1000);
-        let outcome = within(2.0, relay).await.unwrap();
+        let outcome = within(relay).await.unwrap();
         assert_eq!((outcome.bytes_up, outcome.bytes_down), (up, 12_345));
     }
 
@@ -1748,7 +1767,7 @@ mod tests {
             expect_close(&mut ws).await,
             (1011, "console server unreachable".to_owned())
         );
-        within(1.0, closer).await.unwrap();
+        within(closer).await.unwrap();
     }
 
     #[test]
@@ -1763,16 +1782,18 @@ mod tests {
         assert!(size < 4096, "relay future is {size} bytes");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn idle_sessions_release_their_buffers_after_a_burst_or_a_banner() {
         for burst in [12usize, 1 << 20] {
-            let (browser, proxy_client) = tcp_pair().await;
-            let (proxy_target, console) = tcp_pair().await;
+            // Pipes with room for the whole burst, as loopback TCP's buffers have: the
+            // peers below move it one direction after the other.
+            let (browser, proxy_client) = tokio::io::duplex(2 << 20);
+            let (proxy_target, console) = tokio::io::duplex(2 << 20);
             let mut session = Session::new(proxy_client, proxy_target, &quiet());
             let (_stop, mut stop_rx) = watch::channel(Stop::Run);
             let cfg = quiet();
             let peers = async {
-                let (mut con_rx, mut con_tx) = console.into_split();
+                let (mut con_rx, mut con_tx) = tokio::io::split(console);
                 let mut ws = WebSocketStream::from_raw_socket(browser, Role::Client, None).await;
                 let up = vec![1u8; burst];
                 ws.send(Message::binary(up)).await.unwrap();
@@ -1790,10 +1811,13 @@ mod tests {
             };
             // Run the session while the peers move their burst and then go quiet;
             // dropping `run` leaves the session intact for inspection.
-            let (_peers, reason) = tokio::join!(
-                peers,
-                tokio::time::timeout(RELEASE_AFTER * 4, session.run(&cfg, &mut stop_rx))
-            );
+            let (_peers, reason) = within(async {
+                tokio::join!(
+                    peers,
+                    tokio::time::timeout(RELEASE_AFTER * 4, session.run(&cfg, &mut stop_rx))
+                )
+            })
+            .await;
             assert!(reason.is_err(), "session ended: {reason:?}");
             assert_eq!(session.bytes_up, burst as u64);
             assert_eq!(session.bytes_down, burst as u64);

@@ -3,11 +3,14 @@
 //! `openssl` as an administrator would make them.
 //!
 //! QEMU runs paused (`-S`): its VNC and SPICE servers answer without a guest running.
-//! Without `qemu-system-x86_64` these tests say so and pass, except under CI
-//! (`CI` set), where the setup script installs it and its absence is a failure.
+//! Without `qemu-system-x86_64` or `openssl` these tests print a `SKIPPED:` line and
+//! pass, except under CI (`CI=true`), where the setup script installs them and their
+//! absence is a failure.
 
 mod common;
 
+use common::pki::{self, Key, Pki};
+use common::qemu::{Display, Qemu};
 use common::*;
 use consolegate::ticket::TargetTls;
 use des::cipher::generic_array::GenericArray;
@@ -15,114 +18,41 @@ use des::cipher::{BlockEncrypt, KeyInit};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
-const LIMIT: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "tls-Pw7";
 
 // ------------------------------------------------------------------ certificates
 
 /// A console CA, QEMU's server certificate, the proxy's client certificate, and a
 /// second CA with its own client certificate that nothing trusts.
-struct Pki {
-    dir: tempfile::TempDir,
+fn console_pki() -> Pki {
+    let pki = Pki::new();
+    pki.self_signed("ca", "consolegate test ca", Key::Ec, pki::CA);
+    pki.self_signed("rogue-ca", "consolegate test rogue-ca", Key::Ec, pki::CA);
+    let server = pki::server_extensions("IP:127.0.0.1");
+    pki.issue("server", "ca", "127.0.0.1", Key::Ec, &server);
+    pki.issue("client", "ca", "consolegate", Key::Ec, pki::CLIENT);
+    pki.issue(
+        "rogue-client",
+        "rogue-ca",
+        "consolegate",
+        Key::Ec,
+        pki::CLIENT,
+    );
+    pki
 }
 
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-        let ssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        std::fs::write(
-            p("ca.cnf"),
-            "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
-        )
-        .unwrap();
-        std::fs::write(p("server.cnf"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n").unwrap();
-        std::fs::write(p("client.cnf"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n").unwrap();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        for ca in ["ca", "rogue-ca"] {
-            let (key, cert) = (p(&format!("{ca}-key.pem")), p(&format!("{ca}-cert.pem")));
-            let subj = format!("/CN=consolegate test {ca}");
-            let mut args = vec!["req", "-x509"];
-            args.extend(ec);
-            args.extend(["-keyout", &key, "-out", &cert, "-days", "2", "-subj", &subj]);
-            args.extend([
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=keyCertSign,cRLSign",
-            ]);
-            ssl(&args);
-        }
-        let issue = |name: &str, ca: &str, cnf: &str, cn: &str| {
-            let (key, csr, cert) = (
-                p(&format!("{name}-key.pem")),
-                p(&format!("{name}.csr")),
-                p(&format!("{name}-cert.pem")),
-            );
-            let mut args = vec!["req"];
-            args.extend(ec);
-            let subj = format!("/CN={cn}");
-            args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-            ssl(&args);
-            ssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &p(&format!("{ca}-cert.pem")),
-                "-CAkey",
-                &p(&format!("{ca}-key.pem")),
-                "-CAcreateserial",
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-extfile",
-                &p(cnf),
-            ]);
-        };
-        issue("server", "ca", "server.cnf", "127.0.0.1");
-        issue("client", "ca", "client.cnf", "consolegate");
-        issue("rogue-client", "rogue-ca", "client.cnf", "consolegate");
-        Pki { dir }
+/// QEMU's `x509-dir` / tls-creds-x509 `dir`: ca-cert.pem, server-cert.pem, server-key.pem.
+fn qemu_dir(pki: &Pki) -> PathBuf {
+    let d = pki.path("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["ca-cert.pem", "server-cert.pem", "server-key.pem"] {
+        std::fs::copy(pki.path(f), d.join(f)).unwrap();
     }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// QEMU's `x509-dir` / tls-creds-x509 `dir`: ca-cert.pem, server-cert.pem, server-key.pem.
-    fn qemu_dir(&self) -> PathBuf {
-        let d = self.path("qemu");
-        std::fs::create_dir_all(&d).unwrap();
-        for f in ["ca-cert.pem", "server-cert.pem", "server-key.pem"] {
-            std::fs::copy(self.path(f), d.join(f)).unwrap();
-        }
-        d
-    }
+    d
 }
 
 /// How the proxy's `[backend_tls]` is set in a test.
@@ -139,13 +69,10 @@ enum ProxyCerts {
 }
 
 async fn proxy(pki: &Pki, certs: ProxyCerts) -> TestProxy {
-    let ca = pki.path("ca-cert.pem");
-    let rogue_ca = pki.path("rogue-ca-cert.pem");
-    let client = (pki.path("client-cert.pem"), pki.path("client-key.pem"));
-    let rogue = (
-        pki.path("rogue-client-cert.pem"),
-        pki.path("rogue-client-key.pem"),
-    );
+    let ca = pki.cert("ca");
+    let rogue_ca = pki.cert("rogue-ca");
+    let client = (pki.cert("client"), pki.key("client"));
+    let rogue = (pki.cert("rogue-client"), pki.key("rogue-client"));
     TestProxy::start(move |a| {
         let (ca, cert) = match certs {
             ProxyCerts::Good => (Some(ca), Some(client)),
@@ -162,37 +89,6 @@ async fn proxy(pki: &Pki, certs: ProxyCerts) -> TestProxy {
 
 // ------------------------------------------------------------------ QEMU
 
-fn have_qemu() -> bool {
-    let found = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "qemu-system-x86_64 is missing under CI"
-        );
-        eprintln!("qemu-system-x86_64 not installed: skipping");
-    }
-    found
-}
-
-/// A paused QEMU, killed when dropped.
-struct Qemu {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Console {
     /// VNC with tls-creds (verify-peer=yes), with or without a VNC password.
@@ -203,158 +99,34 @@ enum Console {
     SpiceTls,
 }
 
-/// A free loopback port in the proxy's usual range (the bind is released at once;
-/// QEMU binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn qemu(pki: &Pki, console: Console) -> Qemu {
-    let dir = tempfile::tempdir().unwrap();
-    let qmp = dir.path().join("qmp.sock");
-    let x509 = pki.qemu_dir();
-    let mut args: Vec<String> = [
-        "-machine",
-        "accel=tcg",
-        "-S",
-        "-display",
-        "none",
-        "-nodefaults",
-        "-vga",
-        "std",
-        "-m",
-        "32",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend([
-        "-qmp".into(),
-        format!("unix:{},server,nowait", qmp.display()),
-    ]);
-    match console {
-        Console::VencryptVnc { password } => {
-            args.extend([
-                "-object".into(),
-                format!(
-                    "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
-                    x509.display()
-                ),
-                "-vnc".into(),
-                // A free display from :100 on; QMP says which one QEMU took.
-                format!(
-                    "127.0.0.1:100,to=900,tls-creds=tls0{}",
-                    if password { ",password=on" } else { "" }
-                ),
-            ]);
-        }
-        Console::PlainVnc => {
-            args.extend(["-vnc".into(), "127.0.0.1:100,to=900,password=on".into()]);
-        }
-        Console::SpiceTls => {
-            let port = free_port();
-            args.extend([
-                "-object".into(),
-                format!("secret,id=sp,data={PASSWORD}"),
-                "-spice".into(),
-                format!(
-                    "tls-port={port},addr=127.0.0.1,x509-dir={},password-secret=sp",
-                    x509.display()
-                ),
-            ]);
-        }
-    }
-    let child = Command::new("qemu-system-x86_64")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("qemu starts");
-    let mut q = Qemu {
-        child,
-        port: 0,
-        _dir: dir,
-    };
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    let sock = loop {
-        if let Ok(s) = tokio::net::UnixStream::connect(&qmp).await {
-            break s;
-        }
-        assert!(
-            q.child.try_wait().unwrap().is_none(),
-            "QEMU exited: {args:?}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "QEMU's QMP socket did not appear"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut qmp = Qmp::new(sock).await;
-    q.port = match console {
-        Console::SpiceTls => {
-            let info = qmp.execute(r#"{"execute":"query-spice"}"#).await;
-            info["return"]["tls-port"].as_u64().expect("SPICE TLS port") as u16
-        }
-        _ => {
-            if console != (Console::VencryptVnc { password: false }) {
-                let cmd = format!(
-                    r#"{{"execute":"change-vnc-password","arguments":{{"password":"{PASSWORD}"}}}}"#
-                );
-                let r = qmp.execute(&cmd).await;
-                assert!(r.get("return").is_some(), "change-vnc-password: {r}");
-            }
-            let info = qmp.execute(r#"{"execute":"query-vnc"}"#).await;
-            info["return"]["service"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .expect("VNC port")
-        }
-    };
-    q
+    let x509 = qemu_dir(pki);
+    Qemu::start(match console {
+        Console::VencryptVnc { password } => Display::Vnc {
+            x509: Some(&x509),
+            password: password.then_some(PASSWORD),
+        },
+        Console::PlainVnc => Display::Vnc {
+            x509: None,
+            password: Some(PASSWORD),
+        },
+        Console::SpiceTls => Display::SpiceTls {
+            x509: &x509,
+            password: PASSWORD,
+        },
+    })
+    .await
 }
 
-/// QEMU's JSON monitor, one command at a time.
-struct Qmp {
-    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    w: tokio::net::unix::OwnedWriteHalf,
-}
-
-impl Qmp {
-    async fn new(sock: tokio::net::UnixStream) -> Qmp {
-        let (r, w) = sock.into_split();
-        let mut q = Qmp {
-            lines: BufReader::new(r).lines(),
-            w,
-        };
-        let greeting = q.reply().await;
-        assert!(greeting.get("QMP").is_some(), "{greeting}");
-        q.execute(r#"{"execute":"qmp_capabilities"}"#).await;
-        q
+/// The certificates and QEMU serving `console`; `None`, after a visible skip, without
+/// QEMU or openssl.
+async fn console_server(console: Console) -> Option<(Pki, Qemu)> {
+    if !tools::have(&["qemu-system-x86_64", "openssl"]) {
+        return None;
     }
-    async fn reply(&mut self) -> serde_json::Value {
-        loop {
-            let line = timeout(LIMIT, self.lines.next_line())
-                .await
-                .unwrap()
-                .unwrap()
-                .expect("QMP line");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v.get("event").is_none() {
-                return v;
-            }
-        }
-    }
-    async fn execute(&mut self, cmd: &str) -> serde_json::Value {
-        self.w.write_all(cmd.as_bytes()).await.unwrap();
-        self.w.write_all(b"\n").await.unwrap();
-        self.reply().await
-    }
+    let pki = console_pki();
+    let q = qemu(&pki, console).await;
+    Some((pki, q))
 }
 
 // ------------------------------------------------------------------ the browser side
@@ -440,11 +212,9 @@ async fn client_init(c: &mut Client) -> (u16, u16) {
 
 #[tokio::test]
 async fn vencrypt_x509vnc_reaches_qemu_and_the_vnc_password_works_end_to_end() {
-    if !have_qemu() {
+    let Some((pki, q)) = console_server(Console::VencryptVnc { password: true }).await else {
         return;
-    }
-    let pki = Pki::new();
-    let q = qemu(&pki, Console::VencryptVnc { password: true }).await;
+    };
     let p = proxy(&pki, ProxyCerts::Good).await;
     let mut c = Client::open(&p, "127.0.0.1", q.port, TargetTls::Vencrypt).await;
     assert_eq!(c.read(12).await, b"RFB 003.008\n");
@@ -464,11 +234,9 @@ async fn vencrypt_x509vnc_reaches_qemu_and_the_vnc_password_works_end_to_end() {
 
 #[tokio::test]
 async fn vencrypt_a_wrong_vnc_password_is_refused_by_qemu_itself() {
-    if !have_qemu() {
+    let Some((pki, q)) = console_server(Console::VencryptVnc { password: true }).await else {
         return;
-    }
-    let pki = Pki::new();
-    let q = qemu(&pki, Console::VencryptVnc { password: true }).await;
+    };
     let p = proxy(&pki, ProxyCerts::Good).await;
     let mut c = Client::open(&p, "127.0.0.1", q.port, TargetTls::Vencrypt).await;
     c.read(12).await;
@@ -482,11 +250,9 @@ async fn vencrypt_a_wrong_vnc_password_is_refused_by_qemu_itself() {
 
 #[tokio::test]
 async fn vencrypt_x509none_offers_the_browser_security_type_none() {
-    if !have_qemu() {
+    let Some((pki, q)) = console_server(Console::VencryptVnc { password: false }).await else {
         return;
-    }
-    let pki = Pki::new();
-    let q = qemu(&pki, Console::VencryptVnc { password: false }).await;
+    };
     let p = proxy(&pki, ProxyCerts::Good).await;
     let mut c = Client::open(&p, "127.0.0.1", q.port, TargetTls::Vencrypt).await;
     assert_eq!(c.read(12).await, b"RFB 003.008\n");
@@ -501,11 +267,9 @@ async fn vencrypt_x509none_offers_the_browser_security_type_none() {
 /// Each failure after the upgrade is a 1011 close with a sentence of its own.
 #[tokio::test]
 async fn vencrypt_failures_close_with_a_reason_a_person_can_read() {
-    if !have_qemu() {
+    let Some((pki, tls_vnc)) = console_server(Console::VencryptVnc { password: true }).await else {
         return;
-    }
-    let pki = Pki::new();
-    let tls_vnc = qemu(&pki, Console::VencryptVnc { password: true }).await;
+    };
     let plain_vnc = qemu(&pki, Console::PlainVnc).await;
     for (certs, port, expected) in [
         (
@@ -537,11 +301,9 @@ async fn vencrypt_failures_close_with_a_reason_a_person_can_read() {
 
 #[tokio::test]
 async fn tls_reaches_qemus_spice_tls_port_and_spice_bytes_go_through() {
-    if !have_qemu() {
+    let Some((pki, q)) = console_server(Console::SpiceTls).await else {
         return;
-    }
-    let pki = Pki::new();
-    let q = qemu(&pki, Console::SpiceTls).await;
+    };
     let p = proxy(&pki, ProxyCerts::Good).await;
     let mut c = Client::open(&p, "127.0.0.1", q.port, TargetTls::Tls).await;
     // SpiceLinkHeader (magic, version 2.2, size) and SpiceLinkMess for the main channel.
@@ -573,11 +335,9 @@ async fn tls_reaches_qemus_spice_tls_port_and_spice_bytes_go_through() {
 
 #[tokio::test]
 async fn tls_checks_the_certificate_against_the_tickets_host_name() {
-    if !have_qemu() {
+    let Some((pki, q)) = console_server(Console::SpiceTls).await else {
         return;
-    }
-    let pki = Pki::new();
-    let q = qemu(&pki, Console::SpiceTls).await;
+    };
     let p = proxy(&pki, ProxyCerts::Good).await;
     // The certificate names IP 127.0.0.1, not the DNS name localhost.
     let c = Client::open(&p, "localhost", q.port, TargetTls::Tls).await;
@@ -608,14 +368,17 @@ async fn secure_tickets_are_refused_before_the_upgrade_without_a_console_ca() {
             body.trim(),
             format!("this proxy is not set up to reach console servers over {tls} ([backend_tls] ca is not configured)")
         );
-        let check = check(&p, &ticket).await;
+        let check = preflight_check(p.addr, &ticket).await;
         assert_eq!(check["code"], "tls_unsupported", "{check}");
     }
 }
 
 #[tokio::test]
 async fn an_unknown_tls_value_is_refused_with_its_own_reason() {
-    let pki = Pki::new();
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = console_pki();
     let p = proxy(&pki, ProxyCerts::Good).await;
     let exp = consolegate::front::unix_now() + 60;
     let ticket = raw_ticket(
@@ -626,12 +389,18 @@ async fn an_unknown_tls_value_is_refused_with_its_own_reason() {
     let (status, body) = refused(&p.url(&ticket)).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("starttls"), "{body}");
-    assert_eq!(check(&p, &ticket).await["code"], "unknown_tls");
+    assert_eq!(
+        preflight_check(p.addr, &ticket).await["code"],
+        "unknown_tls"
+    );
 }
 
 #[tokio::test]
 async fn a_tls_ticket_to_a_plain_server_fails_with_a_reason_not_a_hang() {
-    let pki = Pki::new();
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = console_pki();
     let p = proxy(&pki, ProxyCerts::Good).await;
     let (target, accepted) = one_shot_target().await;
     let c = Client::open(&p, "127.0.0.1", target.port(), TargetTls::Tls).await;
@@ -650,28 +419,17 @@ async fn a_tls_ticket_to_a_plain_server_fails_with_a_reason_not_a_hang() {
 
 #[tokio::test]
 async fn the_console_ca_is_reloaded_on_sighup_and_a_bad_file_keeps_the_old_one() {
-    let pki = Pki::new();
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = console_pki();
     let ca_copy = pki.path("reload-ca.pem");
-    std::fs::copy(pki.path("ca-cert.pem"), &ca_copy).unwrap();
+    std::fs::copy(pki.cert("ca"), &ca_copy).unwrap();
     let copy = ca_copy.clone();
     let p = TestProxy::start(move |a| a.backend_ca = Some(copy)).await;
     std::fs::write(&ca_copy, "not a certificate").unwrap();
     let err = p.proxy.reload().unwrap_err();
     assert!(err.to_string().contains("[backend_tls] ca"), "{err}");
-    std::fs::copy(pki.path("rogue-ca-cert.pem"), &ca_copy).unwrap();
+    std::fs::copy(pki.cert("rogue-ca"), &ca_copy).unwrap();
     p.proxy.reload().unwrap();
-}
-
-async fn check(p: &TestProxy, ticket: &str) -> serde_json::Value {
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let req = format!(
-        "POST /consolegate/check HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ticket}",
-        p.addr,
-        ticket.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"))
 }

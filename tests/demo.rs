@@ -2,64 +2,27 @@
 //! URL it prints reaches the embedded console server through the proxy, and the VNC
 //! password it prints opens that console.
 
+mod common;
+
+use common::*;
 use futures_util::StreamExt;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_printed_url_reaches_the_demo_console_server() {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_consolegate"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("consolegate demo starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut url, mut password) = (None, None);
-    timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(u) = line.trim().strip_prefix("WebSocket URL:") {
-                url = Some(u.trim().to_string());
-            }
-            if let Some(p) = line.trim().strip_prefix("VNC password:") {
-                password = Some(p.trim().to_string());
-            }
-            if url.is_some() && password.is_some() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the demo printed its URL and password");
-    let url = url.unwrap();
-    assert!(url.starts_with(&format!("ws://127.0.0.1:{port}/")), "{url}");
-    assert_eq!(password.unwrap().len(), 8);
+    // Port 0: the demo listens where the system puts it and prints that port.
+    let demo = DemoProcess::start(&[]).await;
+    assert_eq!(demo.addr.ip().to_string(), "127.0.0.1", "{}", demo.url);
+    assert_ne!(demo.addr.port(), 0, "{}", demo.url);
+    assert_eq!(demo.password.len(), 8);
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+    let (mut ws, _) = tokio_tungstenite::connect_async(&demo.url)
         .await
         .expect("the printed URL is accepted");
-    let banner = timeout(Duration::from_secs(10), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let banner = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
     match banner {
         Message::Binary(b) => assert_eq!(b.as_ref(), b"RFB 003.008\n"),
         other => panic!("expected the RFB banner, got {other:?}"),
     }
-    child.kill().await.ok();
 }

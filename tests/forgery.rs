@@ -33,16 +33,6 @@ fn claims_for(host: &str, port: u16) -> String {
     )
 }
 
-/// A loopback port nobody listens on: a ticket that passes every rule gets 502 there.
-async fn closed_port() -> u16 {
-    tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Sends each ticket and checks its status and a distinctive part of its reason.
 async fn assert_refused(p: &TestProxy, cases: &[(&str, String, u16, &str)]) {
     for (name, ticket, status, needle) in cases {
@@ -222,7 +212,9 @@ async fn header_members_that_bring_their_own_key_are_refused_by_name() {
 #[tokio::test]
 async fn duplicate_json_members_are_refused_not_resolved() {
     let p = TestProxy::start(|_| {}).await;
-    let port = closed_port().await;
+    // Refuses connections: a ticket that passes every rule gets 502 there.
+    let closed = RefusingPort::new();
+    let port = closed.port();
     let exp = unix_now() + 60;
     let hdr = header_for(&p.key);
     let dup_host = format!(r#"{{"host":"10.0.0.9","host":"127.0.0.1","port":{port},"exp":{exp}}}"#);
@@ -270,7 +262,9 @@ async fn a_typ_other_than_jwt_is_refused_as_another_kind_of_token() {
     // A JWS the engine's key signed for another purpose (an OAuth access token, a
     // JOSE message) must not open a console, even when its claims would.
     let p = TestProxy::start(|_| {}).await;
-    let port = closed_port().await;
+    // Refuses connections: a ticket that passes every rule gets 502 there.
+    let closed = RefusingPort::new();
+    let port = closed.port();
     let claims = claims_for("127.0.0.1", port);
     let kid = keys::thumbprint(&p.key.verifying_key());
     let with_typ = |typ_json: &str| {
@@ -452,7 +446,9 @@ async fn a_malleated_signature_with_s_plus_l_is_refused() {
         0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let p = TestProxy::start(|_| {}).await;
-    let port = closed_port().await;
+    // Refuses connections: a ticket that passes every rule gets 502 there.
+    let closed = RefusingPort::new();
+    let port = closed.port();
     let good = raw_ticket(&p.key, &header_for(&p.key), &claims_for("127.0.0.1", port));
     // The real ticket passes every rule (and then finds no console server) ...
     let (status, body) = refused(&p.url(&good)).await;
@@ -537,7 +533,9 @@ async fn a_small_order_key_added_on_reload_is_refused_and_its_forgeries_with_it(
     assert!(err.to_string().contains("small-order point"), "{err}");
     assert_eq!(p.proxy.key_ids(), before, "the old keys stay in force");
 
-    let port = closed_port().await;
+    // Refuses connections: a ticket that passes every rule gets 502 there.
+    let closed = RefusingPort::new();
+    let port = closed.port();
     let claims = claims_for("127.0.0.1", port);
     let weak_kid = keys::thumbprint(&weak);
     assert_refused(
@@ -740,7 +738,9 @@ async fn a_host_with_a_port_inside_it_is_refused() {
 #[tokio::test]
 async fn ipv6_forms_of_a_forbidden_address_do_not_dodge_an_ipv4_policy() {
     let p = TestProxy::start(|a| a.allow_target = vec!["127.0.0.1/32".into()]).await;
-    let port = closed_port().await;
+    // Refuses connections: a ticket that passes every rule gets 502 there.
+    let closed = RefusingPort::new();
+    let port = closed.port();
     let t = |host: &str| raw_ticket(&p.key, &header_for(&p.key), &claims_for(host, port));
     let outside = "outside the allowed targets";
     assert_refused(

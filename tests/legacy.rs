@@ -5,108 +5,34 @@
 
 mod common;
 
+use common::pki::{self, Key, Pki};
+use common::qemu::{Display, Qemu};
 use common::*;
+use futures_util::StreamExt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
-use futures_util::StreamExt;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
 /// An engine CA, an engine certificate it signed, and an attacker's self-signed
 /// certificate with the engine's name: made once per test binary.
-struct Pki {
-    dir: PathBuf,
+fn engine_pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let pki = Pki::new();
+        pki.self_signed("ca", "Test Engine CA", Key::Rsa, pki::CA);
+        pki.issue("engine", "ca", "engine.test", Key::Rsa, "");
+        pki.self_signed("attacker", "engine.test", Key::Rsa, "");
+        pki
+    })
 }
 
-impl Pki {
-    fn get() -> &'static Pki {
-        static PKI: OnceLock<Pki> = OnceLock::new();
-        PKI.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap().keep();
-            let openssl = |args: &[&str]| {
-                let out = Command::new("openssl")
-                    .args(args)
-                    .current_dir(&dir)
-                    .output()
-                    .expect("openssl is installed (tests/setup.sh)");
-                assert!(
-                    out.status.success(),
-                    "openssl {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            let days = ["-days", "30"];
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-subj",
-                "/CN=Test Engine CA",
-                days[0],
-                days[1],
-            ]);
-            openssl(&[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "engine.key",
-                "-out",
-                "engine.csr",
-                "-subj",
-                "/CN=engine.test",
-            ]);
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                "engine.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "engine.cer",
-                days[0],
-                days[1],
-            ]);
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "attacker.key",
-                "-out",
-                "attacker.cer",
-                "-subj",
-                "/CN=engine.test",
-                days[0],
-                days[1],
-            ]);
-            Pki { dir }
-        })
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
+/// What the engine tickets need: openssl for the certificates, python3 with
+/// `cryptography` for the independent encoder. False (after a visible skip) without.
+fn have_engine_tools() -> bool {
+    tools::have(&["openssl", "python3"]) && tools::have_python_module("cryptography")
 }
 
 /// Runs tests/ovirt_ticket.py and returns the ticket it prints.
@@ -127,8 +53,11 @@ fn encoder(args: &[&str]) -> String {
 
 /// A ticket signed by the engine for `target`, with extra encoder flags.
 fn engine_ticket(target: SocketAddr, extra: &[&str]) -> String {
-    let pki = Pki::get();
-    let (key, cert) = (pki.path("engine.key"), pki.path("engine.cer"));
+    let pki = engine_pki();
+    let (key, cert) = (
+        path_text(&pki.key("engine")),
+        path_text(&pki.cert("engine")),
+    );
     let (host, port) = (target.ip().to_string(), target.port().to_string());
     let mut args = vec![
         "sign", "--key", &key, "--cert", &cert, "--host", &host, "--port", &port,
@@ -137,62 +66,13 @@ fn engine_ticket(target: SocketAddr, extra: &[&str]) -> String {
     encoder(&args)
 }
 
+fn path_text(p: &Path) -> String {
+    p.display().to_string()
+}
+
 async fn ovirt_proxy() -> TestProxy {
-    let cert = PathBuf::from(Pki::get().path("engine.cer"));
+    let cert = engine_pki().cert("engine");
     TestProxy::start(move |a| a.ovirt_certificate = Some(cert)).await
-}
-
-/// QEMU with a VNC display on a free loopback port, killed when dropped.
-struct Qemu {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Qemu {
-    async fn start() -> Qemu {
-        let display = (100..400)
-            .find(|d| std::net::TcpListener::bind(("127.0.0.1", 5900 + d)).is_ok())
-            .expect("a free VNC display");
-        let child = Command::new("qemu-system-x86_64")
-            .args(["-display", "none", "-vnc"])
-            .arg(format!("127.0.0.1:{display}"))
-            .args([
-                "-m",
-                "64",
-                "-nodefaults",
-                "-vga",
-                "std",
-                "-machine",
-                "accel=tcg",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-system-x86_64 is installed (tests/setup.sh)");
-        let addr: SocketAddr = ([127, 0, 0, 1], 5900 + display).into();
-        let q = Qemu { child, addr };
-        // Ready when it answers with its RFB banner.
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                let mut banner = [0u8; 12];
-                if s.read_exact(&mut banner).await.is_ok() {
-                    assert_eq!(&banner, b"RFB 003.008\n");
-                    return q;
-                }
-            }
-            assert!(tokio::time::Instant::now() < deadline, "QEMU did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// Opens a session and returns the first bytes the console server sent.
@@ -213,9 +93,16 @@ async fn first_bytes(url: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_genuine_engine_ticket_reaches_a_real_qemu_vnc_server() {
-    let qemu = Qemu::start().await;
+    if !(have_engine_tools() && tools::have(&["qemu-system-x86_64"])) {
+        return;
+    }
+    let qemu = Qemu::start(Display::Vnc {
+        x509: None,
+        password: None,
+    })
+    .await;
     let p = ovirt_proxy().await;
-    let ticket = engine_ticket(qemu.addr, &[]);
+    let ticket = engine_ticket(qemu.addr(), &[]);
     assert!(
         ticket.len() > 2000,
         "the ticket carries the engine certificate"
@@ -227,11 +114,14 @@ async fn a_genuine_engine_ticket_reaches_a_real_qemu_vnc_server() {
 
 #[tokio::test]
 async fn a_percent_encoded_engine_ticket_connects_and_passes_the_pre_flight_check() {
+    if !have_engine_tools() {
+        return;
+    }
     let (target, accepted) = one_shot_target().await;
     let p = ovirt_proxy().await;
     let ticket = engine_ticket(target, &[]);
-    let body = reqwest_like_check(p.addr, &ticket).await;
-    assert!(body.contains(r#""ok":true"#), "{body}");
+    let check = preflight_check(p.addr, &ticket).await;
+    assert_eq!(check["ok"], true, "{check}");
     let escaped = ticket
         .replace('+', "%2B")
         .replace('/', "%2F")
@@ -243,29 +133,15 @@ async fn a_percent_encoded_engine_ticket_connects_and_passes_the_pre_flight_chec
     timeout(LIMIT, accepted).await.unwrap().unwrap();
 }
 
-/// POST /consolegate/check with the ticket as the body; returns the JSON text.
-async fn reqwest_like_check(addr: SocketAddr, ticket: &str) -> String {
-    use tokio::io::AsyncWriteExt;
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST /consolegate/check HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ticket}",
-        ticket.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    timeout(LIMIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
-
 async fn refusal_of(p: &TestProxy, ticket: &str) -> (u16, String) {
     refused(&format!("ws://{}/{ticket}", p.addr)).await
 }
 
 #[tokio::test]
 async fn the_salt_absorption_forgery_is_refused_for_choosing_its_signed_fields() {
+    if !have_engine_tools() {
+        return;
+    }
     let p = ovirt_proxy().await;
     let target: SocketAddr = "127.0.0.1:5901".parse().unwrap();
     let genuine = engine_ticket(target, &[]);
@@ -285,9 +161,15 @@ async fn the_salt_absorption_forgery_is_refused_for_choosing_its_signed_fields()
 
 #[tokio::test]
 async fn a_ticket_carrying_an_attackers_certificate_is_refused() {
+    if !have_engine_tools() {
+        return;
+    }
     let p = ovirt_proxy().await;
-    let pki = Pki::get();
-    let (key, cert) = (pki.path("attacker.key"), pki.path("attacker.cer"));
+    let pki = engine_pki();
+    let (key, cert) = (
+        path_text(&pki.key("attacker")),
+        path_text(&pki.cert("attacker")),
+    );
     let forged = encoder(&[
         "sign",
         "--key",
@@ -310,6 +192,9 @@ async fn a_ticket_carrying_an_attackers_certificate_is_refused() {
 
 #[tokio::test]
 async fn a_ticket_with_only_the_sha1_signature_is_refused() {
+    if !have_engine_tools() {
+        return;
+    }
     let p = ovirt_proxy().await;
     let t = engine_ticket("127.0.0.1:5901".parse().unwrap(), &["--no-v2", "--v1"]);
     let (status, body) = refusal_of(&p, &t).await;
@@ -319,8 +204,11 @@ async fn a_ticket_with_only_the_sha1_signature_is_refused() {
 
 #[tokio::test]
 async fn a_sha1_only_ticket_connects_when_the_operator_allows_it() {
+    if !have_engine_tools() {
+        return;
+    }
     let (target, accepted) = one_shot_target().await;
-    let cert = PathBuf::from(Pki::get().path("engine.cer"));
+    let cert = engine_pki().cert("engine");
     let p = TestProxy::start(move |a| {
         a.ovirt_certificate = Some(cert);
         a.ovirt_allow_sha1 = true;
@@ -336,6 +224,9 @@ async fn a_sha1_only_ticket_connects_when_the_operator_allows_it() {
 
 #[tokio::test]
 async fn an_expired_engine_ticket_is_refused() {
+    if !have_engine_tools() {
+        return;
+    }
     let p = ovirt_proxy().await;
     let t = engine_ticket(
         "127.0.0.1:5901".parse().unwrap(),
@@ -348,6 +239,9 @@ async fn an_expired_engine_ticket_is_refused() {
 
 #[tokio::test]
 async fn reordered_or_shortened_signed_fields_are_refused_even_when_the_engine_signed_them() {
+    if !have_engine_tools() {
+        return;
+    }
     let p = ovirt_proxy().await;
     for list in ["data,salt,digest,validFrom,validTo", "salt,data", "data"] {
         let t = engine_ticket(
@@ -365,6 +259,9 @@ async fn reordered_or_shortened_signed_fields_are_refused_even_when_the_engine_s
 
 #[tokio::test]
 async fn an_engine_ticket_for_a_host_outside_the_target_policy_is_refused_with_403() {
+    if !have_engine_tools() {
+        return;
+    }
     let p = ovirt_proxy().await;
     let t = engine_ticket("10.0.0.9:5901".parse().unwrap(), &[]);
     let (status, body) = refusal_of(&p, &t).await;
@@ -377,6 +274,9 @@ async fn an_engine_ticket_for_a_host_outside_the_target_policy_is_refused_with_4
 
 #[tokio::test]
 async fn an_ssl_target_ticket_asks_for_tls_and_is_refused_without_a_console_ca() {
+    if !have_engine_tools() {
+        return;
+    }
     // ssl_target maps to `tls: "tls"`; this proxy has no [backend_tls] CA, so it must
     // refuse rather than fall back to plain TCP.
     let p = ovirt_proxy().await;
@@ -392,6 +292,9 @@ async fn an_ssl_target_ticket_asks_for_tls_and_is_refused_without_a_console_ca()
 
 #[tokio::test]
 async fn ed25519_tickets_still_work_with_ovirt_tickets_on() {
+    if !have_engine_tools() {
+        return;
+    }
     let (target, accepted) = one_shot_target().await;
     let p = ovirt_proxy().await;
     let (_ws, resp) = tokio_tungstenite::connect_async(p.url(&p.ticket(target)))
@@ -473,19 +376,12 @@ async fn an_edited_token_file_takes_effect_without_a_restart() {
     // The VM's console moved and got a new token: Sunstone rewrites its file.
     write_token(dir.path(), 5, "newtoken", second);
     let url = format!("ws://{}/websockify?token=newtoken", p.addr);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((_ws, resp)) => {
-                assert_eq!(resp.status(), 101);
-                break;
-            }
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("the edited token file was not picked up: {e}"),
-        }
-    }
+    let resp = wait_for("the edited token file to be picked up", LIMIT, || async {
+        tokio_tungstenite::connect_async(url.as_str()).await.ok()
+    })
+    .await
+    .1;
+    assert_eq!(resp.status(), 101);
     timeout(LIMIT, accepted).await.unwrap().unwrap();
     let (status, _) = refused(&format!("ws://{}/websockify?token=oldtoken", p.addr)).await;
     assert_eq!(status, 401);

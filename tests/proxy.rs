@@ -16,8 +16,6 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-const LIMIT: Duration = Duration::from_secs(20);
-
 /// A deterministic byte pattern, different for each direction.
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
@@ -316,13 +314,8 @@ async fn a_foreign_origin_is_refused_and_the_proxys_own_is_allowed() {
 #[tokio::test]
 async fn a_refused_console_server_gets_502_and_a_silent_one_504() {
     let p = TestProxy::start(|a| a.connect_timeout = Some("500ms".into())).await;
-    // A port nobody listens on.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (status, body) = refused(&p.url(&p.ticket(closed))).await;
+    let closed = RefusingPort::new();
+    let (status, body) = refused(&p.url(&p.ticket(closed.addr))).await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("refused"), "{body}");
 
@@ -355,8 +348,7 @@ async fn a_text_frame_closes_with_1003() {
         .await
         .unwrap();
     ws.send(Message::text("hello")).await.unwrap();
-    let close = next_close(&mut ws).await;
-    assert_eq!(close, Some(CloseCode::Unsupported));
+    assert_eq!(close_of(&mut ws).await.0, 1003);
 }
 
 #[tokio::test]
@@ -403,14 +395,10 @@ async fn the_browser_vanishing_mid_stream_closes_the_console_connection() {
     .await
     .expect("the proxy closed the console connection");
     assert_eq!(n, 0);
-    // And the session is gone from the registry.
-    timeout(LIMIT, async {
-        while p.proxy.sessions().live_count() != 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    wait_until("the session to leave the registry", LIMIT, || {
+        p.proxy.sessions().live_count() == 0
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test]
@@ -448,8 +436,7 @@ async fn sigterm_drains_then_closes_live_sessions_with_1001() {
         .unwrap();
     let _tcp = accepted.await.unwrap();
     let task = p.shutdown();
-    let close = next_close(&mut ws).await;
-    assert_eq!(close, Some(CloseCode::Away));
+    assert_eq!(close_of(&mut ws).await.0, 1001);
     assert!(
         timeout(LIMIT, task).await.unwrap().unwrap(),
         "drain ended cleanly"
@@ -460,21 +447,8 @@ async fn sigterm_drains_then_closes_live_sessions_with_1001() {
 async fn the_preflight_check_explains_a_refusal_without_consuming_the_ticket() {
     let p = TestProxy::start(|a| a.single_use = true).await;
     let (target, _a) = one_shot_target().await;
-    let client = |body: String| {
-        let addr = p.addr;
-        async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "POST /consolegate/check HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            let json = out.split("\r\n\r\n").nth(1).unwrap().to_string();
-            serde_json::from_str::<serde_json::Value>(&json).unwrap()
-        }
-    };
+    let addr = p.addr;
+    let client = |ticket: String| async move { preflight_check(addr, &ticket).await };
     let ticket = p.ticket(target);
     let ok = client(ticket.clone()).await;
     assert_eq!(ok["ok"], true, "{ok}");
@@ -515,18 +489,7 @@ async fn static_files_are_served_with_security_headers_and_no_traversal() {
         a.engine_origin = vec!["https://engine.example".into()];
     })
     .await;
-    let get = |path: &str| {
-        let addr = p.addr;
-        let path = path.to_string();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
+    let get = |path: &'static str| http(p.addr, "GET", path, "");
     let page = get("/console.html").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     let lower = page.to_lowercase();
@@ -556,21 +519,4 @@ async fn static_files_are_served_with_security_headers_and_no_traversal() {
         cfg.contains(r#""engine_origins":["https://engine.example"]"#),
         "{cfg}"
     );
-}
-
-async fn next_close<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<CloseCode>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        match timeout(LIMIT, ws.next())
-            .await
-            .expect("close arrived in time")
-        {
-            Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("error instead of a close frame: {e}"),
-            None => return None,
-        }
-    }
 }

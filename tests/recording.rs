@@ -3,45 +3,33 @@
 //! proxy that cannot record, a directory that cannot be written, a file removed
 //! mid-session).
 
-use consolegate::recording::{meta, Meta, Recorder, RecordingConfig};
+mod common;
+
+use common::recordings::{meta_for, recorder};
+use common::*;
+use consolegate::ops::admin::Admin;
+use consolegate::ops::client::request;
+use consolegate::recording::store;
+use consolegate::recording::verify::verify_file;
 use consolegate::rfb::handshake::UpKind;
 use consolegate::tap::Observer;
 use consolegate::ticket::Kind;
+use futures_util::SinkExt;
+use hyper::{Method, StatusCode};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_consolegate"))
-}
-
-fn meta_for(kind: &str) -> Meta {
-    let start = consolegate::recording::unix_ms_now();
-    Meta {
-        session: 3,
-        sub: Some("bob".into()),
-        jti: Some("jti-cli".into()),
-        kid: "kid-cli".into(),
-        client: "127.0.0.1:50000".into(),
-        target: "vm7.example:5900".into(),
-        address: "127.0.0.1:5900".into(),
-        kind: kind.into(),
-        tls: "none".into(),
-        view: false,
-        input: true,
-        start: meta::rfc3339_ms(start),
-        start_unix_ms: start,
-        proxy: meta::proxy_version(),
-    }
+    Command::new(consolegate_bin())
 }
 
 async fn write_recording(dir: &Path, kind: Kind) -> (PathBuf, String) {
-    let rec = Recorder::new(Some(RecordingConfig {
-        min_free_bytes: 0,
-        ..RecordingConfig::new(dir.to_path_buf())
-    }))
-    .unwrap();
-    let (mut obs, recording) = rec
-        .start(kind, meta_for(kind.as_str()), Box::new(|_| {}))
+    let (mut obs, recording) = recorder(dir)
+        .start(kind, meta_for(kind, 3), Box::new(|_| {}))
         .await
         .unwrap();
     obs.down(b"RFB 003.008\n").unwrap();
@@ -68,8 +56,11 @@ async fn recording_verify_prints_the_metadata_and_digest_and_fails_on_a_changed_
         text.contains(&vnc_sha) && text.contains(&cast_sha),
         "{text}"
     );
-    assert!(text.contains("sub             bob"), "{text}");
-    assert!(text.contains("target          vm7.example:5900"), "{text}");
+    assert!(text.contains("sub             alice"), "{text}");
+    assert!(
+        text.contains("target          console.example:5901"),
+        "{text}"
+    );
     assert_eq!(text.matches("integrity       intact").count(), 2, "{text}");
 
     // One byte changed in the middle of the VNC file.
@@ -136,7 +127,7 @@ async fn recording_list_shows_every_recording_and_nothing_else() {
         let name = path.file_name().unwrap().to_str().unwrap();
         // Names sort by start time; both started in the same second, so either order.
         assert!(text.contains(name), "{text}");
-        assert!(line.contains("bob") && line.ends_with("intact"), "{line}");
+        assert!(line.contains("alice") && line.ends_with("intact"), "{line}");
     }
     assert!(!text.contains("notes.txt"));
     let out = bin()
@@ -148,21 +139,6 @@ async fn recording_list_shows_every_recording_and_nothing_else() {
 }
 
 // ------------------------------------------------------------------ through a proxy
-
-mod common;
-
-use common::{one_shot_target, refused, TestProxy};
-use consolegate::ops::admin::Admin;
-use consolegate::ops::client::request;
-use consolegate::recording::store;
-use consolegate::recording::verify::verify_file;
-use futures_util::{SinkExt, StreamExt};
-use hyper::{Method, StatusCode};
-use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "recording-test-token-0123456789abcdef";
 
@@ -192,8 +168,8 @@ fn serial_ticket(p: &TestProxy, target: std::net::SocketAddr) -> String {
 
 /// Waits until exactly `n` recordings in `dir` are finished (intact) and returns them.
 async fn finished(dir: &Path, n: usize) -> Vec<PathBuf> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{n} finished recordings in {}", dir.display());
+    wait_for(&what, LIMIT, || {
         let files: Vec<PathBuf> = store::list(dir)
             .unwrap()
             .into_iter()
@@ -203,28 +179,17 @@ async fn finished(dir: &Path, n: usize) -> Vec<PathBuf> {
             .iter()
             .filter(|p| verify_file(p).is_ok_and(|r| r.integrity.is_intact()))
             .count();
-        if files.len() == n && intact == n {
-            return files;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{intact} of {} recordings finished, {n} expected",
-            files.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        std::future::ready((files.len() == n && intact == n).then_some(files))
+    })
+    .await
 }
 
-async fn next_binary(
-    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
-) -> Vec<u8> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => return b.to_vec(),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            other => panic!("expected data, got {other:?}"),
-        }
-    }
+/// Reads the `n` bytes the console server sent, as the browser gets them.
+async fn browser_reads<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, n: usize) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    read_binary(ws, n).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -237,18 +202,16 @@ async fn a_serial_session_through_the_proxy_is_recorded_whole_with_its_input() {
         .unwrap();
     let mut tcp = accepted.await.unwrap();
     tcp.write_all(b"login: ").await.unwrap();
-    assert_eq!(next_binary(&mut ws).await, b"login: ");
+    assert_eq!(browser_reads(&mut ws, 7).await, b"login: ");
     ws.send(Message::binary(b"root\r".to_vec())).await.unwrap();
     let mut got = [0u8; 5];
     tcp.read_exact(&mut got).await.unwrap();
     // "é" split across two reads of the console.
     tcp.write_all(b"caf\xc3").await.unwrap();
     tcp.flush().await.unwrap();
-    let mut seen = next_binary(&mut ws).await;
+    browser_reads(&mut ws, 4).await;
     tcp.write_all(b"\xa9\r\n").await.unwrap();
-    while seen.len() < 7 {
-        seen.extend(next_binary(&mut ws).await);
-    }
+    browser_reads(&mut ws, 3).await;
     ws.close(None).await.unwrap();
     let files = finished(tmp.path(), 1).await;
     assert!(files[0].extension().is_some_and(|e| e == "cast"));
@@ -292,27 +255,23 @@ async fn a_vnc_session_is_recorded_as_the_browser_saw_it_without_the_auth_respon
     ];
     let mut seen = Vec::new();
     tcp.write_all(b"RFB 003.008\n").await.unwrap();
-    seen.extend(next_binary(&mut ws).await);
+    seen.extend(browser_reads(&mut ws, 12).await);
     ws.send(Message::binary(b"RFB 003.008\n".to_vec()))
         .await
         .unwrap();
     let mut buf = [0u8; 64];
     tcp.read_exact(&mut buf[..12]).await.unwrap();
     tcp.write_all(&[1, 2]).await.unwrap();
-    seen.extend(next_binary(&mut ws).await);
+    seen.extend(browser_reads(&mut ws, 2).await);
     ws.send(Message::binary(vec![2])).await.unwrap();
     tcp.read_exact(&mut buf[..1]).await.unwrap();
     tcp.write_all(&[0x77; 16]).await.unwrap();
-    while seen.len() < 12 + 2 + 16 {
-        seen.extend(next_binary(&mut ws).await);
-    }
+    seen.extend(browser_reads(&mut ws, 16).await);
     ws.send(Message::binary(response.to_vec())).await.unwrap();
     tcp.read_exact(&mut buf[..16]).await.unwrap();
     assert_eq!(buf[..16], response, "the server got the response");
     tcp.write_all(&[0, 0, 0, 0]).await.unwrap();
-    while seen.len() < 34 {
-        seen.extend(next_binary(&mut ws).await);
-    }
+    seen.extend(browser_reads(&mut ws, 4).await);
     // ClientInit and a key press.
     ws.send(Message::binary(vec![1, 4, 1, 0, 0, 0, 0, 0, 0x61]))
         .await
@@ -398,24 +357,14 @@ async fn a_recording_file_removed_mid_session_ends_the_session_with_a_readable_r
         .unwrap();
     let mut tcp = accepted.await.unwrap();
     tcp.write_all(b"$ ").await.unwrap();
-    next_binary(&mut ws).await;
+    browser_reads(&mut ws, 2).await;
     let files = store::list(tmp.path()).unwrap();
     assert_eq!(files.len(), 1);
     std::fs::remove_file(&files[0].path).unwrap();
     // Nothing flows: the writer notices on its own within a second or two.
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(f))))) => break f,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(u16::from(close.code), 1008);
-    assert!(
-        close.reason.contains("recording file was removed"),
-        "{}",
-        close.reason
-    );
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("recording file was removed"), "{reason}");
     assert!(p
         .proxy
         .metrics()
@@ -438,19 +387,15 @@ async fn retention_prunes_the_oldest_recordings_at_start() {
         a.recording_max_size = Some("1500".into());
     })
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until("retention to leave only the newest", LIMIT, || {
         let left: Vec<String> = store::list(tmp.path())
             .unwrap()
             .into_iter()
             .map(|e| e.name)
             .collect();
-        if left == [old[2]] {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "left: {left:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        left == [old[2]]
+    })
+    .await;
     assert!(p
         .proxy
         .metrics()
@@ -478,7 +423,7 @@ async fn the_admin_listener_lists_and_streams_recordings_with_the_token_only() {
         .unwrap();
     let mut tcp = accepted.await.unwrap();
     tcp.write_all(b"hello").await.unwrap();
-    next_binary(&mut ws).await;
+    browser_reads(&mut ws, 5).await;
     ws.close(None).await.unwrap();
     let files = finished(&rec_dir, 1).await;
     let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
@@ -551,16 +496,7 @@ async fn a_rec_ticket_on_a_proxy_without_recording_is_refused_with_503_and_the_c
     let (status, body) = refused(&p.url(&ticket)).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("does not record sessions"), "{body}");
-    let a = request(
-        &format!("http://{}", p.addr),
-        Method::POST,
-        "/consolegate/check",
-        None,
-        Some(ticket),
-    )
-    .await
-    .unwrap();
-    let check: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let check = preflight_check(p.addr, &ticket).await;
     assert_eq!(check["ok"], false);
     assert_eq!(check["code"], "recording_unavailable");
     assert_eq!(check["status"], 503);
@@ -584,7 +520,7 @@ async fn with_policy_ticket_only_rec_tickets_are_recorded() {
         tcp.write_all(if rec { b"recorded" } else { b"not rec." })
             .await
             .unwrap();
-        next_binary(&mut ws).await;
+        browser_reads(&mut ws, 8).await;
         ws.close(None).await.unwrap();
         drop(tcp);
     }

@@ -3,44 +3,20 @@
 //! them. This test writes recordings through the real recorder and tap, then has the
 //! player's parser read them under node and checks that both sides see the same
 //! metadata, bytes, digest and verdict, including on a file with one changed byte.
-//! Without node the test says it skipped, visibly.
+//! Without node the test says it skipped, visibly (and fails under CI).
 
+mod common;
+
+use common::recordings::{meta_for, recorder};
+use common::tools;
 use consolegate::recording::verify::verify_file;
-use consolegate::recording::{meta, Meta, Recorder, RecordingConfig};
+use consolegate::recording::Recorder;
 use consolegate::rfb::handshake::UpKind;
 use consolegate::tap::{Observer, Tap, TapOptions};
 use consolegate::ticket::Kind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn meta_for(kind: &str, session: u64) -> Meta {
-    let start = consolegate::recording::unix_ms_now();
-    Meta {
-        session,
-        sub: Some("alice".into()),
-        jti: Some(format!("jti-{session}")),
-        kid: "kid-test".into(),
-        client: "127.0.0.1:50000".into(),
-        target: "console.example:5901".into(),
-        address: "127.0.0.1:5901".into(),
-        kind: kind.into(),
-        tls: "none".into(),
-        view: false,
-        input: true,
-        start: meta::rfc3339_ms(start),
-        start_unix_ms: start,
-        proxy: meta::proxy_version(),
-    }
-}
-
-fn recorder(dir: &Path) -> Recorder {
-    Recorder::new(Some(RecordingConfig {
-        min_free_bytes: 0,
-        ..RecordingConfig::new(dir.to_path_buf())
-    }))
-    .unwrap()
-}
 
 /// A VNC session through a tap: the server offers `types`, the browser answers with
 /// `client_version` and picks `choice`.
@@ -52,7 +28,7 @@ async fn record_vnc(
     choice: u8,
 ) -> PathBuf {
     let (obs, recording) = rec
-        .start(Kind::Vnc, meta_for("vnc", session), Box::new(|_| {}))
+        .start(Kind::Vnc, meta_for(Kind::Vnc, session), Box::new(|_| {}))
         .await
         .unwrap();
     let (tap_side, mut server) = tokio::io::duplex(1 << 16);
@@ -107,7 +83,7 @@ async fn record_vnc(
 
 async fn record_serial(rec: &Recorder) -> PathBuf {
     let (mut obs, recording) = rec
-        .start(Kind::Serial, meta_for("serial", 9), Box::new(|_| {}))
+        .start(Kind::Serial, meta_for(Kind::Serial, 9), Box::new(|_| {}))
         .await
         .unwrap();
     let out = "2^64\r\n18446744073709551616\r\n½ → ok\r\n".as_bytes();
@@ -117,14 +93,6 @@ async fn record_serial(rec: &Recorder) -> PathBuf {
     obs.down(&out[cut..]).unwrap();
     drop(obs);
     recording.finish().await.unwrap().path
-}
-
-fn node() -> Option<PathBuf> {
-    let ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then(|| PathBuf::from("node"))
 }
 
 fn parse_with_player(files: &[&Path]) -> Vec<serde_json::Value> {
@@ -148,8 +116,8 @@ fn parse_with_player(files: &[&Path]) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn the_player_reads_what_the_recorder_writes() {
-    if node().is_none() {
-        println!("skipped: node is not installed (the player's parser runs under node)");
+    // The player's parser runs under node.
+    if !tools::have(&["node"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

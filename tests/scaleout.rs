@@ -15,26 +15,35 @@
 //!   proxy, and the stopped proxy exits 0 (behind the HTTP-mode balancers; see
 //!   [`Balancer::retries_connections_a_proxy_dropped`] for TCP mode).
 //!
-//! Needs `haproxy`, `nginx` and `openssl` on the PATH (tests/setup.sh installs them).
+//! Needs `haproxy`, `nginx` and `openssl` on the PATH (tests/setup.sh installs them);
+//! without them a test prints a `SKIPPED:` line, or fails under `CI=true`.
+//!
+//! No port is picked in advance: the proxies listen on port 0 and log where, and each
+//! balancer gets a listening socket the test bound (as fd 3: HAProxy's `bind fd@3`,
+//! nginx's inherited-socket `NGINX` variable, the one its binary upgrade uses).
 
+mod common;
+
+use common::pki::{self, Key, Pki};
+use common::process::{Log, Process};
+use common::*;
 use consolegate::front::unix_now;
 use consolegate::keys;
 use consolegate::ticket::{Claims, Signer};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};
-use std::io::BufRead;
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpSocket;
 use tokio::time::{sleep, timeout};
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// What the console-server stand-in sends first, as a VNC server does.
@@ -70,6 +79,9 @@ async fn two_proxies_behind_nginx_share_sessions_see_the_client_and_drain_withou
 
 /// The whole scenario against one balancer.
 async fn scale_out(kind: Balancer) {
+    if !tools::have(kind.programs()) {
+        return;
+    }
     let cluster = Arc::new(Cluster::start(kind).await);
 
     // 1. Sessions spread over both proxies, each seeing the real client.
@@ -134,16 +146,24 @@ enum Balancer {
 }
 
 impl Balancer {
+    /// The programs the scenario runs besides the proxies.
+    fn programs(self) -> &'static [&'static str] {
+        match self {
+            Balancer::Haproxy | Balancer::HaproxyTlsPassthrough => &["haproxy", "openssl"],
+            Balancer::Nginx => &["nginx", "openssl"],
+        }
+    }
+
     /// `consolegate serve` flags this balancer needs besides the common ones.
-    fn proxy_flags(self, tls: &TlsFiles) -> Vec<String> {
+    fn proxy_flags(self, tls: &TlsFiles) -> Vec<OsString> {
         match self {
             Balancer::Haproxy | Balancer::Nginx => vec!["--allow-plain".into()],
             Balancer::HaproxyTlsPassthrough => vec![
                 "--proxy-protocol".into(),
                 "--tls-cert".into(),
-                tls.cert.display().to_string(),
+                tls.cert().into(),
                 "--tls-key".into(),
-                tls.key.display().to_string(),
+                tls.key().into(),
             ],
         }
     }
@@ -169,9 +189,17 @@ impl Balancer {
         self == Balancer::HaproxyTlsPassthrough
     }
 
-    /// Writes the shipped config with loopback values swapped in and starts the balancer.
-    fn start(self, dir: &Path, port: u16, proxies: [u16; 2], tls: &TlsFiles) -> Process {
+    /// Writes the shipped config with loopback values swapped in and starts the
+    /// balancer on `listener` (which it inherits as fd 3).
+    fn start(
+        self,
+        dir: &Path,
+        listener: std::net::TcpListener,
+        proxies: [u16; 2],
+        tls: &TlsFiles,
+    ) -> Process {
         let d = dir.display();
+        let port = listener.local_addr().unwrap().port();
         let servers = [
             (
                 "\n    server proxy1 10.0.0.11:6100",
@@ -197,17 +225,18 @@ impl Balancer {
             ("    group haproxy\n", String::new()),
             ("    daemon\n", String::new()),
         ];
+        // HAProxy takes the inherited socket by number; nginx matches it by address.
         let (file, bind) = match self {
             Balancer::Haproxy => (
                 "haproxy.cfg",
                 (
                     "    bind :443 ssl crt /etc/haproxy/certs/consoles.example.com.pem",
-                    format!("    bind 127.0.0.1:{port} ssl crt {}", tls.bundle.display()),
+                    format!("    bind fd@3 ssl crt {}", tls.bundle.display()),
                 ),
             ),
             Balancer::HaproxyTlsPassthrough => (
                 "haproxy-tls-passthrough.cfg",
-                ("    bind :443\n", format!("    bind 127.0.0.1:{port}\n")),
+                ("    bind :443\n", "    bind fd@3\n".to_string()),
             ),
             Balancer::Nginx => (
                 "nginx.conf",
@@ -229,10 +258,9 @@ impl Balancer {
             Balancer::Haproxy | Balancer::HaproxyTlsPassthrough => {
                 pairs.extend(haproxy_global);
                 std::fs::write(&path, swap(file, &text, &pairs)).unwrap();
-                Process::spawn(
-                    "haproxy",
-                    Command::new("haproxy").arg("-f").arg(&path).arg("-db"),
-                )
+                let mut cmd = with_fd_3("haproxy");
+                cmd.arg("-f").arg(&path).arg("-db");
+                Process::spawn_with_stdin("haproxy", &mut cmd, socket_as_stdin(listener))
             }
             Balancer::Nginx => {
                 pairs.extend([
@@ -255,11 +283,11 @@ impl Balancer {
                     ),
                     (
                         "ssl_certificate /etc/nginx/tls/consoles.example.com.pem;",
-                        format!("ssl_certificate {};", tls.cert.display()),
+                        format!("ssl_certificate {};", tls.cert().display()),
                     ),
                     (
                         "ssl_certificate_key /etc/nginx/tls/consoles.example.com.key;",
-                        format!("ssl_certificate_key {};", tls.key.display()),
+                        format!("ssl_certificate_key {};", tls.key().display()),
                     ),
                 ]);
                 // nginx's upstream lines have no name: swap them by address.
@@ -275,17 +303,16 @@ impl Balancer {
                     ),
                 ]);
                 std::fs::write(&path, swap(file, &text, &pairs)).unwrap();
-                Process::spawn(
-                    "nginx",
-                    Command::new("nginx")
-                        .arg("-p")
-                        .arg(format!("{d}/"))
-                        .arg("-e")
-                        .arg(dir.join("nginx-error.log"))
-                        .arg("-c")
-                        .arg(&path)
-                        .args(["-g", "daemon off;"]),
-                )
+                let mut cmd = with_fd_3("nginx");
+                cmd.env("NGINX", "3;")
+                    .arg("-p")
+                    .arg(format!("{d}/"))
+                    .arg("-e")
+                    .arg(dir.join("nginx-error.log"))
+                    .arg("-c")
+                    .arg(&path)
+                    .args(["-g", "daemon off;"]);
+                Process::spawn_with_stdin("nginx", &mut cmd, socket_as_stdin(listener))
             }
         }
     }
@@ -305,6 +332,18 @@ impl Balancer {
             Balancer::Nginx => Some(dir.join("nginx-access.log")),
         }
     }
+}
+
+/// `program` run through bash, which moves its stdin (the listening socket) to fd 3
+/// and gives it /dev/null as stdin instead.
+fn with_fd_3(program: &str) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", "exec 3<&0 </dev/null; exec \"$0\" \"$@\"", program]);
+    cmd
+}
+
+fn socket_as_stdin(listener: std::net::TcpListener) -> Stdio {
+    Stdio::from(OwnedFd::from(listener))
 }
 
 /// Replaces each `from` (which must occur exactly once, so the test notices when the
@@ -328,7 +367,7 @@ struct Cluster {
     /// Declared first so it is dropped (killed) before the proxies it talks to.
     balancer: Process,
     /// Proxy A (index 0) and proxy B (index 1).
-    proxies: Vec<Process>,
+    proxies: Vec<ServeProcess>,
     proxy_ports: [u16; 2],
     balancer_port: u16,
     console: SocketAddr,
@@ -345,58 +384,37 @@ impl Cluster {
         std::fs::create_dir(&key_dir).unwrap();
         keys::generate(&key_dir, "engine").unwrap();
         let signer = Signer::new(keys::load_signing_key(&key_dir.join("engine.key")).unwrap());
-        let tls = TlsFiles::make(dir.path());
-        let console = console_server().await;
+        let tls = TlsFiles::make();
+        let console = echo_target_with_banner(BANNER).await;
 
-        let proxy_ports = [free_port(), free_port()];
-        let proxies: Vec<Process> = proxy_ports
-            .iter()
-            .zip(["proxy A", "proxy B"])
-            .map(|(port, name)| {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_consolegate"));
-                cmd.arg("serve")
-                    .args(["--listen", &format!("127.0.0.1:{port}")])
-                    // Two proxies on one host: neither takes the fixed admin port.
-                    .args(["--admin-listen", "off"])
-                    .args(kind.proxy_flags(&tls))
-                    .arg("--trust")
-                    .arg(&key_dir)
-                    .args(["--allow-port", &console.port().to_string()])
-                    .args(["--trusted-proxy", "127.0.0.1/32"])
-                    // Every test browser shares one address; per-client limits are
-                    // not this test's subject (tests/hardening.rs has them).
-                    .args(["--handshakes-per-second-per-client", "0"])
-                    .args(["--log-format", "json"])
-                    .args(["--grace", &format!("{}s", GRACE.as_secs())]);
-                Process::spawn(name, &mut cmd)
-            })
-            .collect();
-        for p in &proxies {
-            p.wait_for_log_line(|v| v["message"] == "consolegate listening")
-                .await;
-        }
+        let mut args = kind.proxy_flags(&tls);
+        args.extend(["--trust".into(), key_dir.clone().into_os_string()]);
+        args.extend(
+            [
+                "--allow-port",
+                &console.port().to_string(),
+                "--trusted-proxy",
+                "127.0.0.1/32",
+                // Every test browser shares one address; per-client limits are not
+                // this test's subject (tests/hardening.rs has them).
+                "--handshakes-per-second-per-client",
+                "0",
+                "--grace",
+                &format!("{}s", GRACE.as_secs()),
+            ]
+            .map(OsString::from),
+        );
+        let proxies = vec![
+            ServeProcess::start("proxy A", &args, None).await,
+            ServeProcess::start("proxy B", &args, None).await,
+        ];
+        let proxy_ports = [proxies[0].addr.port(), proxies[1].addr.port()];
 
-        let balancer_port = free_port();
-        let mut balancer = kind.start(dir.path(), balancer_port, proxy_ports, &tls);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let balancer_port = listener.local_addr().unwrap().port();
+        let mut balancer = kind.start(dir.path(), listener, proxy_ports, &tls);
         balancer.log_file = kind.log_file(dir.path());
-        // Ready when it accepts connections.
-        let deadline = Instant::now() + STEP;
-        loop {
-            balancer.assert_running();
-            if TcpStream::connect(("127.0.0.1", balancer_port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{kind:?} did not start listening"
-            );
-            sleep(Duration::from_millis(100)).await;
-        }
-
-        Cluster {
+        let cluster = Cluster {
             kind,
             balancer,
             proxies,
@@ -406,7 +424,19 @@ impl Cluster {
             signer,
             tls_client: tls.client_config(),
             dir,
-        }
+        };
+        // The socket accepts from the start (the kernel queues connections); the
+        // balancer is ready when a TLS handshake through it completes.
+        wait_for(&format!("{kind:?} to answer TLS"), STEP, || {
+            cluster.balancer.assert_running();
+            let cluster = &cluster;
+            async move {
+                let connected = cluster.connect_as_browser(cluster.balancer_port, true);
+                connected.await.ok()
+            }
+        })
+        .await;
+        cluster
     }
 
     /// The balancer's access log lines so far.
@@ -502,7 +532,7 @@ impl Cluster {
         let results: Vec<Result<(String, SocketAddr), String>> = futures_util::stream::iter(0..n)
             .map(|_| async {
                 let mut s = self.open_through_balancer().await?;
-                close(&mut s.ws).await;
+                close_politely(&mut s.ws).await;
                 Ok((s.jti, s.local))
             })
             .buffer_unordered(CONCURRENCY)
@@ -525,29 +555,24 @@ impl Cluster {
         jtis: impl IntoIterator<Item = &'a str>,
     ) -> HashMap<String, (usize, SocketAddr)> {
         let wanted: BTreeSet<&str> = jtis.into_iter().collect();
-        let deadline = Instant::now() + STEP;
-        loop {
+        let what = format!(
+            "{:?}: {} sessions in the proxies' logs",
+            self.kind,
+            wanted.len()
+        );
+        wait_for(&what, STEP, || {
             let mut found = HashMap::new();
             for (i, p) in self.proxies.iter().enumerate() {
-                for (jti, client) in p.log.opened_sessions() {
+                for (jti, client) in opened_sessions(&p.process.log) {
                     if wanted.contains(jti.as_str()) {
                         let earlier = found.insert(jti.clone(), (i, client));
                         assert!(earlier.is_none(), "session {jti} opened twice");
                     }
                 }
             }
-            if found.len() == wanted.len() {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{:?}: {} of {} sessions never appeared in a proxy's log",
-                self.kind,
-                wanted.len() - found.len(),
-                wanted.len()
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
+            std::future::ready((found.len() == wanted.len()).then_some(found))
+        })
+        .await
     }
 
     /// The proxy logged the browser's address, not the balancer's, nor the one the
@@ -584,7 +609,7 @@ impl Cluster {
                     .await
                     .map_err(|e| format!("WebSocket handshake: {e}"))?;
                 expect_banner_and_echo(&mut ws, &jti).await?;
-                close(&mut ws).await;
+                close_politely(&mut ws).await;
                 Ok::<_, String>(())
             };
             let outcome = timeout(STEP, attempt)
@@ -594,18 +619,14 @@ impl Cluster {
                 panic!("the ticket used at proxy {name} directly: {e}");
             }
         }
-        let deadline = Instant::now() + STEP;
-        while !self
-            .proxies
-            .iter()
-            .all(|p| p.log.opened_sessions().iter().any(|(j, _)| *j == jti))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the shared ticket's sessions are not in both logs"
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
+        wait_until("the shared ticket's sessions in both logs", STEP, || {
+            self.proxies.iter().all(|p| {
+                opened_sessions(&p.process.log)
+                    .iter()
+                    .any(|(j, _)| *j == jti)
+            })
+        })
+        .await;
     }
 
     /// SIGTERM to proxy A with sessions live on both, while new sessions keep coming.
@@ -631,16 +652,22 @@ impl Cluster {
         );
 
         let sigterm = Instant::now();
-        self.proxies[0].terminate();
+        // SIGTERM, as systemd stops the service.
+        self.proxies[0].signal("TERM");
+        self.proxies[0]
+            .process
+            .wait_for_event("the drain to begin", |v| {
+                v["message"] == "shutting down: draining sessions"
+            })
+            .await;
 
         // A's live sessions: still relaying during the grace, then closed 1001.
         let closes: Vec<_> = on_a
             .into_iter()
             .map(|(mut s, _)| {
                 tokio::spawn(async move {
-                    sleep(Duration::from_millis(500)).await;
-                    exchange(&mut s.ws, b"still here during the drain").await?;
-                    let code = next_close(&mut s.ws).await;
+                    echo_once(&mut s.ws, b"still here during the drain").await?;
+                    let (code, _) = try_close_of(&mut s.ws).await?;
                     Ok::<_, String>((code, sigterm.elapsed()))
                 })
             })
@@ -658,11 +685,12 @@ impl Cluster {
                         let r = c.open_through_balancer().await;
                         out.push(match r {
                             Ok(mut s) => {
-                                close(&mut s.ws).await;
+                                close_politely(&mut s.ws).await;
                                 Ok((s.jti, s.local))
                             }
                             Err(e) => Err(e),
                         });
+                        // Paced: browsers arriving, not a flood.
                         sleep(Duration::from_millis(100)).await;
                     }
                     out
@@ -702,14 +730,14 @@ impl Cluster {
                 .expect("A's session closed in time")
                 .unwrap()
                 .unwrap_or_else(|e| panic!("a session on the draining proxy: {e}"));
-            assert_eq!(code, Some(CloseCode::Away), "closed after {after:?}");
+            assert_eq!(code, 1001, "closed after {after:?}");
             assert!(
                 after >= GRACE - Duration::from_millis(500),
                 "a session on A was closed {after:?} after SIGTERM, before the {GRACE:?} grace"
             );
             close_after = close_after.max(after);
         }
-        let exit_status = cluster.proxies[0].wait_for_exit().await;
+        let exit_status = cluster.proxies[0].wait_exit(STEP).await;
         cluster.balancer.assert_running();
         assert!(
             exit_status.success(),
@@ -718,10 +746,10 @@ impl Cluster {
 
         // B's sessions never noticed.
         for (mut s, _) in on_b {
-            exchange(&mut s.ws, b"B is unaffected")
+            echo_once(&mut s.ws, b"B is unaffected")
                 .await
                 .unwrap_or_else(|e| panic!("a session on proxy B after A stopped: {e}"));
-            close(&mut s.ws).await;
+            close_politely(&mut s.ws).await;
         }
         DrainOutcome {
             new_sessions: new.len(),
@@ -773,185 +801,43 @@ async fn expect_banner_and_echo<S>(ws: &mut WebSocketStream<S>, payload: &str) -
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let banner = read_bytes(ws, BANNER.len()).await?;
+    let banner = read_binary(ws, BANNER.len()).await?;
     if banner != BANNER {
         return Err(format!("banner {:?}", String::from_utf8_lossy(&banner)));
     }
-    exchange(ws, payload.as_bytes()).await
-}
-
-/// Sends `payload` and reads the same bytes back from the echoing console server.
-async fn exchange<S>(ws: &mut WebSocketStream<S>, payload: &[u8]) -> Result<(), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    ws.send(Message::binary(payload.to_vec()))
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let back = read_bytes(ws, payload.len()).await?;
-    if back != payload {
-        return Err(format!("echo {:?}", String::from_utf8_lossy(&back)));
-    }
-    Ok(())
-}
-
-async fn read_bytes<S>(ws: &mut WebSocketStream<S>, n: usize) -> Result<Vec<u8>, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut got = Vec::new();
-    while got.len() < n {
-        match timeout(STEP, ws.next()).await {
-            Err(_) => return Err(format!("no data after {} of {n} bytes", got.len())),
-            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            Ok(other) => return Err(format!("{other:?} after {} of {n} bytes", got.len())),
-        }
-    }
-    Ok(got)
-}
-
-/// The close code the proxy sends (through the balancer), skipping data and pings.
-async fn next_close<S>(ws: &mut WebSocketStream<S>) -> Option<CloseCode>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        match timeout(STEP, ws.next()).await.ok()? {
-            Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
-
-/// Closes from the browser's side and waits for the proxy's answer.
-async fn close<S>(ws: &mut WebSocketStream<S>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let _ = ws.close(None).await;
-    let _ = timeout(STEP, async { while let Some(Ok(_)) = ws.next().await {} }).await;
-}
-
-/// A console-server stand-in: each connection gets the banner, then an echo.
-async fn console_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if s.write_all(BANNER).await.is_ok() {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    echo_once(ws, payload.as_bytes()).await
 }
 
 /// A throwaway CA and a certificate for `localhost` / 127.0.0.1 signed by it, made
 /// with openssl: what the balancer presents to browsers.
 struct TlsFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+    pki: Pki,
     /// Certificate then key in one file, as HAProxy's `crt` wants.
     bundle: PathBuf,
 }
 
 impl TlsFiles {
-    fn make(dir: &Path) -> TlsFiles {
-        let p = |name: &str| dir.join(name);
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("openssl runs (tests/setup.sh installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
-                &["-subj", "/CN=consolegate scale-out test CA"],
-                &["-addext", "basicConstraints=critical,CA:TRUE"],
-                &["-addext", "keyUsage=critical,keyCertSign"],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "balancer.key",
-                    "-out",
-                    "balancer.csr",
-                    "-subj",
-                    "/CN=localhost",
-                ],
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            p("balancer.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "balancer.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "balancer.ext",
-            "-out",
-            "balancer.pem",
-        ]);
-        let bundle = [
-            std::fs::read(p("balancer.pem")).unwrap(),
-            std::fs::read(p("balancer.key")).unwrap(),
+    fn make() -> TlsFiles {
+        let pki = Pki::new();
+        pki.self_signed("ca", "consolegate scale-out test CA", Key::Ec, pki::CA);
+        let names = pki::server_extensions("DNS:localhost,IP:127.0.0.1");
+        pki.issue("balancer", "ca", "localhost", Key::Ec, &names);
+        let bundle = pki.path("balancer-bundle.pem");
+        let text = [
+            std::fs::read(pki.cert("balancer")).unwrap(),
+            std::fs::read(pki.key("balancer")).unwrap(),
         ]
         .concat();
-        std::fs::write(p("balancer-bundle.pem"), bundle).unwrap();
-        TlsFiles {
-            ca: p("ca.pem"),
-            cert: p("balancer.pem"),
-            key: p("balancer.key"),
-            bundle: p("balancer-bundle.pem"),
-        }
+        std::fs::write(&bundle, text).unwrap();
+        TlsFiles { pki, bundle }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.pki.cert("balancer")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.pki.key("balancer")
     }
 
     /// A client that trusts only the throwaway CA.
@@ -960,7 +846,7 @@ impl TlsFiles {
         use rustls::pki_types::CertificateDer;
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(CertificateDer::from_pem_file(&self.ca).unwrap())
+            .add(CertificateDer::from_pem_file(self.pki.cert("ca")).unwrap())
             .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -972,146 +858,16 @@ impl TlsFiles {
     }
 }
 
-/// Lines a child wrote to stdout and stderr, collected as they come.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// The JSON log lines.
-    fn events(&self) -> Vec<serde_json::Value> {
-        self.lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// jti and logged client of every "session opened" line.
-    fn opened_sessions(&self) -> Vec<(String, SocketAddr)> {
-        self.events()
-            .iter()
-            .filter(|v| v["message"] == "session opened")
-            .filter_map(|v| {
-                let jti = v["jti"].as_str()?.to_string();
-                let client = v["client"].as_str()?.parse().ok()?;
-                Some((jti, client))
-            })
-            .collect()
-    }
-}
-
-/// A child process that is killed when the test ends, however it ends; on a failure
-/// its output is printed.
-struct Process {
-    name: &'static str,
-    /// Behind a mutex so that status checks work through the shared cluster.
-    child: Mutex<Child>,
-    log: Log,
-    /// A log file to show on failure besides stdout and stderr.
-    log_file: Option<PathBuf>,
-}
-
-impl Process {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Process {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {name} ({cmd:?}): {e} (tests/setup.sh installs it)")
-            });
-        let log = Log::default();
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    log.0.lock().unwrap().push(line);
-                }
-            });
-        }
-        Process {
-            name,
-            child: Mutex::new(child),
-            log,
-            log_file: None,
-        }
-    }
-
-    fn assert_running(&self) {
-        if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
-            panic!(
-                "{} exited early ({status}):\n{}",
-                self.name,
-                self.log.lines().join("\n")
-            );
-        }
-    }
-
-    async fn wait_for_log_line(&self, wanted: impl Fn(&serde_json::Value) -> bool) {
-        let deadline = Instant::now() + STEP;
-        while !self.log.events().iter().any(&wanted) {
-            self.assert_running();
-            assert!(Instant::now() < deadline, "{} did not start", self.name);
-            sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, as systemd stops the service.
-    fn terminate(&self) {
-        let pid = self.child.lock().unwrap().id();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {}", self.name);
-    }
-
-    async fn wait_for_exit(&self) -> ExitStatus {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit after SIGTERM",
-                self.name
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Ok(None) = child.try_wait() {
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-        if std::thread::panicking() {
-            let lines = self.log.lines();
-            let tail = &lines[lines.len().saturating_sub(60)..];
-            eprintln!("--- last output of {} ---\n{}", self.name, tail.join("\n"));
-            if let Some(f) = &self.log_file {
-                let text = std::fs::read_to_string(f).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(60)..];
-                eprintln!("--- {} ---\n{}", f.display(), tail.join("\n"));
-            }
-        }
-    }
+/// jti and logged client of every "session opened" line in a proxy's log.
+fn opened_sessions(log: &Log) -> Vec<(String, SocketAddr)> {
+    log.lock()
+        .events
+        .iter()
+        .filter(|v| v["message"] == "session opened")
+        .filter_map(|v| {
+            let jti = v["jti"].as_str()?.to_string();
+            let client = v["client"].as_str()?.parse().ok()?;
+            Some((jti, client))
+        })
+        .collect()
 }

@@ -8,20 +8,12 @@
 
 mod common;
 
+use common::pki::{Key, Pki, CA};
 use common::*;
 use consolegate::ticket::{Claims, TargetTls};
-use futures_util::StreamExt;
-use std::net::SocketAddr;
-use std::process::Command;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// A console-server stand-in on `listener` that accepts and holds every connection.
+/// A console server on `listener` that accepts and holds every connection.
 fn hold_connections(listener: TcpListener) {
     tokio::spawn(async move {
         let mut held = Vec::new();
@@ -31,35 +23,9 @@ fn hold_connections(listener: TcpListener) {
     });
 }
 
-async fn console_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    hold_connections(listener);
-    addr
-}
-
-/// The pre-flight's JSON answer for `ticket`.
-async fn check(p: &TestProxy, ticket: &str) -> serde_json::Value {
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let req = format!(
-        "POST /consolegate/check HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ticket}",
-        p.addr,
-        ticket.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"))
-}
-
-/// Waits (bounded) until `done` holds.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let give_up = tokio::time::Instant::now() + LIMIT;
-    while !done() {
-        assert!(tokio::time::Instant::now() < give_up, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Waits (bounded) until the proxy has no live session.
+async fn no_live_session(p: &TestProxy, what: &str) {
+    wait_until(what, LIMIT, || p.proxy.sessions().live_count() == 0).await;
 }
 
 fn single_use(a: &mut consolegate::config::ServeArgs) {
@@ -71,7 +37,7 @@ async fn refused_twice_for(p: &TestProxy, ticket: &str, status: u16, code: &str)
     for attempt in ["first", "second"] {
         let (got, body) = refused(&p.url(ticket)).await;
         assert_eq!(got, status, "{attempt} attempt: {body}");
-        let c = check(p, ticket).await;
+        let c = preflight_check(p.addr, ticket).await;
         assert_eq!(c["code"], code, "{attempt} attempt: {c}");
     }
 }
@@ -118,17 +84,13 @@ async fn a_dial_failure_does_not_use_up_the_ticket_and_the_same_link_works_once_
 {
     let p = TestProxy::start(single_use).await;
     // A port nothing listens on (yet).
-    let target = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let ticket = p.ticket(target);
+    let console = RefusingPort::new();
+    let ticket = p.ticket(console.addr);
     let (status, body) = refused(&p.url(&ticket)).await;
     assert_eq!(status, 502, "{body}");
-    assert_eq!(check(&p, &ticket).await["ok"], true);
+    assert_eq!(preflight_check(p.addr, &ticket).await["ok"], true);
     // The console server starts; the same link now opens the console.
-    hold_connections(TcpListener::bind(target).await.unwrap());
+    hold_connections(console.start_listening());
     let (_ws, _) = tokio_tungstenite::connect_async(p.url(&ticket))
         .await
         .expect("the same ticket opens the session once the console server is up");
@@ -145,7 +107,7 @@ async fn refused_while_full_then_admitted(
         tweak(a);
     })
     .await;
-    let target = console_server().await;
+    let target = echo_target().await;
     let (first, _) = tokio_tungstenite::connect_async(p.url(&p.ticket(target)))
         .await
         .unwrap();
@@ -153,10 +115,7 @@ async fn refused_while_full_then_admitted(
     let (got, body) = refused(&p.url(&ticket)).await;
     assert_eq!(got, status, "{body}");
     drop(first);
-    wait_until("the first session ends", || {
-        p.proxy.sessions().live_count() == 0
-    })
-    .await;
+    no_live_session(&p, "the first session ends").await;
     tokio_tungstenite::connect_async(p.url(&ticket))
         .await
         .expect("the refused ticket opens a session once there is room");
@@ -172,31 +131,16 @@ async fn a_client_over_its_session_limit_does_not_use_up_the_ticket() {
     refused_while_full_then_admitted(|a| a.max_sessions_per_client = Some(1), 429).await;
 }
 
-/// A self-signed certificate as the console CA: enough for the proxy to accept `tls`
-/// tickets; the "console server" below does not even speak TLS.
-fn console_ca(dir: &std::path::Path) -> std::path::PathBuf {
-    let (ca, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=consolegate test console CA", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&ca)
-        .output()
-        .expect("openssl runs (tests/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ca
-}
-
 #[tokio::test]
 async fn a_console_tls_failure_after_the_upgrade_does_not_use_up_the_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = console_ca(dir.path());
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    // A self-signed console CA: enough for the proxy to accept `tls` tickets; the
+    // "console server" below does not even speak TLS.
+    let pki = Pki::new();
+    pki.self_signed("ca", "consolegate test console CA", Key::Ec, CA);
+    let ca = pki.cert("ca");
     let p = TestProxy::start(move |a| {
         single_use(a);
         a.backend_ca = Some(ca);
@@ -204,28 +148,17 @@ async fn a_console_tls_failure_after_the_upgrade_does_not_use_up_the_ticket() {
     .await;
     // A plain RFB server where the ticket promises TLS: the handshake fails after
     // the 101, and the page gets a close frame.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let _ = s.write_all(b"RFB 003.008\n").await;
-        }
-    });
+    let target = echo_target_with_banner(b"RFB 003.008\n").await;
     let ticket = p.signer.sign(&p.claims(target).with_tls(TargetTls::Tls));
     for attempt in ["first", "second"] {
         let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&ticket))
             .await
             .unwrap_or_else(|e| panic!("{attempt} attempt: upgrade refused: {e}"));
-        let close = timeout(LIMIT, ws.next()).await.expect("a close frame");
-        match close {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(u16::from(frame.code), 1011, "{attempt}: {frame:?}");
-                assert!(frame.reason.contains("TLS"), "{attempt}: {frame:?}");
-            }
-            other => panic!("{attempt}: expected a close frame, got {other:?}"),
-        }
+        let (code, reason) = close_of(&mut ws).await;
+        assert_eq!(code, 1011, "{attempt}: {reason}");
+        assert!(reason.contains("TLS"), "{attempt}: {reason}");
         // The page asks at once why; the answer is not "replayed".
-        let c = check(&p, &ticket).await;
+        let c = preflight_check(p.addr, &ticket).await;
         assert_eq!(c["ok"], true, "{attempt}: {c}");
     }
 }
@@ -233,16 +166,16 @@ async fn a_console_tls_failure_after_the_upgrade_does_not_use_up_the_ticket() {
 #[tokio::test]
 async fn a_ticket_whose_session_started_is_used_up() {
     let p = TestProxy::start(single_use).await;
-    let target = console_server().await;
+    let target = echo_target().await;
     let ticket = p.ticket(target);
     let (mut ws, _) = tokio_tungstenite::connect_async(p.url(&ticket))
         .await
         .unwrap();
     ws.close(None).await.unwrap();
     drop(ws);
-    wait_until("the session ends", || p.proxy.sessions().live_count() == 0).await;
+    no_live_session(&p, "the session ends").await;
     let (status, body) = refused(&p.url(&ticket)).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("already used"), "{body}");
-    assert_eq!(check(&p, &ticket).await["code"], "replayed");
+    assert_eq!(preflight_check(p.addr, &ticket).await["code"], "replayed");
 }

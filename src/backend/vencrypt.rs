@@ -491,7 +491,8 @@ mod tests {
         assert!(matches!(r, Err(BackendError::ServerRefused(s)) if s.len() == 60));
     }
 
-    #[tokio::test]
+    // Paused clock: the 50 ms below pass once nothing else can happen, not sooner.
+    #[tokio::test(start_paused = true)]
     async fn the_browser_gets_rfb_3_8_then_the_server_bytes_pass_through() {
         let (inner, mut server) = duplex(4096);
         let challenge: Vec<u8> = (0..16).collect();

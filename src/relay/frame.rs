@@ -392,10 +392,12 @@ impl Parser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn masked(first: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    /// A masked client frame (`first`: FIN bit and opcode) under `key`; the relay's
+    /// tests use it too.
+    pub(crate) fn masked(first: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
         let mut f = vec![first];
         match payload.len() {
             n if n < 126 => f.push(0x80 | n as u8),
