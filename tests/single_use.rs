@@ -2,9 +2,10 @@
 //! taken when admission checks rule 7 and spent only when its session starts (the
 //! relay starts: the browser upgraded and the console server's connection, TLS
 //! included, is up). Each test makes the first attempt fail for one named reason and
-//! shows that the same ticket is then not refused as `replayed`; the last shows that
-//! a ticket whose session did start is used up. docs/security.md, "Single use
-//! (rule 7)", states the rule.
+//! shows that the same ticket is then not refused as `replayed` (or, for what is
+//! checked before rule 7, that no use was taken); the last shows that a ticket whose
+//! session did start is used up. docs/security.md, "Single use (rule 7)", states the
+//! rule.
 
 mod common;
 
@@ -77,6 +78,38 @@ async fn a_resolved_address_refusal_does_not_use_up_the_ticket() {
         ..p.claims("127.0.0.1:5901".parse().unwrap())
     });
     refused_twice_for(&p, &ticket, 403, "target_not_allowed").await;
+}
+
+#[tokio::test]
+async fn a_view_ticket_this_proxy_cannot_enforce_is_refused_before_a_use_is_taken() {
+    let p = TestProxy::start(single_use).await;
+    let target = echo_target().await;
+    let ticket = p.signer.sign(&p.claims(target).with_view(true));
+    refused_twice_for(&p, &ticket, 501, "view_unsupported").await;
+}
+
+#[tokio::test]
+async fn a_recording_that_cannot_be_created_does_not_use_up_the_ticket() {
+    // Every session must be recorded, into a directory where no file can be created
+    // (/proc/self, even for root): the check before rule 7 passes (the directory is
+    // there, no free-space floor), the file fails before the 101.
+    let p = TestProxy::start(|a| {
+        single_use(a);
+        a.recording_dir = Some("/proc/self".into());
+        a.recording_policy = Some("all".into());
+        a.recording_min_free = Some("0".into());
+    })
+    .await;
+    let target = echo_target().await;
+    let ticket = p.ticket(target);
+    for attempt in ["first", "second"] {
+        let (status, body) = refused(&p.url(&ticket)).await;
+        assert_eq!(status, 503, "{attempt} attempt: {body}");
+        assert!(body.contains("cannot record"), "{attempt} attempt: {body}");
+        let c = preflight_check(p.addr, &ticket).await;
+        assert_eq!(c["ok"], true, "{attempt} attempt: {c}");
+    }
+    assert_eq!(p.proxy.sessions().live_count(), 0);
 }
 
 #[tokio::test]
