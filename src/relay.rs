@@ -358,7 +358,8 @@ struct Session<C, T> {
     up: Up,
     /// Up to `buffer_size` bytes; empty (no allocation) while the session is quiet.
     up_buf: Buffer,
-    /// The next buffer's payload size each way, learned from the reads.
+    /// The next buffer's size each way (the down one's includes the header room),
+    /// learned from the reads.
     down_size: Sizer,
     up_size: Sizer,
     parser: Parser,
@@ -381,6 +382,11 @@ struct Session<C, T> {
     stats: Option<Arc<SessionStats>>,
     /// Last read on either side (drives buffer release).
     last_read: Instant,
+    /// Last read of each direction: each buffer is freed after [`RELEASE_AFTER`]
+    /// without reads into it, so a browser sending keystrokes does not keep a quiet
+    /// screen's down buffer (and the other way round).
+    last_down_read: Instant,
+    last_up_read: Instant,
     /// Last payload either way (drives the idle timeout).
     last_payload: Instant,
     /// When the browser last took bytes of the pending down frame (or the frame was
@@ -446,7 +452,9 @@ where
             },
             up: Up::default(),
             up_buf: Buffer::default(),
-            down_size: Sizer::new(cfg.buffer_size.max(MIN_BUFFER)),
+            // Down buffers hold the frame header too: 64 KiB at the start is one
+            // 16-page mapping.
+            down_size: Sizer::new(cfg.buffer_size.max(MIN_BUFFER) + MAX_HEADER),
             up_size: Sizer::new(cfg.buffer_size.max(MIN_BUFFER)),
             parser: Parser::new(cfg.max_message),
             ctrl: None,
@@ -460,6 +468,8 @@ where
             bytes_down: 0,
             stats: None,
             last_read: now,
+            last_down_read: now,
+            last_up_read: now,
             last_payload: now,
             client_progress: now,
             release_armed: false,
@@ -537,28 +547,37 @@ where
                     idle.as_mut().reset(due);
                 }
                 () = &mut release, if self.release_armed => {
-                    let due = self.last_read + RELEASE_AFTER;
                     let now = Instant::now();
-                    if due <= now {
-                        self.release_buffers();
-                        // A buffer still holding unsent bytes stays; look again later.
-                        self.release_armed = !self.down.buf.is_empty() || !self.up_buf.is_empty();
-                        release.as_mut().reset(now + RELEASE_AFTER);
-                    } else {
-                        release.as_mut().reset(due);
+                    self.release_buffers(now);
+                    self.release_armed = !self.down.buf.is_empty() || !self.up_buf.is_empty();
+                    // The next buffer due; one still holding unsent bytes (or read
+                    // from since) is looked at again later.
+                    let mut next = now + RELEASE_AFTER;
+                    for (held, last) in [
+                        (!self.down.buf.is_empty(), self.last_down_read),
+                        (!self.up_buf.is_empty(), self.last_up_read),
+                    ] {
+                        if held && last + RELEASE_AFTER > now {
+                            next = next.min(last + RELEASE_AFTER);
+                        }
                     }
+                    release.as_mut().reset(next);
                 }
             }
         }
     }
 
-    /// Frees the buffers that hold nothing unsent.
-    fn release_buffers(&mut self) {
-        if !self.down.pending() {
+    /// Frees the buffers that hold nothing unsent and were not read into for
+    /// [`RELEASE_AFTER`].
+    fn release_buffers(&mut self, now: Instant) {
+        if !self.down.pending() && self.last_down_read + RELEASE_AFTER <= now {
             self.down.buf = Buffer::default();
             self.down_size.reset();
         }
-        if self.up.filled == 0 && !self.up.out_pending() {
+        if self.up.filled == 0
+            && !self.up.out_pending()
+            && self.last_up_read + RELEASE_AFTER <= now
+        {
             self.up_buf = Buffer::default();
             self.up_size.reset();
         }
@@ -707,8 +726,8 @@ where
             return self.target_in_unbuffered(cx, progress, allocated);
         }
         // Nothing is pending, so a buffer of another size replaces it without a copy.
-        if self.down.buf.len() != MAX_HEADER + self.down_size.size() {
-            self.down.buf = Buffer::new(MAX_HEADER + self.down_size.size());
+        if self.down.buf.len() != self.down_size.size() {
+            self.down.buf = Buffer::new(self.down_size.size());
             self.allocations += 1;
         }
         let room = self.down.buf.len() - MAX_HEADER;
@@ -723,7 +742,7 @@ where
         }
         self.down_size.read(n, room);
         *progress = true;
-        self.touch(true);
+        self.touch_down();
         let start = frame::put_header(&mut self.down.buf, MAX_HEADER, OP_BINARY, n);
         (self.down.start, self.down.pos, self.down.end) = (start, start, MAX_HEADER + n);
         self.client_progress = self.last_read;
@@ -752,7 +771,7 @@ where
             return Err(CloseReason::TargetClosed);
         }
         *progress = true;
-        self.touch(true);
+        self.touch_down();
         let start = frame::put_header(&mut frame, MAX_HEADER, OP_BINARY, n);
         let end = MAX_HEADER + n;
         let mut pos = start;
@@ -774,7 +793,7 @@ where
                 return Ok(());
             }
         }
-        self.down.buf = Buffer::new(MAX_HEADER + self.down_size.size());
+        self.down.buf = Buffer::new(self.down_size.size());
         self.allocations += 1;
         self.down.buf[start..end].copy_from_slice(&frame[start..end]);
         (self.down.start, self.down.pos, self.down.end) = (start, pos, end);
@@ -886,10 +905,18 @@ where
         parsed
     }
 
-    /// Records a read, for the release timer and, with payload, the idle timeout.
+    /// Records a console read, for the release timer and the idle timeout.
+    fn touch_down(&mut self) {
+        let now = Instant::now();
+        (self.last_read, self.last_down_read, self.last_payload) = (now, now, now);
+    }
+
+    /// Records a browser read, for the release timer and, with payload, the idle
+    /// timeout.
     fn touch(&mut self, payload: bool) {
         let now = Instant::now();
         self.last_read = now;
+        self.last_up_read = now;
         if payload {
             self.last_payload = now;
         }

@@ -14,13 +14,17 @@
 //!   bare relay's, and doubles (up to the configured maximum) only while reads keep
 //!   filling it back to back: a stream (one large download) gets the large frames that
 //!   make it fast, while a console's bursts of up to a few hundred KiB with gaps in
-//!   between never grow it. Reads that stay small bring it back to [`START`].
+//!   between never grow it. Reads that stay small bring it back to [`START`]. What all
+//!   sessions together hold above [`START`] is bounded by [`GROWTH_BUDGET`]: on a host
+//!   so loaded that every console's reads come back full, buffers stay at [`START`]
+//!   instead of all growing at once.
 //!
 //! Mapping a buffer is a system call and the first touch of each page a fault; both
 //! happen once per busy period (the relay frees buffers after half a second without
 //! reads), never per read.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// First size of a buffer (bytes, header room included for the down direction): the
 /// bare relay's 64 KiB, so bursts cost no more system calls than there.
@@ -31,6 +35,12 @@ pub(super) const START: usize = 64 << 10;
 const GROW_AFTER: u32 = 8;
 /// Consecutive reads under half the buffer before a grown buffer shrinks to [`START`].
 const SHRINK_AFTER: u32 = 32;
+/// What all buffers of the process may hold above [`START`] together: room for 32
+/// streams at 256 KiB each way; past it, buffers stay at their size.
+const GROWTH_BUDGET: usize = 16 << 20;
+/// Bytes of [`GROWTH_BUDGET`] granted to sizers now.
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+
 /// Smallest buffer given its own mapping: one page. Smaller ones (only `close_with`
 /// asks for them) come from the heap.
 const MAP_MIN: usize = 4096;
@@ -61,6 +71,7 @@ impl Buffer {
     }
 
     /// Bytes held (0 when there is no buffer).
+    #[cfg(test)]
     pub(super) fn capacity(&self) -> usize {
         self.len()
     }
@@ -88,12 +99,15 @@ impl DerefMut for Buffer {
 }
 
 /// The size one direction's next buffer should have, learned from its reads.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Sizer {
     size: usize,
     max: usize,
     full_reads: u32,
     small_reads: u32,
+    /// Bytes above the start size taken from [`GROWTH_BUDGET`]; given back on shrink,
+    /// reset and drop.
+    granted: usize,
 }
 
 impl Sizer {
@@ -104,7 +118,28 @@ impl Sizer {
             max,
             full_reads: 0,
             small_reads: 0,
+            granted: 0,
         }
+    }
+
+    /// Sets the size, taking the growth above the start size from the budget; false
+    /// (and no change) when the budget has no room.
+    fn resize(&mut self, size: usize) -> bool {
+        let want = size.saturating_sub(START.min(self.max));
+        if want > self.granted {
+            let more = want - self.granted;
+            let taken = GROWN.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| {
+                (g + more <= GROWTH_BUDGET).then_some(g + more)
+            });
+            if taken.is_err() {
+                return false;
+            }
+        } else {
+            GROWN.fetch_sub(self.granted - want, Ordering::Relaxed);
+        }
+        self.granted = want;
+        self.size = size;
+        true
     }
 
     /// The size a buffer allocated now gets.
@@ -118,7 +153,7 @@ impl Sizer {
             self.full_reads += 1;
             self.small_reads = 0;
             if self.full_reads >= GROW_AFTER && self.size < self.max {
-                self.size = (self.size * 2).min(self.max);
+                self.resize((self.size * 2).min(self.max));
                 self.full_reads = 0;
             }
         } else {
@@ -126,7 +161,7 @@ impl Sizer {
             if n < self.size / 2 && self.size > START {
                 self.small_reads += 1;
                 if self.small_reads >= SHRINK_AFTER {
-                    self.size = START.min(self.max);
+                    self.resize(START.min(self.max));
                     self.small_reads = 0;
                 }
             } else {
@@ -137,7 +172,14 @@ impl Sizer {
 
     /// The session went quiet and freed its buffer: the next busy period starts small.
     pub(super) fn reset(&mut self) {
-        *self = Sizer::new(self.max);
+        self.resize(START.min(self.max));
+        (self.full_reads, self.small_reads) = (0, 0);
+    }
+}
+
+impl Drop for Sizer {
+    fn drop(&mut self) {
+        GROWN.fetch_sub(self.granted, Ordering::Relaxed);
     }
 }
 
@@ -183,6 +225,19 @@ mod tests {
             s.read(1000, 256 << 10);
         }
         assert_eq!(s.size(), START);
+    }
+
+    #[test]
+    fn growth_beyond_the_budget_is_refused_and_given_back_on_drop() {
+        let mut s = Sizer::new(usize::MAX);
+        assert!(!s.resize(GROWTH_BUDGET + 2 * START), "more than the whole budget");
+        assert_eq!(s.size(), START);
+        assert!(s.resize(2 * START));
+        assert_eq!(s.granted, START);
+        drop(s);
+        // Other tests run at once and take from the same budget: only check that
+        // this sizer's grant came back (the budget is far larger than they use).
+        assert!(GROWN.load(Ordering::Relaxed) <= GROWTH_BUDGET);
     }
 
     #[test]
