@@ -155,6 +155,9 @@ impl<T> From<Result<T>> for Outcome<T> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TargetRuns {
     pub name: String,
+    /// TLS version and cipher suite negotiated (TLS targets only).
+    #[serde(default)]
+    pub tls: Option<String>,
     pub down1: Vec<Outcome<Transfer>>,
     pub down8: Vec<Outcome<Transfer>>,
     pub up_small: Vec<Outcome<Transfer>>,
@@ -478,6 +481,17 @@ async fn throughput(
                 measure::down(t, *pid, &pat, 1, warm),
             )
             .await;
+        }
+    }
+    // What TLS each TLS target negotiates with the generator's browser-like offer.
+    for ((t, _), r) in targets.iter().zip(runs.iter_mut()) {
+        if t.tls.is_some() {
+            if let Ok(Ok(c)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), client::Conn::connect(t, 4096)).await
+            {
+                r.tls = c.tls.clone();
+                c.close().await;
+            }
         }
     }
     // Repetitions outermost: a burst of background load then hurts one repetition of
