@@ -45,6 +45,7 @@ pub mod legacy;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod readahead;
 pub mod relay;
 pub mod session;
 pub mod ticket;
