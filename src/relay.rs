@@ -574,9 +574,7 @@ where
             self.down.buf = Buffer::default();
             self.down_size.reset();
         }
-        if self.up.filled == 0
-            && !self.up.out_pending()
-            && self.last_up_read + RELEASE_AFTER <= now
+        if self.up.filled == 0 && !self.up.out_pending() && self.last_up_read + RELEASE_AFTER <= now
         {
             self.up_buf = Buffer::default();
             self.up_size.reset();

@@ -154,7 +154,8 @@ impl Conn {
                 let c = s.get_ref().1;
                 tls = Some(format!(
                     "{:?} {:?}",
-                    c.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+                    c.protocol_version()
+                        .unwrap_or(rustls::ProtocolVersion::Unknown(0)),
                     c.negotiated_cipher_suite().map(|s| s.suite())
                 ));
                 Box::new(s)

@@ -394,7 +394,11 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
             // Opening (websockify forks slowly), the load with its lag, the quiet wait.
             let limit = 120.0 + secs * 3.0 + after;
             let busy: Outcome<Busy> = runtime()?
-                .block_on(bounded(limit, "busy host", measure::busy(&t, &probe, pid, &pat, spec)))
+                .block_on(bounded(
+                    limit,
+                    "busy host",
+                    measure::busy(&t, &probe, pid, &pat, spec),
+                ))
                 .into();
             let failed = matches!(busy, Outcome::Err(_));
             match &busy {
@@ -486,8 +490,11 @@ async fn throughput(
     // What TLS each TLS target negotiates with the generator's browser-like offer.
     for ((t, _), r) in targets.iter().zip(runs.iter_mut()) {
         if t.tls.is_some() {
-            if let Ok(Ok(c)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), client::Conn::connect(t, 4096)).await
+            if let Ok(Ok(c)) = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client::Conn::connect(t, 4096),
+            )
+            .await
             {
                 r.tls = c.tls.clone();
                 c.close().await;

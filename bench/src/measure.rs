@@ -4,9 +4,7 @@
 
 use crate::client::{Conn, Target};
 use crate::procstat;
-use crate::proto::{
-    self, BusyPlan, Pattern, BANNER, MAX_SLICE, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP,
-};
+use crate::proto::{self, BusyPlan, Pattern, BANNER, MAX_SLICE, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -451,7 +449,7 @@ async fn open_many(
                     Duration::from_secs(limit),
                     open_idle(&t, &pat, kind, rbuf),
                 )
-                    .await
+                .await
                 {
                     Ok(Ok(c)) => mine.push(c),
                     Ok(Err(e)) => return (mine, Some(e)),
@@ -602,7 +600,11 @@ pub async fn busy(
     if let Some(e) = err {
         out.open_stopped = Some(format!("session {} failed: {e:#}", conns.len() + 1));
     }
-    ensure!(!conns.is_empty(), "no busy session opened: {:?}", out.open_stopped);
+    ensure!(
+        !conns.is_empty(),
+        "no busy session opened: {:?}",
+        out.open_stopped
+    );
     out.sessions = conns.len() as u64;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     out.open_rss_kib = mem(pid);
@@ -616,7 +618,10 @@ pub async fn busy(
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 if let Some(p) = pid {
-                    samples.push((load_start.elapsed().as_secs_f64(), procstat::memory_kib(p).0));
+                    samples.push((
+                        load_start.elapsed().as_secs_f64(),
+                        procstat::memory_kib(p).0,
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -629,8 +634,14 @@ pub async fn busy(
         let (t, pat, stop) = (probe_target.clone(), pat.clone(), stop.clone());
         let limit = spec.load_secs * 3.0 + 30.0;
         std::thread::spawn(move || -> Result<Latency> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(bounded(limit, "input round trips", input_rtt(&t, &pat, &stop)))
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bounded(
+                limit,
+                "input round trips",
+                input_rtt(&t, &pat, &stop),
+            ))
         })
     };
     let cpu0 = cpu(pid);
@@ -664,7 +675,9 @@ pub async fn busy(
     })
     .await;
     out.load_secs = load_start.elapsed().as_secs_f64();
-    out.cpu_secs = cpu0.and_then(|c0| cpu(pid).map(|c1| c1 - c0)).unwrap_or(0.0);
+    out.cpu_secs = cpu0
+        .and_then(|c0| cpu(pid).map(|c1| c1 - c0))
+        .unwrap_or(0.0);
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap_or_default();
     let rtt = probe.join();
@@ -742,7 +755,10 @@ async fn recv_checked(c: &mut Conn, pat: &Pattern, off: u64, left: u64) -> Resul
         .await?
         .ok_or_else(|| anyhow!("stream ended after {off} bytes"))?;
     let k = d.len().min(left as usize);
-    ensure!(pat.matches(off, &d[..k]), "corrupt burst data at byte {off}");
+    ensure!(
+        pat.matches(off, &d[..k]),
+        "corrupt burst data at byte {off}"
+    );
     // Past the last burst comes the inputs' reply: leave it for `check_reply`.
     let extra = d.len() - k;
     c.unread(extra);

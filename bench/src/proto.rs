@@ -241,13 +241,25 @@ mod tests {
         let (a, b) = (BusyPlan::new(0, 20_000), BusyPlan::new(1, 20_000));
         assert_ne!(a.bursts, b.bursts);
         for p in [&a, &b] {
-            assert!(p.bursts.iter().all(|&(t, n)| t < 20_000 && (16 << 10..=256 << 10).contains(&n)));
-            assert!(p.inputs.iter().all(|&(t, n)| t < 20_000 && (6..=20).contains(&n)));
+            assert!(p
+                .bursts
+                .iter()
+                .all(|&(t, n)| t < 20_000 && (16 << 10..=256 << 10).contains(&n)));
+            assert!(p
+                .inputs
+                .iter()
+                .all(|&(t, n)| t < 20_000 && (6..=20).contains(&n)));
             assert!(p.inputs.len() >= 10 * 19, "{} inputs", p.inputs.len());
-            assert_eq!(p.down_total, p.bursts.iter().map(|b| b.1 as u64).sum::<u64>());
+            assert_eq!(
+                p.down_total,
+                p.bursts.iter().map(|b| b.1 as u64).sum::<u64>()
+            );
         }
         let m = busy_command(7, 20_000);
-        assert_eq!((parse_command(&m).unwrap(), busy_seed(&m)), ((OP_BUSY, 20_000), 7));
+        assert_eq!(
+            (parse_command(&m).unwrap(), busy_seed(&m)),
+            ((OP_BUSY, 20_000), 7)
+        );
     }
 
     #[test]

@@ -191,19 +191,19 @@ fn busy_rows(n: u64) -> Vec<Row> {
             Some("busy host: RSS KiB/session at peak"),
             |b| Some(b.per_session(b.peak_rss_kib)),
         ),
-        busy_row(
-            "busy host: RSS KiB/session, steady ↓",
-            None,
-            |b| Some(b.per_session(b.steady_rss_kib)),
-        ),
+        busy_row("busy host: RSS KiB/session, steady ↓", None, |b| {
+            Some(b.per_session(b.steady_rss_kib))
+        }),
         busy_row(
             "busy host: RSS KiB/session 30 s after the load (open, quiet) ↓",
             Some("busy host: KiB/session after the load"),
             |b| Some(b.per_session(b.after_rss_kib)),
         ),
-        busy_row("busy host: CPU s/GiB moved ↓", Some("busy host: CPU s/GiB"), |b| {
-            Some(b.cpu_per_gib())
-        }),
+        busy_row(
+            "busy host: CPU s/GiB moved ↓",
+            Some("busy host: CPU s/GiB"),
+            |b| Some(b.cpu_per_gib()),
+        ),
         busy_row("busy host: input round trip p50 µs ↓", None, |b| {
             b.rtt.as_ref().map(|l| l.p50_us)
         }),
@@ -689,7 +689,11 @@ fn first_frame_table(ff: &FirstFrame) -> String {
     }
     for p in &ff.paths {
         if let Some(e) = p.errors.first() {
-            md.push_str(&format!("\n- {}: {} failed load(s), first: {e}", p.name, p.errors.len()));
+            md.push_str(&format!(
+                "\n- {}: {} failed load(s), first: {e}",
+                p.name,
+                p.errors.len()
+            ));
         }
     }
     md.push('\n');
@@ -713,18 +717,25 @@ fn targets<'a>(
         out.push_str(&format!("- {mark}: {what} ({detail})\n"));
     };
     let busy = |name: &str| {
-        busies.iter().find(|f| f.target == name).and_then(|f| match &f.busy {
-            Outcome::Ok(b) => Some(b),
-            Outcome::Err(_) => None,
-        })
+        busies
+            .iter()
+            .find(|f| f.target == name)
+            .and_then(|f| match &f.busy {
+                Outcome::Ok(b) => Some(b),
+                Outcome::Err(_) => None,
+            })
     };
-    let runs_med = |name: &str, f: &dyn Fn(&TargetRuns) -> Cell| data(name).runs.and_then(|r| f(r).num());
+    let runs_med =
+        |name: &str, f: &dyn Fn(&TargetRuns) -> Cell| data(name).runs.and_then(|r| f(r).num());
     let (cg, bare) = (busy(CG_WS), busy(BARE));
     // Memory under load.
     match (cg, bare) {
         (Some(c), Some(b)) => {
             let (cp, bp) = (c.per_session(c.peak_rss_kib), b.per_session(b.peak_rss_kib));
-            let (cs, bs) = (c.per_session(c.steady_rss_kib), b.per_session(b.steady_rss_kib));
+            let (cs, bs) = (
+                c.per_session(c.steady_rss_kib),
+                b.per_session(b.steady_rss_kib),
+            );
             line(
                 "RSS per busy session ≤ the bare relay's, at peak and steady",
                 Some(cp <= bp && cs <= bs),
@@ -740,12 +751,21 @@ fn targets<'a>(
                 (Some(x), Some(y)) => line(
                     "p99 input round trip under load ≤ 1.2× the bare relay's",
                     Some(x.p99_us <= 1.2 * y.p99_us),
-                    format!("{:.0} vs {:.0} µs: {:.2}×", x.p99_us, y.p99_us, x.p99_us / y.p99_us),
+                    format!(
+                        "{:.0} vs {:.0} µs: {:.2}×",
+                        x.p99_us,
+                        y.p99_us,
+                        x.p99_us / y.p99_us
+                    ),
                 ),
                 _ => line("p99 input round trip under load", None, "no figure".into()),
             }
         }
-        _ => line("busy host against the bare relay", None, "no busy-host figures".into()),
+        _ => line(
+            "busy host against the bare relay",
+            None,
+            "no busy-host figures".into(),
+        ),
     }
     // Idle after a burst.
     let idle = data(CG_WS);
@@ -765,12 +785,20 @@ fn targets<'a>(
         .idle
         .iter()
         .filter(|i| i.kind == IdleKind::Burst)
-        .flat_map(|i| i.points.iter().map(move |p| p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64))
+        .flat_map(|i| {
+            i.points
+                .iter()
+                .map(move |p| p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64)
+        })
         .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
     line(
         "a session quiet for a few seconds after 1 MiB each way costs ≤ 16 KiB (RSS)",
         worst.map(|w| w <= 16.0),
-        if bursts.is_empty() { "no idle figures".into() } else { format!("KiB/session at {}", bursts.join(", ")) },
+        if bursts.is_empty() {
+            "no idle figures".into()
+        } else {
+            format!("KiB/session at {}", bursts.join(", "))
+        },
     );
     if let Some(c) = cg {
         let n = c.sessions as f64;
@@ -794,7 +822,11 @@ fn targets<'a>(
             Some(c >= 1.1 * b),
             format!("{c:.0} vs {b:.0} MiB/s: {:.2}×", c / b),
         ),
-        _ => line("single-stream down against the bare relay", None, "no figures".into()),
+        _ => line(
+            "single-stream down against the bare relay",
+            None,
+            "no figures".into(),
+        ),
     }
     // TLS against the TLS relays.
     let pick = |f: &dyn Fn(&str) -> Option<f64>, higher: bool| -> Option<(f64, f64)> {
@@ -806,8 +838,13 @@ fn targets<'a>(
         };
         Some((c, best))
     };
-    let tls_rows: [(&str, Box<dyn Fn(&str) -> Option<f64>>, bool); 5] = [
-        ("wss down (1 stream) ≥ 1.0× the better TLS relay", Box::new(|n| down1(n)), true),
+    type Figure<'f> = Box<dyn Fn(&str) -> Option<f64> + 'f>;
+    let tls_rows: [(&str, Figure, bool); 5] = [
+        (
+            "wss down (1 stream) ≥ 1.0× the better TLS relay",
+            Box::new(|n| down1(n)),
+            true,
+        ),
         (
             "wss up (64 KiB messages) ≥ 1.0× the better TLS relay",
             Box::new(|n| runs_med(n, &|r| median(&r.up_large, |t| Some(t.mib_s())))),
@@ -842,7 +879,12 @@ fn targets<'a>(
     // First frame.
     match ff {
         Some(ff) => {
-            let get = |n: &str| ff.paths.iter().find(|p| p.name == n).and_then(|p| p.first_frame_ms);
+            let get = |n: &str| {
+                ff.paths
+                    .iter()
+                    .find(|p| p.name == n)
+                    .and_then(|p| p.first_frame_ms)
+            };
             match get("qemu-websocket") {
                 Some(floor) => {
                     for n in ["consolegate-ws", "consolegate-wss"] {

@@ -230,7 +230,10 @@ mod tests {
     #[test]
     fn growth_beyond_the_budget_is_refused_and_given_back_on_drop() {
         let mut s = Sizer::new(usize::MAX);
-        assert!(!s.resize(GROWTH_BUDGET + 2 * START), "more than the whole budget");
+        assert!(
+            !s.resize(GROWTH_BUDGET + 2 * START),
+            "more than the whole budget"
+        );
         assert_eq!(s.size(), START);
         assert!(s.resize(2 * START));
         assert_eq!(s.granted, START);
