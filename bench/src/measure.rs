@@ -599,6 +599,12 @@ pub async fn busy(
     let (mut conns, err) = open_many(t, pat, IdleKind::Banner, spec.sessions, 64 << 10).await;
     if let Some(e) = err {
         out.open_stopped = Some(format!("session {} failed: {e:#}", conns.len() + 1));
+        // A proxy at its limit (websockify near 500): give one slot back for the
+        // round-trip session.
+        if let Some(c) = conns.pop() {
+            c.close().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     ensure!(
         !conns.is_empty(),
