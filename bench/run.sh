@@ -3,15 +3,21 @@
 # 0.13 (plain and TLS, JWT plugin verifying the same Ed25519 tickets), a bare tokio TCP
 # relay and the backend directly, on one machine with one backend and one key; and
 # consolegate reaching a TLS-enabled console server (VeNCrypt X509None, as QEMU with
-# tls-creds), served by a second backend process.
+# tls-creds), served by a second backend process; nginx `stream` and HAProxy terminating
+# TLS as anchors for wss://; the busy host (1,000 consoles all a little busy at once);
+# and the time to first frame in Debian's chromium against QEMU's VNC.
 #
-#   bench/run.sh            full run (about 7-10 minutes on 2 cores once built)
-#   bench/run.sh --smoke    a few seconds, tiny sizes: byte integrity only, for CI;
+#   bench/run.sh            full run (about 15 minutes on 2 cores once built)
+#   bench/run.sh --smoke    a few seconds, tiny sizes: byte integrity only, for CI
+#                           (the busy host at 20 sessions; no first-frame step);
 #                           websockify only if bench/.venv already exists
 #   --only a,b,...          restrict to targets: consolegate-ws consolegate-wss
-#                           websockify-ws websockify-wss bare-relay direct
-#                           consolegate-ws-vencrypt
+#                           websockify-ws websockify-wss nginx-tls haproxy-tls
+#                           bare-relay direct consolegate-ws-vencrypt
 #   --no-idle               skip the idle-memory phase
+#   --no-busy               skip the busy-host phase
+#   --no-first-frame        skip the browser's first-frame step
+#   --busy-sessions N       busy-host sessions (default 1000)
 #
 # Writes bench/results/<UTC stamp>/ (JSON, logs, report.md, chart.svg), copies the
 # table and chart to bench/results/<date>.md/.svg, and after a full run of every
@@ -20,14 +26,20 @@ set -euo pipefail
 
 SMOKE=0
 IDLE=1
-ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,bare-relay,direct,consolegate-ws-vencrypt"
+BUSY=1
+FIRST_FRAME=1
+BUSY_N=1000
+ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,nginx-tls,haproxy-tls,bare-relay,direct,consolegate-ws-vencrypt"
 ALL_TARGETS=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
-        --no-idle) IDLE=0 ;;
+        --no-idle) IDLE=0; ALL_TARGETS=0 ;;
+        --no-busy) BUSY=0; ALL_TARGETS=0 ;;
+        --no-first-frame) FIRST_FRAME=0; ALL_TARGETS=0 ;;
+        --busy-sessions) BUSY_N="$2"; ALL_TARGETS=0; shift ;;
         --only) ONLY="$2"; ALL_TARGETS=0; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -159,13 +171,69 @@ mkdir -p "$TLS"
     printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
         -extfile ext.cnf -out server.pem 2>/dev/null
+    cat server.pem server.key > haproxy.pem
 )
 
-# The backend, one for all targets.
+# The backend, one for all targets; its probe console (a thread of its own) answers the
+# busy host's input round trips.
 BACKEND_PORT="$(free_port)"
-start backend "$B" backend --listen "127.0.0.1:$BACKEND_PORT"
+PROBE_PORT="$(free_port)"
+start backend "$B" backend --listen "127.0.0.1:$BACKEND_PORT" --probe-listen "127.0.0.1:$PROBE_PORT"
 BACKEND_PID=$PID
 wait_port "$BACKEND_PORT" "$BACKEND_PID" backend
+wait_port "$PROBE_PORT" "$BACKEND_PID" backend
+
+# The TLS relays: nginx `stream` (its stream module is a separate Debian package,
+# installed here when missing) and HAProxy, each terminating TLS with the same
+# certificate and offering the TLS 1.3 suites in the same order as rustls, then
+# relaying the bytes straight to the backend. Started as our own processes on loopback
+# with configurations in the run's temporary directory, never as the system services.
+NGINX_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+if want nginx-tls && [ ! -f "$NGINX_MODULE" ] && [ "$SMOKE" = 0 ] && [ "$(id -u)" = 0 ]; then
+    log "installing libnginx-mod-stream (nginx's stream module)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnginx-mod-stream >/dev/null 2>&1 || true
+fi
+SUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+nginx_conf() {
+    cat <<CONF
+daemon off;
+master_process on;
+worker_processes 2;
+worker_rlimit_nofile $NOFILE;
+pid $WORK/nginx.pid;
+error_log $OUT/nginx-tls.log warn;
+load_module $NGINX_MODULE;
+events { worker_connections 20000; }
+stream {
+    server {
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate $TLS/server.pem;
+        ssl_certificate_key $TLS/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_conf_command Ciphersuites $SUITES;
+        proxy_pass 127.0.0.1:$BACKEND_PORT;
+    }
+}
+CONF
+}
+haproxy_conf() {
+    cat <<CONF
+global
+    nbthread 2
+    maxconn $(( (NOFILE - 100) / 2 ))
+    ssl-default-bind-ciphersuites $SUITES
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend tls
+    bind 127.0.0.1:$1 ssl crt $TLS/haproxy.pem
+    default_backend console
+backend console
+    server backend 127.0.0.1:$BACKEND_PORT
+CONF
+}
 # The TLS-enabled console server: the same backend behind RFB VeNCrypt X509None and
 # TLS with the throwaway certificate, which the proxy checks against the throwaway CA.
 if want consolegate-ws-vencrypt; then
@@ -181,11 +249,17 @@ start_target() {
     case "$1" in
         consolegate-ws)
             start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
-                --allow-port "$BACKEND_PORT" --max-sessions 30000 --log-level warn ;;
+                --allow-port "$BACKEND_PORT" --allow-port "$PROBE_PORT" --max-sessions 30000 --log-level warn ;;
         consolegate-wss)
             start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --trust "$KEYS" \
                 --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" \
-                --allow-port "$BACKEND_PORT" --max-sessions 30000 --log-level warn ;;
+                --allow-port "$BACKEND_PORT" --allow-port "$PROBE_PORT" --max-sessions 30000 --log-level warn ;;
+        nginx-tls)
+            nginx_conf "$PORT" > "$WORK/nginx.conf"
+            start "$1-stdout" nginx -p "$WORK" -e "$OUT/nginx-tls.log" -c "$WORK/nginx.conf" ;;
+        haproxy-tls)
+            haproxy_conf "$PORT" > "$WORK/haproxy.cfg"
+            start "$1" haproxy -db -f "$WORK/haproxy.cfg" ;;
         websockify-ws)
             start "$1" "$VENV/bin/websockify" --token-plugin JWTTokenApi \
                 --token-source "$KEYS/bench.pub" "127.0.0.1:$PORT" ;;
@@ -197,7 +271,9 @@ start_target() {
             start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
                 --backend-ca "$TLS/ca.pem" --allow-port "$VENC_PORT" --max-sessions 30000 --log-level warn ;;
         bare-relay)
-            start "$1" "$B" relay --listen "127.0.0.1:$PORT" --to "127.0.0.1:$BACKEND_PORT" ;;
+            RELAY_PROBE_PORT="$(free_port)"
+            start "$1" "$B" relay --listen "127.0.0.1:$PORT" --to "127.0.0.1:$BACKEND_PORT" \
+                --probe "127.0.0.1:$RELAY_PROBE_PORT,127.0.0.1:$PROBE_PORT" ;;
         direct)
             PORT="$BACKEND_PORT"; PID=0; return ;;
     esac
@@ -208,17 +284,34 @@ spec() {
     case "$1" in
         consolegate-ws|websockify-ws) echo "$1,$PID,ws://127.0.0.1:$PORT/?token=$TICKET" ;;
         consolegate-wss|websockify-wss) echo "$1,$PID,wss://127.0.0.1:$PORT/?token=$TICKET" ;;
+        nginx-tls|haproxy-tls) echo "$1,$PID,tls://127.0.0.1:$PORT" ;;
         # ws, then the browser's half of RFB (security type None) the proxy bridges to.
         consolegate-ws-vencrypt) echo "$1,$PID,rfb+ws://127.0.0.1:$PORT/?token=$VTICKET" ;;
         bare-relay|direct) echo "$1,$PID,tcp://127.0.0.1:$PORT" ;;
     esac
 }
 
+# probe_url NAME: the busy host's round-trip session through the running target to
+# the backend's probe console.
+probe_url() {
+    case "$1" in
+        consolegate-ws|websockify-ws) echo "ws://127.0.0.1:$PORT/?token=$PTICKET" ;;
+        consolegate-wss|websockify-wss) echo "wss://127.0.0.1:$PORT/?token=$PTICKET" ;;
+        bare-relay) echo "tcp://127.0.0.1:$RELAY_PROBE_PORT" ;;
+    esac
+}
+
 TARGETS=()
-for t in consolegate-ws websockify-ws consolegate-wss websockify-wss bare-relay direct consolegate-ws-vencrypt; do
+for t in consolegate-ws websockify-ws consolegate-wss websockify-wss nginx-tls haproxy-tls bare-relay direct consolegate-ws-vencrypt; do
     want "$t" || continue
     if [[ "$t" == websockify-* ]] && [ "$WEBSOCKIFY" = 0 ]; then
         log "skipping $t (no $VENV in smoke mode)"; continue
+    fi
+    if [ "$t" = nginx-tls ] && { ! command -v nginx >/dev/null || [ ! -f "$NGINX_MODULE" ]; }; then
+        log "skipping $t (no nginx with its stream module)"; continue
+    fi
+    if [ "$t" = haproxy-tls ] && ! command -v haproxy >/dev/null; then
+        log "skipping $t (no haproxy)"; continue
     fi
     TARGETS+=("$t")
 done
@@ -265,6 +358,37 @@ if [ "$IDLE" = 1 ]; then
     done
 fi
 
+# Phase 3: the busy host. Each proxy freshly started, N consoles all a little busy at
+# once, then quiet; the bare relay and websockify under the same load.
+if [ "$BUSY" = 1 ]; then
+    if [ "$SMOKE" = 1 ]; then BN=20; BSECS=3; BAFTER=1; else BN=$BUSY_N; BSECS=20; BAFTER=30; fi
+    log "phase 3: busy host, $BN sessions for $BSECS s, then $BAFTER s quiet"
+    TICKET="$(ticket)"
+    PTICKET="$("$CG" sign --key "$KEYS/bench.key" --host 127.0.0.1 --port "$PROBE_PORT" --ttl 600s)"
+    for t in "${TARGETS[@]}"; do
+        case "$t" in consolegate-ws|consolegate-wss|bare-relay|websockify-ws) ;; *) continue ;; esac
+        start_target "$t"
+        timeout $((BSECS * 3 + BAFTER + 200)) "$B" busy --target "$(spec "$t")" --probe "$(probe_url "$t")" \
+            --ca "$TLS/ca.pem" --sessions "$BN" --secs "$BSECS" --after "$BAFTER" \
+            --out "$OUT/busy-$t.json" || STATUS=1
+        stop "$PID"
+    done
+fi
+
+# Phase 4: time to first frame in Debian's chromium against QEMU's VNC (full runs only).
+if [ "$FIRST_FRAME" = 1 ] && [ "$SMOKE" = 0 ]; then
+    if command -v chromium >/dev/null && command -v qemu-system-x86_64 >/dev/null \
+        && [ -d "$ROOT/tests/e2e/node_modules/playwright-core" ] && [ -d "$ROOT/web/node_modules/@novnc/novnc" ]; then
+        log "phase 4: first frame in chromium (20 loads per path)"
+        FF_ARGS=(--out "$OUT/first-frame.json" --bin "$CG" --tls-dir "$TLS" --loads 20)
+        [ "$WEBSOCKIFY" = 1 ] && FF_ARGS+=(--websockify "$VENV/bin/websockify")
+        timeout 600 node "$BENCH/first-frame.mjs" "${FF_ARGS[@]}" > "$OUT/first-frame.log" 2>&1 \
+            || { log "first-frame step failed: $(tail -3 "$OUT/first-frame.log")"; STATUS=1; }
+    else
+        log "skipping the first-frame step (needs chromium, QEMU, tests/e2e and web node_modules)"
+    fi
+fi
+
 VENC_NOTE=()
 want consolegate-ws-vencrypt && VENC_NOTE=(--note "cg ws + VeNCrypt: consolegate over ws:// to a second backend that is a TLS-enabled console server (RFB VeNCrypt X509None, TLS 1.3, as QEMU with tls-creds); the generator does noVNC's RFB security-None steps first; the backend's TLS runs on its one thread, on the same 2 cores; VeNCrypt ÷ ws compares it with plain consolegate ws")
 WSFY_NOTE="no websockify"
@@ -273,6 +397,7 @@ WSFY_NOTE="no websockify"
     --note "consolegate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') release build; $WSFY_NOTE" \
     --note "load average (1/5/15 min) at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg): the machine is shared, figures are noisy" \
     --note "generator: one thread, own WebSocket framing; backend: one thread; bare relay: tokio copy_bidirectional, 64 KiB buffers, 2 workers" \
+    --note "TLS relays: nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') stream (2 workers) and HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{print $3}') (nbthread 2), both on OpenSSL, TLS 1.3 suites in the generator's (a browser's) order, relaying straight to the backend" \
     --note "open-file limit $NOFILE per process (the proxy needs 2 per session): idle checkpoints ${AT:-}, ramp capped at ${MAX:-0}" \
     "${VENC_NOTE[@]}" \
     --note "whole run $((SECONDS - T0)) s" || STATUS=1

@@ -16,18 +16,22 @@
 //!   frame is fully written to the browser, and the browser is read only when the
 //!   previous payload is fully written to the target. At most one buffer per direction
 //!   is in flight, so a slow side never makes the proxy read more than that.
-//! - **Idle memory**: a session starts with no buffers and frees them again after
-//!   [`RELEASE_AFTER`] without reads, so an idle session is just its ~1.5 KiB state.
-//!   Without a buffer, reads go into a 2 KiB stack probe: a small read (a banner, a
-//!   pong, a keystroke) is framed and written from the stack and never allocates; a
-//!   full probe (a burst starting) or a write that cannot finish allocates the 64 KiB
-//!   buffer and moves those bytes into it once.
+//! - **Memory that follows the load** ([`buffer`]): a session starts with no buffers
+//!   and frees them again after [`RELEASE_AFTER`] without reads, so an idle session is
+//!   just its ~1.5 KiB state. Without a buffer, reads go into a 2 KiB stack probe: a
+//!   small read (a banner, a pong, a keystroke) is framed and written from the stack
+//!   and never allocates; a full probe (a burst starting) or a write that cannot finish
+//!   allocates a buffer and moves those bytes into it once. Buffers start at 64 KiB and
+//!   grow only while reads keep filling them; each is its own memory mapping, so what a
+//!   quiet session frees goes back to the kernel instead of staying in the allocator.
 //! - **Close codes**: every end has a [`CloseReason`] with its code; 1005, 1006 and
 //!   1015 never go on the wire. Closing is bounded by [`CLOSE_WAIT`].
 
+mod buffer;
 mod frame;
 mod stats;
 
+use buffer::{Buffer, Sizer};
 use frame::{ControlFrame, Item, Parser, MAX_HEADER, OP_BINARY, OP_PING, OP_PONG};
 pub use stats::SessionStats;
 use std::future::poll_fn;
@@ -71,8 +75,10 @@ pub struct RelayConfig {
     pub max_duration: Option<Duration>,
     /// Largest WebSocket message accepted from the browser (close 1009 above).
     pub max_message: usize,
-    /// Read buffer per direction (at least 1 KiB is used). Allocated only while data
-    /// moves and released when the session goes quiet, so its size costs nothing idle.
+    /// Largest read buffer per direction (at least 1 KiB is used). Buffers start at
+    /// 64 KiB (or this, when smaller) and grow to it only while reads keep filling
+    /// them; allocated only while data moves and released when the session goes quiet,
+    /// so this size costs nothing idle.
     pub buffer_size: usize,
 }
 
@@ -313,9 +319,9 @@ enum Event {
 
 /// Console → browser: one frame at a time, built in place.
 struct Down {
-    /// `MAX_HEADER` bytes of room, then `buffer_size` bytes of payload; empty (no
-    /// allocation) while the session is quiet.
-    buf: Vec<u8>,
+    /// `MAX_HEADER` bytes of room, then up to `buffer_size` bytes of payload; empty
+    /// (no allocation) while the session is quiet.
+    buf: Buffer,
     /// The frame being sent is `buf[start..end]`; `start == end` when there is none.
     start: usize,
     end: usize,
@@ -372,8 +378,12 @@ struct Session<C, T> {
     buffer_size: usize,
     down: Down,
     up: Up,
-    /// `buffer_size` bytes; empty (no allocation) while the session is quiet.
-    up_buf: Vec<u8>,
+    /// Up to `buffer_size` bytes; empty (no allocation) while the session is quiet.
+    up_buf: Buffer,
+    /// The next buffer's size each way (the down one's includes the header room),
+    /// learned from the reads.
+    down_size: Sizer,
+    up_size: Sizer,
     parser: Parser,
     /// Control frame being written to the browser, and how far.
     ctrl: Option<(ControlFrame, usize)>,
@@ -394,6 +404,11 @@ struct Session<C, T> {
     stats: Option<Arc<SessionStats>>,
     /// Last read on either side (drives buffer release).
     last_read: Instant,
+    /// Last read of each direction: each buffer is freed after [`RELEASE_AFTER`]
+    /// without reads into it, so a browser sending keystrokes does not keep a quiet
+    /// screen's down buffer (and the other way round).
+    last_down_read: Instant,
+    last_up_read: Instant,
     /// Last payload either way (drives the idle timeout).
     last_payload: Instant,
     /// When the browser last took bytes of the pending down frame (or the frame was
@@ -461,13 +476,17 @@ where
             target,
             buffer_size: cfg.buffer_size.max(MIN_BUFFER),
             down: Down {
-                buf: Vec::new(),
+                buf: Buffer::default(),
                 start: 0,
                 end: 0,
                 pos: 0,
             },
             up: Up::default(),
-            up_buf: Vec::new(),
+            up_buf: Buffer::default(),
+            // Down buffers hold the frame header too: 64 KiB at the start is one
+            // 16-page mapping.
+            down_size: Sizer::new(cfg.buffer_size.max(MIN_BUFFER) + MAX_HEADER),
+            up_size: Sizer::new(cfg.buffer_size.max(MIN_BUFFER)),
             parser: Parser::new(cfg.max_message),
             ctrl: None,
             pong: None,
@@ -480,6 +499,8 @@ where
             bytes_down: 0,
             stats: None,
             last_read: now,
+            last_down_read: now,
+            last_up_read: now,
             last_payload: now,
             client_progress: now,
             release_armed: false,
@@ -557,28 +578,37 @@ where
                     idle.as_mut().reset(due);
                 }
                 () = &mut release, if self.release_armed => {
-                    let due = self.last_read + RELEASE_AFTER;
                     let now = Instant::now();
-                    if due <= now {
-                        self.release_buffers();
-                        // A buffer still holding unsent bytes stays; look again later.
-                        self.release_armed = !self.down.buf.is_empty() || !self.up_buf.is_empty();
-                        release.as_mut().reset(now + RELEASE_AFTER);
-                    } else {
-                        release.as_mut().reset(due);
+                    self.release_buffers(now);
+                    self.release_armed = !self.down.buf.is_empty() || !self.up_buf.is_empty();
+                    // The next buffer due; one still holding unsent bytes (or read
+                    // from since) is looked at again later.
+                    let mut next = now + RELEASE_AFTER;
+                    for (held, last) in [
+                        (!self.down.buf.is_empty(), self.last_down_read),
+                        (!self.up_buf.is_empty(), self.last_up_read),
+                    ] {
+                        if held && last + RELEASE_AFTER > now {
+                            next = next.min(last + RELEASE_AFTER);
+                        }
                     }
+                    release.as_mut().reset(next);
                 }
             }
         }
     }
 
-    /// Frees the buffers that hold nothing unsent.
-    fn release_buffers(&mut self) {
-        if !self.down.pending() {
-            self.down.buf = Vec::new();
+    /// Frees the buffers that hold nothing unsent and were not read into for
+    /// [`RELEASE_AFTER`].
+    fn release_buffers(&mut self, now: Instant) {
+        if !self.down.pending() && self.last_down_read + RELEASE_AFTER <= now {
+            self.down.buf = Buffer::default();
+            self.down_size.reset();
         }
-        if self.up.filled == 0 && !self.up.out_pending() {
-            self.up_buf = Vec::new();
+        if self.up.filled == 0 && !self.up.out_pending() && self.last_up_read + RELEASE_AFTER <= now
+        {
+            self.up_buf = Buffer::default();
+            self.up_size.reset();
         }
     }
 
@@ -724,6 +754,12 @@ where
         if self.down.buf.is_empty() {
             return self.target_in_unbuffered(cx, progress, allocated);
         }
+        // Nothing is pending, so a buffer of another size replaces it without a copy.
+        if self.down.buf.len() != self.down_size.size() {
+            self.down.buf = Buffer::new(self.down_size.size());
+            self.allocations += 1;
+        }
+        let room = self.down.buf.len() - MAX_HEADER;
         let mut rb = ReadBuf::new(&mut self.down.buf[MAX_HEADER..]);
         let n = match Pin::new(&mut self.target).poll_read(cx, &mut rb) {
             Poll::Pending => return Ok(()),
@@ -733,8 +769,9 @@ where
         if n == 0 {
             return Err(CloseReason::TargetClosed);
         }
+        self.down_size.read(n, room);
         *progress = true;
-        self.touch(true);
+        self.touch_down();
         let start = frame::put_header(&mut self.down.buf, MAX_HEADER, OP_BINARY, n);
         (self.down.start, self.down.pos, self.down.end) = (start, start, MAX_HEADER + n);
         self.client_progress = self.last_read;
@@ -763,7 +800,7 @@ where
             return Err(CloseReason::TargetClosed);
         }
         *progress = true;
-        self.touch(true);
+        self.touch_down();
         let start = frame::put_header(&mut frame, MAX_HEADER, OP_BINARY, n);
         let end = MAX_HEADER + n;
         let mut pos = start;
@@ -785,7 +822,7 @@ where
                 return Ok(());
             }
         }
-        self.down.buf = vec![0; MAX_HEADER + self.buffer_size];
+        self.down.buf = Buffer::new(self.down_size.size());
         self.allocations += 1;
         self.down.buf[start..end].copy_from_slice(&frame[start..end]);
         (self.down.start, self.down.pos, self.down.end) = (start, pos, end);
@@ -808,6 +845,16 @@ where
         if self.up_buf.is_empty() {
             return self.client_in_unbuffered(cx, progress, allocated);
         }
+        // Nothing is waiting to go out, so only an incomplete header (compacted to the
+        // front) moves to a buffer of another size.
+        let want = self.up_size.size();
+        if self.up_buf.len() != want && self.up.filled <= want {
+            let mut bigger = Buffer::new(want);
+            bigger[..self.up.filled].copy_from_slice(&self.up_buf[..self.up.filled]);
+            self.up_buf = bigger;
+            self.allocations += 1;
+        }
+        let room = self.up_buf.len() - self.up.filled;
         let mut rb = ReadBuf::new(&mut self.up_buf[self.up.filled..]);
         let n = match Pin::new(&mut self.client).poll_read(cx, &mut rb) {
             Poll::Pending => return Ok(()),
@@ -817,6 +864,7 @@ where
         if n == 0 {
             return Err(CloseReason::ClientVanished);
         }
+        self.up_size.read(n, room);
         *progress = true;
         self.up.filled += n;
         // Parse with the buffer moved out of `self` (a pointer swap) so the parser
@@ -877,7 +925,7 @@ where
             }
         }
         if up.out_pending() || up.filled > 0 || n == probe_len {
-            self.up_buf = vec![0; self.buffer_size];
+            self.up_buf = Buffer::new(self.up_size.size());
             self.allocations += 1;
             self.up_buf[..up.filled].copy_from_slice(&probe[..up.filled]);
             *allocated = true;
@@ -886,10 +934,18 @@ where
         parsed
     }
 
-    /// Records a read, for the release timer and, with payload, the idle timeout.
+    /// Records a console read, for the release timer and the idle timeout.
+    fn touch_down(&mut self) {
+        let now = Instant::now();
+        (self.last_read, self.last_down_read, self.last_payload) = (now, now, now);
+    }
+
+    /// Records a browser read, for the release timer and, with payload, the idle
+    /// timeout.
     fn touch(&mut self, payload: bool) {
         let now = Instant::now();
         self.last_read = now;
+        self.last_up_read = now;
         if payload {
             self.last_payload = now;
         }

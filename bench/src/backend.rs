@@ -9,7 +9,7 @@
 //! inside TLS, and then the same banner and commands inside TLS. That is what the
 //! proxy's `tls: "vencrypt"` tickets reach (src/backend/vencrypt.rs).
 
-use crate::proto::{self, Pattern, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP};
+use crate::proto::{self, BusyPlan, Pattern, MSG_LEN, OP_BUSY, OP_DOWN, OP_ECHO, OP_UP};
 use anyhow::{Context, Result};
 use std::io::ErrorKind;
 use std::path::Path;
@@ -149,6 +149,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let (op, n) = proto::parse_command(&cmd)
             .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e.to_string()))?;
+        if op == OP_BUSY {
+            busy(&mut sock, pattern, proto::busy_seed(&cmd), n).await?;
+            continue;
+        }
         if buf.is_empty() {
             buf = vec![0u8; IO_CHUNK];
         }
@@ -193,4 +197,49 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             _ => unreachable!("parse_command returns known opcodes only"),
         }
     }
+}
+
+/// A busy console (`B`): sends the plan's bursts on schedule (late ones at once, so an
+/// overloaded proxy shows as lag, not as less data) while reading the client's input
+/// messages; then replies with their count and CRC-32.
+async fn busy<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    pattern: &Pattern,
+    seed: u32,
+    ms: u64,
+) -> std::io::Result<()> {
+    let plan = BusyPlan::new(seed, ms);
+    let start = tokio::time::Instant::now();
+    let (mut rd, mut wr) = tokio::io::split(&mut *sock);
+    let send = async {
+        let mut off = 0u64;
+        for &(at, len) in &plan.bursts {
+            tokio::time::sleep_until(start + std::time::Duration::from_millis(at)).await;
+            wr.write_all(pattern.slice(off, len)).await?;
+            wr.flush().await?;
+            off += len as u64;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let receive = async {
+        let mut h = crc32fast::Hasher::new();
+        let mut got = 0u64;
+        let mut buf = [0u8; 4096];
+        while got < plan.up_total {
+            let want = (plan.up_total - got).min(buf.len() as u64) as usize;
+            let k = rd.read(&mut buf[..want]).await?;
+            if k == 0 {
+                return Err(std::io::Error::from(ErrorKind::UnexpectedEof));
+            }
+            h.update(&buf[..k]);
+            got += k as u64;
+        }
+        Ok((got, h.finalize()))
+    };
+    let (sent, received) = tokio::join!(send, receive);
+    sent?;
+    let (got, crc) = received?;
+    drop((rd, wr));
+    sock.write_all(&proto::reply(got, crc)).await?;
+    sock.flush().await
 }

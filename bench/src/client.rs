@@ -40,9 +40,10 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `tcp://IP:PORT`, `ws://IP:PORT/PATH`, `wss://IP:PORT/PATH` or
-    /// `rfb+ws://IP:PORT/PATH`. `ca` is the PEM certificate that `wss://` servers must
-    /// chain to.
+    /// Parses `tcp://IP:PORT`, `tls://IP:PORT` (TLS, then the byte stream as is: a TLS
+    /// relay such as nginx `stream`), `ws://IP:PORT/PATH`, `wss://IP:PORT/PATH` or
+    /// `rfb+ws://IP:PORT/PATH`. `ca` is the PEM certificate that `wss://` and `tls://`
+    /// servers must chain to.
     pub fn parse(name: &str, url: &str, ca: Option<&std::path::Path>) -> Result<Target> {
         let (scheme, rest) = url
             .split_once("://")
@@ -58,10 +59,10 @@ impl Target {
         let (ws, tls) = match scheme {
             "tcp" => (false, None),
             "ws" | "rfb+ws" => (true, None),
-            "wss" => {
-                let ca = ca.ok_or_else(|| anyhow!("{url}: wss:// needs --ca"))?;
+            "wss" | "tls" => {
+                let ca = ca.ok_or_else(|| anyhow!("{url}: {scheme}:// needs --ca"))?;
                 (
-                    true,
+                    scheme == "wss",
                     Some((tls_connector(ca)?, ServerName::IpAddress(addr.ip().into()))),
                 )
             }
@@ -87,7 +88,21 @@ fn tls_connector(ca: &std::path::Path) -> Result<TlsConnector> {
     {
         roots.add(cert.with_context(|| format!("parse {}", ca.display()))?)?;
     }
-    let mut config = rustls::ClientConfig::builder()
+    // Offer the cipher suites in a browser's order (Chrome and Firefox on CPUs with AES
+    // instructions: AES-128-GCM, AES-256-GCM, then ChaCha20-Poly1305), so every TLS
+    // target negotiates what a browser would get rather than rustls's own first choice.
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     // Every session is a full handshake: the connect-rate figure is about new sessions.
@@ -111,6 +126,11 @@ pub struct Conn {
     /// Payload bytes of the current data frame not yet handed out.
     frame_left: u64,
     wbuf: Vec<u8>,
+    /// How much of `wbuf` is already written: a flush cancelled half way (the busy-host
+    /// sessions wait for data and for their next input at once) resumes there.
+    wpos: usize,
+    /// The TLS version and cipher suite negotiated, for the report's notes.
+    pub tls: Option<String>,
     /// xorshift state for masking keys (RFC 6455 wants them unpredictable to
     /// intermediaries; a benchmark only needs them to vary).
     rng: u64,
@@ -124,13 +144,22 @@ impl Conn {
             .await
             .with_context(|| format!("connect {}", t.addr))?;
         tcp.set_nodelay(true)?;
+        let mut tls = None;
         let io: Box<dyn Io> = match &t.tls {
-            Some((connector, name)) => Box::new(
-                connector
+            Some((connector, name)) => {
+                let s = connector
                     .connect(name.clone(), tcp)
                     .await
-                    .context("TLS handshake")?,
-            ),
+                    .context("TLS handshake")?;
+                let c = s.get_ref().1;
+                tls = Some(format!(
+                    "{:?} {:?}",
+                    c.protocol_version()
+                        .unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+                    c.negotiated_cipher_suite().map(|s| s.suite())
+                ));
+                Box::new(s)
+            }
             None => Box::new(tcp),
         };
         let seed = (t.addr.port() as u64) << 32
@@ -146,6 +175,8 @@ impl Conn {
             rend: 0,
             frame_left: 0,
             wbuf: Vec::new(),
+            wpos: 0,
+            tls,
             rng: seed | 1,
         };
         if t.ws {
@@ -261,19 +292,21 @@ impl Conn {
                 }
                 continue;
             };
+            // Control payloads are ≤ 125 bytes: consume the frame only once it is all
+            // here, so that a recv cancelled while waiting for it loses nothing.
+            if opcode >= 0x8 && self.rend - self.rpos < hlen + plen as usize {
+                if self.fill().await? == 0 {
+                    return Ok(None);
+                }
+                continue;
+            }
             self.rpos += hlen;
             match opcode {
                 0x0 | 0x2 => self.frame_left = plen,
                 0x1 => bail!("server sent a text frame; the streams are binary"),
                 0x8 => return Ok(None),
                 0x9 | 0xA => {
-                    // Control payloads are ≤ 125 bytes: gather them whole.
                     let plen = plen as usize;
-                    while self.rend - self.rpos < plen {
-                        if self.fill().await? == 0 {
-                            return Ok(None);
-                        }
-                    }
                     let payload = self.rbuf[self.rpos..self.rpos + plen].to_vec();
                     self.rpos += plen;
                     if opcode == 0x9 {
@@ -307,7 +340,7 @@ impl Conn {
     }
 
     /// Puts back the last `n` bytes handed out by `recv`.
-    fn unread(&mut self, n: usize) {
+    pub fn unread(&mut self, n: usize) {
         self.rpos -= n;
         if self.ws {
             self.frame_left += n as u64;
@@ -359,8 +392,13 @@ impl Conn {
 
     async fn flush(&mut self) -> Result<()> {
         if !self.wbuf.is_empty() {
-            self.io.write_all(&self.wbuf).await?;
+            while self.wpos < self.wbuf.len() {
+                let k = self.io.write(&self.wbuf[self.wpos..]).await?;
+                ensure!(k > 0, "connection accepts no more data");
+                self.wpos += k;
+            }
             self.wbuf.clear();
+            self.wpos = 0;
             // tokio-rustls accepts plaintext and may hold the records when the socket
             // is full: without this flush the peer can wait forever for them.
             self.io.flush().await?;

@@ -5,6 +5,8 @@
 //! - `throughput`: throughput, latency and connect-rate runs against several targets,
 //!   repetitions interleaved so that background load hits every target alike;
 //! - `idle`: memory per idle session and the most sessions a proxy holds;
+//! - `busy`: the busy host: many consoles all a little busy at once (memory at peak,
+//!   steady and after the load, CPU per GiB, input round trips during the load);
 //! - `report`: the Markdown table and the SVG chart from a results directory.
 //!
 //! `bench/run.sh` starts the servers and drives these; see bench/README.md.
@@ -20,7 +22,7 @@ mod report;
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 use client::Target;
-use measure::{bounded, Connect, Idle, IdleKind, Latency, Limits, Transfer};
+use measure::{bounded, Busy, BusySpec, Connect, Idle, IdleKind, Latency, Limits, Transfer};
 use proto::Pattern;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -46,6 +48,11 @@ enum Cmd {
         /// The private key (PEM) for --vencrypt-cert.
         #[arg(long, requires = "vencrypt_cert")]
         vencrypt_key: Option<PathBuf>,
+        /// Also serve plain sessions here on a thread of their own: the busy host's
+        /// input round trips go to this console, so that they time the proxy rather
+        /// than this backend's one thread, busy with a thousand consoles.
+        #[arg(long)]
+        probe_listen: Option<String>,
     },
     /// Run the bare TCP relay baseline until killed.
     Relay {
@@ -53,6 +60,10 @@ enum Cmd {
         listen: String,
         #[arg(long)]
         to: String,
+        /// A second route on the same runtime (the busy host's round-trip session to
+        /// the backend's --probe-listen): LISTEN,TO.
+        #[arg(long)]
+        probe: Option<String>,
     },
     /// Throughput, latency and connect rate against each target; writes JSON.
     Throughput {
@@ -90,6 +101,29 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The busy host against one target; writes JSON.
+    Busy {
+        /// NAME,PID,URL as for `throughput`.
+        #[arg(long)]
+        target: String,
+        /// URL of the extra session that times input round trips: the same proxy,
+        /// reaching the backend's --probe-listen console (default: the target's URL).
+        #[arg(long)]
+        probe: Option<String>,
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Busy sessions at once.
+        #[arg(long, default_value_t = 1000)]
+        sessions: u64,
+        /// Seconds every session runs its plan of bursts and inputs.
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
+        /// Seconds the sessions then stay open and quiet before the last reading.
+        #[arg(long, default_value_t = 30.0)]
+        after: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Markdown table and SVG chart from a results directory.
     Report {
         #[arg(long)]
@@ -121,6 +155,9 @@ impl<T> From<Result<T>> for Outcome<T> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TargetRuns {
     pub name: String,
+    /// TLS version and cipher suite negotiated (TLS targets only).
+    #[serde(default)]
+    pub tls: Option<String>,
     pub down1: Vec<Outcome<Transfer>>,
     pub down8: Vec<Outcome<Transfer>>,
     pub up_small: Vec<Outcome<Transfer>>,
@@ -136,6 +173,13 @@ pub struct ThroughputFile {
     pub unix_time: u64,
     pub small_frame: usize,
     pub targets: Vec<TargetRuns>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusyFile {
+    pub target: String,
+    pub spec: BusySpec,
+    pub busy: Outcome<Busy>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,19 +285,41 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
             listen,
             vencrypt_cert,
             vencrypt_key,
+            probe_listen,
         } => {
             let vencrypt = match (vencrypt_cert, vencrypt_key) {
                 (Some(c), Some(k)) => Some(backend::vencrypt_config(&c, &k)?),
                 _ => None,
             };
+            if let Some(addr) = probe_listen {
+                std::thread::spawn(move || {
+                    let served = runtime().and_then(|rt| rt.block_on(backend::serve(&addr, None)));
+                    if let Err(e) = served {
+                        eprintln!("backend: probe listener: {e:#}");
+                    }
+                });
+            }
             runtime()?.block_on(backend::serve(&listen, vencrypt))?
         }
-        Cmd::Relay { listen, to } => {
+        Cmd::Relay { listen, to, probe } => {
             // The relay gets the runtime a proxy would use: one worker per core.
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(relay::serve(&listen, &to))?
+                .block_on(async move {
+                    if let Some(p) = probe {
+                        let (l, t) = p
+                            .split_once(',')
+                            .ok_or_else(|| anyhow!("--probe {p:?}: want LISTEN,TO"))?;
+                        let (l, t) = (l.to_string(), t.to_string());
+                        tokio::spawn(async move {
+                            if let Err(e) = relay::serve(&l, &t).await {
+                                eprintln!("relay: probe route: {e:#}");
+                            }
+                        });
+                    }
+                    relay::serve(&listen, &to).await
+                })?
         }
         Cmd::Throughput {
             targets,
@@ -304,6 +370,61 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
             };
             std::fs::write(&out, serde_json::to_string_pretty(&file)?)
                 .with_context(|| format!("write {}", out.display()))?;
+        }
+        Cmd::Busy {
+            target,
+            probe,
+            ca,
+            sessions,
+            secs,
+            after,
+            out,
+        } => {
+            let (t, pid) = parse_target(&target, ca.as_deref())?;
+            let probe = match probe {
+                Some(url) => client::Target::parse(&t.name, &url, ca.as_deref())?,
+                None => t.clone(),
+            };
+            let spec = BusySpec {
+                sessions,
+                load_secs: secs,
+                after_secs: after,
+            };
+            let pat = Arc::new(Pattern::new());
+            // Opening (websockify forks slowly), the load with its lag, the quiet wait.
+            let limit = 120.0 + secs * 3.0 + after;
+            let busy: Outcome<Busy> = runtime()?
+                .block_on(bounded(
+                    limit,
+                    "busy host",
+                    measure::busy(&t, &probe, pid, &pat, spec),
+                ))
+                .into();
+            let failed = matches!(busy, Outcome::Err(_));
+            match &busy {
+                Outcome::Ok(b) => eprintln!(
+                    "  {} busy: {} sessions, {:.0} MiB down in {:.1} s, peak {:.0} KiB/session, after {:.1}, {:.2} CPU s/GiB, input rtt {}",
+                    t.name,
+                    b.sessions,
+                    b.bytes_down as f64 / (1 << 20) as f64,
+                    b.load_secs,
+                    b.per_session(b.peak_rss_kib),
+                    b.per_session(b.after_rss_kib),
+                    b.cpu_per_gib(),
+                    b.rtt.as_ref().map_or("-".into(), |l| format!("{:.0}/{:.0} µs", l.p50_us, l.p99_us))
+                ),
+                Outcome::Err(e) => eprintln!("FAILED {} busy: {e}", t.name),
+            }
+            let file = BusyFile {
+                target: t.name.clone(),
+                spec,
+                busy,
+            };
+            std::fs::write(&out, serde_json::to_string_pretty(&file)?)
+                .with_context(|| format!("write {}", out.display()))?;
+            if failed {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
         }
         Cmd::Report { dir, note } => report::write(&dir, &note)?,
     }
@@ -364,6 +485,20 @@ async fn throughput(
                 measure::down(t, *pid, &pat, 1, warm),
             )
             .await;
+        }
+    }
+    // What TLS each TLS target negotiates with the generator's browser-like offer.
+    for ((t, _), r) in targets.iter().zip(runs.iter_mut()) {
+        if t.tls.is_some() {
+            if let Ok(Ok(c)) = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client::Conn::connect(t, 4096),
+            )
+            .await
+            {
+                r.tls = c.tls.clone();
+                c.close().await;
+            }
         }
     }
     // Repetitions outermost: a burst of background load then hurts one repetition of

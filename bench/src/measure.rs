@@ -4,7 +4,7 @@
 
 use crate::client::{Conn, Target};
 use crate::procstat;
-use crate::proto::{self, Pattern, BANNER, MAX_SLICE, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP};
+use crate::proto::{self, BusyPlan, Pattern, BANNER, MAX_SLICE, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -381,7 +381,7 @@ pub async fn idle(
     let mut stopped = format!("cap of {max} sessions reached");
     for step in steps {
         let want = step - conns.len() as u64;
-        let (opened, err) = open_many(t, pat, kind, want).await;
+        let (opened, err) = open_many(t, pat, kind, want, SMALL_BUF).await;
         conns.extend(opened);
         if let Some(e) = err {
             stopped = format!("session {} failed: {e:#}", conns.len() + 1);
@@ -399,8 +399,12 @@ pub async fn idle(
             break;
         }
         if checkpoints.contains(&step) {
-            // Let the proxy finish its per-session work (and a forking one its forks).
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Let the proxy finish its per-session work (and a forking one its forks);
+            // sessions that moved a burst first stay quiet for a few seconds, as a
+            // console does between bursts, so that buffers kept only while data moves
+            // are not counted as idle memory.
+            let settle = if kind == IdleKind::Burst { 3000 } else { 500 };
+            tokio::time::sleep(Duration::from_millis(settle)).await;
             let (rss_kib, pss_kib) = procstat::memory_kib(pid);
             points.push(IdlePoint {
                 n: step,
@@ -428,6 +432,7 @@ async fn open_many(
     pat: &Arc<Pattern>,
     kind: IdleKind,
     n: u64,
+    rbuf: usize,
 ) -> (Vec<Conn>, Option<anyhow::Error>) {
     let left = Arc::new(AtomicU64::new(n));
     let mut tasks = tokio::task::JoinSet::new();
@@ -440,8 +445,11 @@ async fn open_many(
                 .is_ok()
             {
                 let limit = if kind == IdleKind::Burst { 20 } else { 5 };
-                match tokio::time::timeout(Duration::from_secs(limit), open_idle(&t, &pat, kind))
-                    .await
+                match tokio::time::timeout(
+                    Duration::from_secs(limit),
+                    open_idle(&t, &pat, kind, rbuf),
+                )
+                .await
                 {
                     Ok(Ok(c)) => mine.push(c),
                     Ok(Err(e)) => return (mine, Some(e)),
@@ -466,8 +474,8 @@ async fn open_many(
     (all, err)
 }
 
-async fn open_idle(t: &Target, pat: &Pattern, kind: IdleKind) -> Result<Conn> {
-    let mut c = open(t, SMALL_BUF).await?;
+async fn open_idle(t: &Target, pat: &Pattern, kind: IdleKind, rbuf: usize) -> Result<Conn> {
+    let mut c = open(t, rbuf).await?;
     if kind == IdleKind::Burst {
         c.send(&proto::command(OP_UP, BURST), MSG_LEN).await?;
         c.send(pat.slice(0, BURST as usize), 64 << 10).await?;
@@ -509,4 +517,294 @@ pub async fn bounded<T>(
         Ok(r) => r,
         Err(_) => bail!("{what}: no result within {secs:.0} s"),
     }
+}
+
+/// The busy-host scenario's sizes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct BusySpec {
+    /// Busy sessions asked for (the proxy may hold fewer: websockify).
+    pub sessions: u64,
+    /// How long every session runs its plan.
+    pub load_secs: f64,
+    /// How long the sessions then stay open and quiet before the last memory reading.
+    pub after_secs: f64,
+}
+
+/// What the busy-host scenario measured on one proxy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Busy {
+    pub sessions_asked: u64,
+    /// Busy sessions open at once (fewer than asked when the proxy refused more).
+    pub sessions: u64,
+    /// Why fewer were opened, if they were.
+    pub open_stopped: Option<String>,
+    /// The freshly started proxy, before any session.
+    pub base_rss_kib: u64,
+    /// All sessions open (banner received), before the load.
+    pub open_rss_kib: u64,
+    /// Highest reading during the load.
+    pub peak_rss_kib: u64,
+    /// Median of the readings from a quarter into the load to its end.
+    pub steady_rss_kib: u64,
+    /// `after_secs` after the load stopped, every session still open and quiet.
+    pub after_rss_kib: u64,
+    /// Every session closed, 2 s later.
+    pub closed_rss_kib: u64,
+    pub planned_secs: f64,
+    /// From the first command to the last session's reply: beyond `planned_secs` when
+    /// the machine could not keep up with the plan.
+    pub load_secs: f64,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    pub input_messages: u64,
+    /// CPU seconds of the proxy's process tree over the load.
+    pub cpu_secs: f64,
+    /// Round trips of input-sized messages on one extra session during the load.
+    pub rtt: Option<Latency>,
+    /// (seconds since the load started, RSS KiB) readings.
+    pub samples: Vec<(f64, u64)>,
+}
+
+impl Busy {
+    /// Proxy CPU seconds per GiB moved (both ways).
+    pub fn cpu_per_gib(&self) -> f64 {
+        self.cpu_secs / ((self.bytes_down + self.bytes_up) as f64 / (1u64 << 30) as f64)
+    }
+    /// KiB per session above the fresh proxy for a reading.
+    pub fn per_session(&self, rss_kib: u64) -> f64 {
+        rss_kib.saturating_sub(self.base_rss_kib) as f64 / self.sessions.max(1) as f64
+    }
+}
+
+/// The busy host: `spec.sessions` consoles, each running its own [`BusyPlan`] (bursts
+/// down, input messages up) at once for `spec.load_secs`, while one more session
+/// (`probe_target`: through the same proxy to a console served on a thread of its own)
+/// times input round trips from its own thread, and a sampler reads the proxy's memory. Then
+/// the sessions stay open and quiet for `spec.after_secs` and are closed. Every byte is
+/// checked: downloads against the pattern, inputs by count and CRC.
+pub async fn busy(
+    t: &Target,
+    probe_target: &Target,
+    pid: Option<u32>,
+    pat: &Arc<Pattern>,
+    spec: BusySpec,
+) -> Result<Busy> {
+    let mem = |pid: Option<u32>| pid.map_or(0, |p| procstat::memory_kib(p).0);
+    let mut out = Busy {
+        sessions_asked: spec.sessions,
+        base_rss_kib: mem(pid),
+        planned_secs: spec.load_secs,
+        ..Busy::default()
+    };
+    let (mut conns, err) = open_many(t, pat, IdleKind::Banner, spec.sessions, 64 << 10).await;
+    if let Some(e) = err {
+        out.open_stopped = Some(format!("session {} failed: {e:#}", conns.len() + 1));
+        // A proxy at its limit (websockify near 500): give one slot back for the
+        // round-trip session.
+        if let Some(c) = conns.pop() {
+            c.close().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    ensure!(
+        !conns.is_empty(),
+        "no busy session opened: {:?}",
+        out.open_stopped
+    );
+    out.sessions = conns.len() as u64;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    out.open_rss_kib = mem(pid);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load_start = Instant::now();
+    // The memory sampler: its own thread, so reading /proc never stalls the sessions.
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(p) = pid {
+                    samples.push((
+                        load_start.elapsed().as_secs_f64(),
+                        procstat::memory_kib(p).0,
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            samples
+        })
+    };
+    // The extra session: its own thread and runtime, so the generator's busy thread
+    // does not delay its timing.
+    let probe = {
+        let (t, pat, stop) = (probe_target.clone(), pat.clone(), stop.clone());
+        let limit = spec.load_secs * 3.0 + 30.0;
+        std::thread::spawn(move || -> Result<Latency> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bounded(
+                limit,
+                "input round trips",
+                input_rtt(&t, &pat, &stop),
+            ))
+        })
+    };
+    let cpu0 = cpu(pid);
+    let ms = (spec.load_secs * 1000.0) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut c) in conns.drain(..).enumerate() {
+        let pat = pat.clone();
+        tasks.spawn(async move {
+            let r = busy_session(&mut c, &pat, i as u32, ms).await;
+            (c, r)
+        });
+    }
+    let limit = Duration::from_secs_f64(spec.load_secs * 3.0 + 30.0);
+    let mut first_err = None;
+    let joined = tokio::time::timeout(limit, async {
+        while let Some(r) = tasks.join_next().await {
+            let (c, r) = r.context("busy session task panicked")?;
+            match r {
+                Ok((down, up, msgs)) => {
+                    out.bytes_down += down;
+                    out.bytes_up += up;
+                    out.input_messages += msgs;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+            conns.push(c);
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    out.load_secs = load_start.elapsed().as_secs_f64();
+    out.cpu_secs = cpu0
+        .and_then(|c0| cpu(pid).map(|c1| c1 - c0))
+        .unwrap_or(0.0);
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().unwrap_or_default();
+    let rtt = probe.join();
+    match joined {
+        Err(_) => bail!("busy sessions not done within {:.0} s", limit.as_secs_f64()),
+        Ok(r) => r?,
+    }
+    if let Some(e) = first_err {
+        return Err(e.context("a busy session failed"));
+    }
+    out.rtt = match rtt {
+        Ok(Ok(l)) => Some(l),
+        Ok(Err(e)) => return Err(e.context("input round trips")),
+        Err(_) => bail!("input round-trip thread panicked"),
+    };
+    out.peak_rss_kib = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let mut steady: Vec<u64> = samples
+        .iter()
+        .filter(|s| s.0 >= spec.load_secs / 4.0)
+        .map(|s| s.1)
+        .collect();
+    steady.sort_unstable();
+    out.steady_rss_kib = steady.get(steady.len() / 2).copied().unwrap_or(0);
+    out.samples = samples;
+
+    tokio::time::sleep(Duration::from_secs_f64(spec.after_secs)).await;
+    out.after_rss_kib = mem(pid);
+    for c in conns {
+        c.close().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    out.closed_rss_kib = mem(pid);
+    Ok(out)
+}
+
+/// One busy console: sends `B`, then takes the bursts (checking every byte) while
+/// sending the plan's input messages on time, then checks the inputs' count and CRC.
+/// Returns (bytes down, bytes up, input messages).
+async fn busy_session(c: &mut Conn, pat: &Pattern, seed: u32, ms: u64) -> Result<(u64, u64, u64)> {
+    let plan = BusyPlan::new(seed, ms);
+    c.send(&proto::busy_command(seed, ms), MSG_LEN).await?;
+    let start = tokio::time::Instant::now();
+    let (mut got, mut next, mut up_off) = (0u64, 0usize, 0u64);
+    let mut crc = crc32fast::Hasher::new();
+    while got < plan.down_total || next < plan.inputs.len() {
+        let due = plan
+            .inputs
+            .get(next)
+            .map(|&(at, _)| start + Duration::from_millis(at));
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(due.unwrap_or(start)), if due.is_some() => {
+                let len = plan.inputs[next].1;
+                let msg = pat.slice(up_off, len);
+                crc.update(msg);
+                c.send(msg, len).await?;
+                up_off += len as u64;
+                next += 1;
+            }
+            n = recv_checked(c, pat, got, plan.down_total - got), if got < plan.down_total => {
+                got += n? as u64;
+            }
+        }
+    }
+    check_reply(c, plan.up_total, crc.finalize()).await?;
+    Ok((got, plan.up_total, plan.inputs.len() as u64))
+}
+
+/// Receives what has arrived (at most `left` bytes), checks it against the pattern at
+/// stream offset `off`; returns the count. Cancel-safe: nothing is consumed until it
+/// returns.
+async fn recv_checked(c: &mut Conn, pat: &Pattern, off: u64, left: u64) -> Result<usize> {
+    let d = c
+        .recv()
+        .await?
+        .ok_or_else(|| anyhow!("stream ended after {off} bytes"))?;
+    let k = d.len().min(left as usize);
+    ensure!(
+        pat.matches(off, &d[..k]),
+        "corrupt burst data at byte {off}"
+    );
+    // Past the last burst comes the inputs' reply: leave it for `check_reply`.
+    let extra = d.len() - k;
+    c.unread(extra);
+    Ok(k)
+}
+
+/// The extra session: an input-sized message (6–20 bytes) every 20 ms, echoed by the
+/// backend; each round trip timed until `stop` is set.
+async fn input_rtt(
+    t: &Target,
+    pat: &Pattern,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Latency> {
+    const MAX_MSGS: usize = 100_000;
+    let size = |i: usize| 6 + (i * 7) % 15;
+    let total: usize = (0..MAX_MSGS).map(size).sum();
+    let mut c = open(t, SMALL_BUF).await?;
+    c.send(&proto::command(OP_ECHO, total as u64), MSG_LEN)
+        .await?;
+    let (mut samples, mut off) = (Vec::new(), 0u64);
+    let mut buf = [0u8; 32];
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) && i < MAX_MSGS {
+        let n = size(i);
+        let msg = pat.slice(off, n);
+        let t0 = Instant::now();
+        c.send(msg, n).await?;
+        c.recv_exact(&mut buf[..n]).await?;
+        samples.push(t0.elapsed().as_secs_f64() * 1e6);
+        ensure!(buf[..n] == *msg, "input echo {i} came back changed");
+        off += n as u64;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.close().await;
+    ensure!(!samples.is_empty(), "no input round trip during the load");
+    samples.sort_by(f64::total_cmp);
+    Ok(Latency {
+        rounds: samples.len(),
+        p50_us: pct(&samples, 0.50),
+        p99_us: pct(&samples, 0.99),
+    })
 }

@@ -10,6 +10,11 @@
 //! - `U n`: the client sends `n` pattern bytes up; the backend answers with a 16-byte
 //!   reply, the byte count and the CRC-32 of what it received;
 //! - `E n`: the backend echoes the next `n` bytes back as they arrive.
+//! - `B ms` with a seed in bytes 4..8: a busy console for `ms` milliseconds. Both sides
+//!   derive the same [`BusyPlan`] from the seed: the backend sends its framebuffer-like
+//!   bursts on schedule while the client sends its input messages on schedule; once the
+//!   backend has read every input byte and sent every burst it answers with the count
+//!   and CRC-32 of the inputs, like `U`.
 //!
 //! A command that is never sent leaves the session idle. Because every proxy relays the
 //! same byte stream, integrity is checked end to end: downloads byte for byte against the
@@ -30,6 +35,7 @@ pub const MAX_SLICE: usize = 1 << 20;
 pub const OP_DOWN: u8 = b'D';
 pub const OP_UP: u8 = b'U';
 pub const OP_ECHO: u8 = b'E';
+pub const OP_BUSY: u8 = b'B';
 
 /// Encodes a command.
 pub fn command(op: u8, n: u64) -> [u8; MSG_LEN] {
@@ -43,8 +49,94 @@ pub fn command(op: u8, n: u64) -> [u8; MSG_LEN] {
 pub fn parse_command(m: &[u8; MSG_LEN]) -> Result<(u8, u64)> {
     let n = u64::from_le_bytes(m[8..].try_into().expect("8 bytes"));
     match m[0] {
-        OP_DOWN | OP_UP | OP_ECHO => Ok((m[0], n)),
+        OP_DOWN | OP_UP | OP_ECHO | OP_BUSY => Ok((m[0], n)),
         other => bail!("unknown command byte {other:#04x}"),
+    }
+}
+
+/// A `B` command: a busy console for `ms` milliseconds, its schedule drawn from `seed`.
+pub fn busy_command(seed: u32, ms: u64) -> [u8; MSG_LEN] {
+    let mut m = command(OP_BUSY, ms);
+    m[4..8].copy_from_slice(&seed.to_le_bytes());
+    m
+}
+
+/// The seed of a `B` command.
+pub fn busy_seed(m: &[u8; MSG_LEN]) -> u32 {
+    u32::from_le_bytes([m[4], m[5], m[6], m[7]])
+}
+
+/// What one busy console does, in milliseconds from the `B` command: the console
+/// server's framebuffer updates and the browser's input events. Drawn per session from
+/// its seed, so that sessions differ but both ends (and every target) agree.
+///
+/// - Updates come in active spells of 0.3–1.5 s separated by quiet gaps of 1–6 s (the
+///   first gap 0–3 s, so sessions do not start in step). Within a spell a session sends
+///   10–30 bursts a second (its own rate, ±25% jitter per burst), each 16–256 KiB,
+///   log-uniform: mostly small incremental updates, now and then a large one.
+/// - Input goes on all the time: 10–60 messages a second (the session's own rate, with
+///   jitter), each 6–20 bytes, like RFB key (8 bytes) and pointer (6 bytes) events.
+#[derive(Debug, Clone)]
+pub struct BusyPlan {
+    /// (at ms, bytes) of each burst down.
+    pub bursts: Vec<(u64, usize)>,
+    /// (at ms, bytes) of each input message up.
+    pub inputs: Vec<(u64, usize)>,
+    pub down_total: u64,
+    pub up_total: u64,
+}
+
+/// splitmix64: a small, well-mixed generator so that seeds 0, 1, 2... differ.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+}
+
+impl BusyPlan {
+    pub fn new(seed: u32, ms: u64) -> BusyPlan {
+        let mut r = Mix((u64::from(seed) << 17) ^ 0x5EED);
+        let end = ms as f64;
+        let rate = r.range(10.0, 30.0);
+        let mut bursts = Vec::new();
+        let mut t = r.range(0.0, 3000.0);
+        while t < end {
+            let spell_end = (t + r.range(300.0, 1500.0)).min(end);
+            while t < spell_end {
+                let kib = (16f64.ln() + r.unit() * (256f64 / 16.0).ln()).exp();
+                bursts.push((t as u64, (kib * 1024.0) as usize));
+                t += 1000.0 / rate * r.range(0.75, 1.25);
+            }
+            t = spell_end + r.range(1000.0, 6000.0);
+        }
+        let input_rate = r.range(10.0, 60.0);
+        let mut inputs = Vec::new();
+        let mut t = r.range(0.0, 1000.0 / input_rate);
+        while t < end {
+            inputs.push((t as u64, r.range(6.0, 21.0) as usize));
+            t += 1000.0 / input_rate * r.range(0.5, 1.5);
+        }
+        let down_total = bursts.iter().map(|b| b.1 as u64).sum();
+        let up_total = inputs.iter().map(|i| i.1 as u64).sum();
+        BusyPlan {
+            bursts,
+            inputs,
+            down_total,
+            up_total,
+        }
     }
 }
 
@@ -142,6 +234,32 @@ mod tests {
         h.update(p.slice(0, 1000));
         h.update(p.slice(1000, 1000));
         assert_eq!(h.finalize(), p.crc(2000));
+    }
+
+    #[test]
+    fn busy_plans_stay_in_their_bounds_and_differ_by_seed() {
+        let (a, b) = (BusyPlan::new(0, 20_000), BusyPlan::new(1, 20_000));
+        assert_ne!(a.bursts, b.bursts);
+        for p in [&a, &b] {
+            assert!(p
+                .bursts
+                .iter()
+                .all(|&(t, n)| t < 20_000 && (16 << 10..=256 << 10).contains(&n)));
+            assert!(p
+                .inputs
+                .iter()
+                .all(|&(t, n)| t < 20_000 && (6..=20).contains(&n)));
+            assert!(p.inputs.len() >= 10 * 19, "{} inputs", p.inputs.len());
+            assert_eq!(
+                p.down_total,
+                p.bursts.iter().map(|b| b.1 as u64).sum::<u64>()
+            );
+        }
+        let m = busy_command(7, 20_000);
+        assert_eq!(
+            (parse_command(&m).unwrap(), busy_seed(&m)),
+            ((OP_BUSY, 20_000), 7)
+        );
     }
 
     #[test]

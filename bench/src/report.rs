@@ -1,10 +1,12 @@
-//! Turns a results directory (`throughput.json`, `idle-*.json`) into `report.md` (the
-//! table, with consolegate's ratio to websockify beside each figure) and `chart.svg`.
+//! Turns a results directory (`throughput.json`, `idle-*.json`, `busy-*.json`,
+//! `first-frame.json`) into `report.md` (the table, with consolegate's ratios to the
+//! others beside each figure, the first-frame table, and issue 15's targets checked one
+//! by one) and `chart.svg`.
 //! Each figure is the median of the repetitions; a measurement that failed shows as
 //! "error" and its message is listed under the table, never silently dropped.
 
-use crate::measure::{Idle, IdleKind};
-use crate::{IdleFile, Outcome, TargetRuns, ThroughputFile};
+use crate::measure::{Busy, Idle, IdleKind};
+use crate::{BusyFile, IdleFile, Outcome, TargetRuns, ThroughputFile};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,11 +21,16 @@ const DIRECT: &str = "direct";
 /// to the console server costs, compared with `CG_WS` rather than with websockify,
 /// which cannot reach such a server.
 const CG_VENC: &str = "consolegate-ws-vencrypt";
+/// TLS relays as anchors for `CG_WSS`: nginx `stream` and HAProxy terminating TLS with
+/// the same certificate and proxying the bytes to the backend.
+const NGINX: &str = "nginx-tls";
+const HAPROXY: &str = "haproxy-tls";
 
 /// Everything known about one target.
 struct Data<'a> {
     runs: Option<&'a TargetRuns>,
     idle: Vec<&'a Idle>,
+    busy: Option<&'a Outcome<Busy>>,
 }
 
 #[derive(Clone)]
@@ -154,6 +161,60 @@ fn idle_row(kind: IdleKind, n: u64) -> Row {
     }
 }
 
+fn busy_row(
+    label: &str,
+    chart: Option<&'static str>,
+    f: impl Fn(&Busy) -> Option<f64> + 'static,
+) -> Row {
+    Row {
+        label: label.into(),
+        higher_better: false,
+        chart,
+        get: Box::new(move |d| match d.busy {
+            None => Cell::Missing,
+            Some(Outcome::Err(_)) => Cell::Text("error".into()),
+            Some(Outcome::Ok(b)) => match f(b) {
+                Some(v) if b.sessions < b.sessions_asked => {
+                    Cell::NumNote(v, format!("(held {})", b.sessions))
+                }
+                Some(v) => Cell::Num(v),
+                None => Cell::Missing,
+            },
+        }),
+    }
+}
+
+fn busy_rows(n: u64) -> Vec<Row> {
+    vec![
+        busy_row(
+            &format!("busy host ({n} sessions): RSS KiB/session at peak ↓"),
+            Some("busy host: RSS KiB/session at peak"),
+            |b| Some(b.per_session(b.peak_rss_kib)),
+        ),
+        busy_row("busy host: RSS KiB/session, steady ↓", None, |b| {
+            Some(b.per_session(b.steady_rss_kib))
+        }),
+        busy_row(
+            "busy host: RSS KiB/session 30 s after the load (open, quiet) ↓",
+            Some("busy host: KiB/session after the load"),
+            |b| Some(b.per_session(b.after_rss_kib)),
+        ),
+        busy_row(
+            "busy host: CPU s/GiB moved ↓",
+            Some("busy host: CPU s/GiB"),
+            |b| Some(b.cpu_per_gib()),
+        ),
+        busy_row("busy host: input round trip p50 µs ↓", None, |b| {
+            b.rtt.as_ref().map(|l| l.p50_us)
+        }),
+        busy_row(
+            "busy host: input round trip p99 µs ↓",
+            Some("busy host: input round trip p99 µs"),
+            |b| b.rtt.as_ref().map(|l| l.p99_us),
+        ),
+    ]
+}
+
 fn rows(small_frame: usize, checkpoints: &[u64], kinds: &[IdleKind]) -> Vec<Row> {
     let mut rows = vec![
         runs_row(
@@ -240,6 +301,8 @@ fn rows(small_frame: usize, checkpoints: &[u64], kinds: &[IdleKind]) -> Vec<Row>
 enum Col {
     Target(&'static str, &'static str),
     Ratio(&'static str, &'static str, &'static str),
+    /// The first target's figure divided by the better of the other two's.
+    Best(&'static str, &'static str, &'static str, &'static str),
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -272,7 +335,9 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
         }
     }
     // Same order as the table's columns, banner before burst.
-    let order = [CG_WS, CG_WSS, WF_WS, WF_WSS, BARE, DIRECT, CG_VENC];
+    let order = [
+        CG_WS, CG_WSS, WF_WS, WF_WSS, NGINX, HAPROXY, BARE, DIRECT, CG_VENC,
+    ];
     idles.sort_by_key(|f| {
         (
             order
@@ -292,6 +357,14 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
     kinds.sort_by_key(|k| *k as u8);
     kinds.dedup();
 
+    let mut busies: Vec<BusyFile> = Vec::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("busy-") && name.ends_with(".json") {
+            let text = std::fs::read_to_string(e.path())?;
+            busies.push(serde_json::from_str(&text).with_context(|| format!("parse {name}"))?);
+        }
+    }
     let data = |name: &str| Data {
         runs: tp.targets.iter().find(|t| t.name == name),
         idle: idles
@@ -299,10 +372,11 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
             .filter(|f| f.target == name)
             .map(|f| &f.idle)
             .collect(),
+        busy: busies.iter().find(|f| f.target == name).map(|f| &f.busy),
     };
     let present = |name: &str| {
         let d = data(name);
-        d.runs.is_some() || !d.idle.is_empty()
+        d.runs.is_some() || !d.idle.is_empty() || d.busy.is_some()
     };
     let layout = [
         Col::Target(CG_WS, "consolegate ws"),
@@ -311,6 +385,9 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
         Col::Target(CG_WSS, "consolegate wss"),
         Col::Target(WF_WSS, "websockify wss"),
         Col::Ratio(CG_WSS, WF_WSS, "cg ÷ wsfy (TLS)"),
+        Col::Target(NGINX, "nginx stream TLS"),
+        Col::Target(HAPROXY, "HAProxy TLS"),
+        Col::Best(CG_WSS, NGINX, HAPROXY, "cg wss ÷ better TLS relay"),
         Col::Target(BARE, "bare TCP relay"),
         Col::Ratio(CG_WS, BARE, "cg ÷ bare"),
         Col::Target(DIRECT, "backend direct"),
@@ -322,9 +399,13 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
         .filter(|c| match c {
             Col::Target(n, _) => present(n),
             Col::Ratio(a, b, _) => present(a) && present(b),
+            Col::Best(a, b, c, _) => present(a) && (present(b) || present(c)),
         })
         .collect();
-    let rows = rows(tp.small_frame, &checkpoints, &kinds);
+    let mut rows = rows(tp.small_frame, &checkpoints, &kinds);
+    if let Some(f) = busies.first() {
+        rows.extend(busy_rows(f.spec.sessions));
+    }
 
     let date = civil(tp.unix_time);
     let reps = tp.targets.first().map(|t| t.down1.len()).unwrap_or(0);
@@ -340,7 +421,7 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
     let head: Vec<&str> = cols
         .iter()
         .map(|c| match c {
-            Col::Target(_, h) | Col::Ratio(_, _, h) => *h,
+            Col::Target(_, h) | Col::Ratio(_, _, h) | Col::Best(_, _, _, h) => *h,
         })
         .collect();
     writeln!(md, "| figure | {} |", head.join(" | "))?;
@@ -355,6 +436,12 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
                     (Some(x), Some(y)) if y != 0.0 => fmt_ratio(x / y),
                     _ => "–".into(),
                 },
+                Col::Best(a, b, c, _) => {
+                    match ((row.get)(&data(a)).num(), better(row, &data(b), &data(c))) {
+                        (Some(x), Some(y)) if y != 0.0 => fmt_ratio(x / y),
+                        _ => "–".into(),
+                    }
+                }
             })
             .collect();
         writeln!(md, "| {} | {} |", row.label, cells.join(" | "))?;
@@ -383,6 +470,43 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
             f.idle.stopped
         )?;
     }
+    for f in order
+        .iter()
+        .filter_map(|n| busies.iter().find(|f| f.target == *n))
+    {
+        match &f.busy {
+            Outcome::Ok(b) => writeln!(
+                md,
+                "- {} busy host: {} of {} sessions{}; {:.0} MiB down, {:.1} MiB up ({} input messages) in {:.1} s (plan {:.0} s); RSS KiB: fresh {}, all open {}, peak {}, steady {}, {:.0} s after {}, all closed {}; {} input round trips",
+                f.target,
+                b.sessions,
+                b.sessions_asked,
+                b.open_stopped.as_ref().map_or(String::new(), |s| format!(" ({s})")),
+                b.bytes_down as f64 / (1 << 20) as f64,
+                b.bytes_up as f64 / (1 << 20) as f64,
+                b.input_messages,
+                b.load_secs,
+                b.planned_secs,
+                b.base_rss_kib,
+                b.open_rss_kib,
+                b.peak_rss_kib,
+                b.steady_rss_kib,
+                f.spec.after_secs,
+                b.after_rss_kib,
+                b.closed_rss_kib,
+                b.rtt.as_ref().map_or(0, |l| l.rounds)
+            )?,
+            Outcome::Err(e) => writeln!(md, "- error: {} busy host: {e}", f.target)?,
+        }
+    }
+    let suites: Vec<String> = tp
+        .targets
+        .iter()
+        .filter_map(|t| t.tls.as_ref().map(|s| format!("{} {s}", t.name)))
+        .collect();
+    if !suites.is_empty() {
+        writeln!(md, "- TLS negotiated: {}", suites.join("; "))?;
+    }
     for t in &tp.targets {
         let errs = crate::failures(&ThroughputFile {
             targets: vec![t.clone()],
@@ -409,6 +533,11 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
             }
         }
     }
+    let first_frame = first_frame(dir)?;
+    if let Some(ff) = &first_frame {
+        md.push_str(&first_frame_table(ff));
+    }
+    md.push_str(&targets(&data, &busies, first_frame.as_ref()));
     std::fs::write(dir.join("report.md"), &md)?;
     print!("{md}");
 
@@ -438,8 +567,9 @@ fn svg<'a>(
     targets: &[(&str, &str)],
     data: &dyn Fn(&str) -> Data<'a>,
 ) -> String {
-    const COLORS: [&str; 7] = [
-        "#1f6feb", "#d1242f", "#54aeff", "#ff8182", "#6e7781", "#2da44e", "#8250df",
+    const COLORS: [&str; 9] = [
+        "#1f6feb", "#d1242f", "#54aeff", "#ff8182", "#bf8700", "#fb8f44", "#6e7781", "#2da44e",
+        "#8250df",
     ];
     let (pw, bar, gap) = (470.0, 18.0, 4.0);
     let ph = 34.0 + targets.len() as f64 * (bar + gap) + 10.0;
@@ -493,4 +623,284 @@ fn svg<'a>(
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// The better of two targets' figures for a row (higher or lower, as the row says).
+fn better(row: &Row, b: &Data, c: &Data) -> Option<f64> {
+    match ((row.get)(b).num(), (row.get)(c).num()) {
+        (Some(x), Some(y)) if row.higher_better => Some(x.max(y)),
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// `first-frame.json`, written by bench/first-frame.mjs.
+#[derive(serde::Deserialize)]
+struct FirstFrame {
+    loads: usize,
+    #[serde(default)]
+    browser: String,
+    paths: Vec<FramePath>,
+}
+
+#[derive(serde::Deserialize)]
+struct FramePath {
+    name: String,
+    label: String,
+    ok: usize,
+    #[serde(default)]
+    errors: Vec<String>,
+    /// Medians in ms: socket created → open; socket created → first non-blank frame;
+    /// page navigation start → first non-blank frame.
+    connect_ms: Option<f64>,
+    first_frame_ms: Option<f64>,
+    page_first_frame_ms: Option<f64>,
+}
+
+fn first_frame(dir: &Path) -> Result<Option<FirstFrame>> {
+    let path = dir.join("first-frame.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)?;
+    Ok(Some(
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?,
+    ))
+}
+
+fn first_frame_table(ff: &FirstFrame) -> String {
+    let mut md = format!(
+        "\n### Time to first frame in a real browser ({}, QEMU's VNC, median of {} loads)\n\n\
+         | path | connect ms ↓ | first frame ms (from the socket) ↓ | first frame ms (from page start) ↓ | loads ok |\n|---|---:|---:|---:|---:|\n",
+        if ff.browser.is_empty() { "chromium" } else { &ff.browser },
+        ff.loads
+    );
+    let show = |v: Option<f64>| v.map_or("–".to_string(), fmt_num);
+    for p in &ff.paths {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {}/{} |\n",
+            p.label,
+            show(p.connect_ms),
+            show(p.first_frame_ms),
+            show(p.page_first_frame_ms),
+            p.ok,
+            ff.loads
+        ));
+    }
+    for p in &ff.paths {
+        if let Some(e) = p.errors.first() {
+            md.push_str(&format!(
+                "\n- {}: {} failed load(s), first: {e}",
+                p.name,
+                p.errors.len()
+            ));
+        }
+    }
+    md.push('\n');
+    md
+}
+
+/// Issue 15's targets, each checked against this run's figures: met, missed, or not
+/// measured in this run.
+fn targets<'a>(
+    data: &dyn Fn(&str) -> Data<'a>,
+    busies: &[BusyFile],
+    ff: Option<&FirstFrame>,
+) -> String {
+    let mut out = String::from("\n### Targets (issue 15)\n\n");
+    let mut line = |what: &str, ok: Option<bool>, detail: String| {
+        let mark = match ok {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        out.push_str(&format!("- {mark}: {what} ({detail})\n"));
+    };
+    let busy = |name: &str| {
+        busies
+            .iter()
+            .find(|f| f.target == name)
+            .and_then(|f| match &f.busy {
+                Outcome::Ok(b) => Some(b),
+                Outcome::Err(_) => None,
+            })
+    };
+    let runs_med =
+        |name: &str, f: &dyn Fn(&TargetRuns) -> Cell| data(name).runs.and_then(|r| f(r).num());
+    let (cg, bare) = (busy(CG_WS), busy(BARE));
+    // Memory under load.
+    match (cg, bare) {
+        (Some(c), Some(b)) => {
+            let (cp, bp) = (c.per_session(c.peak_rss_kib), b.per_session(b.peak_rss_kib));
+            let (cs, bs) = (
+                c.per_session(c.steady_rss_kib),
+                b.per_session(b.steady_rss_kib),
+            );
+            line(
+                "RSS per busy session ≤ the bare relay's, at peak and steady",
+                Some(cp <= bp && cs <= bs),
+                format!("peak {cp:.1} vs {bp:.1} KiB, steady {cs:.1} vs {bs:.1} KiB"),
+            );
+            let cpu = (c.cpu_per_gib(), b.cpu_per_gib());
+            line(
+                "CPU s/GiB at the busy host ≤ the bare relay's",
+                Some(cpu.0 <= cpu.1),
+                format!("{:.2} vs {:.2}", cpu.0, cpu.1),
+            );
+            match (&c.rtt, &b.rtt) {
+                (Some(x), Some(y)) => line(
+                    "p99 input round trip under load ≤ 1.2× the bare relay's",
+                    Some(x.p99_us <= 1.2 * y.p99_us),
+                    format!(
+                        "{:.0} vs {:.0} µs: {:.2}×",
+                        x.p99_us,
+                        y.p99_us,
+                        x.p99_us / y.p99_us
+                    ),
+                ),
+                _ => line("p99 input round trip under load", None, "no figure".into()),
+            }
+        }
+        _ => line(
+            "busy host against the bare relay",
+            None,
+            "no busy-host figures".into(),
+        ),
+    }
+    // Idle after a burst.
+    let idle = data(CG_WS);
+    let bursts: Vec<String> = idle
+        .idle
+        .iter()
+        .filter(|i| i.kind == IdleKind::Burst)
+        .flat_map(|i| {
+            i.points.iter().map(move |p| {
+                let per = p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64;
+                (p.n, per)
+            })
+        })
+        .map(|(n, per)| format!("{n}: {per:.1}"))
+        .collect();
+    let worst = idle
+        .idle
+        .iter()
+        .filter(|i| i.kind == IdleKind::Burst)
+        .flat_map(|i| {
+            i.points
+                .iter()
+                .map(move |p| p.rss_kib.saturating_sub(i.base_rss_kib) as f64 / p.n as f64)
+        })
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+    line(
+        "a session quiet for a few seconds after 1 MiB each way costs ≤ 16 KiB (RSS)",
+        worst.map(|w| w <= 16.0),
+        if bursts.is_empty() {
+            "no idle figures".into()
+        } else {
+            format!("KiB/session at {}", bursts.join(", "))
+        },
+    );
+    if let Some(c) = cg {
+        let n = c.sessions as f64;
+        let allowed = c.base_rss_kib as f64 + 6.0 * n;
+        let slack = (0.1 * allowed).max(1024.0);
+        line(
+            "30 s after the busy load stops, RSS within 10% (or 1 MiB) of the idle baseline + 6 KiB per open session",
+            Some((c.after_rss_kib as f64) <= allowed + slack),
+            format!(
+                "{:.1} MiB against {:.1} + {:.1} MiB allowed",
+                c.after_rss_kib as f64 / 1024.0,
+                allowed / 1024.0,
+                slack / 1024.0
+            ),
+        );
+    }
+    let down1 = |n: &str| runs_med(n, &|r| median(&r.down1, |t| Some(t.mib_s())));
+    match (down1(CG_WS), down1(BARE)) {
+        (Some(c), Some(b)) => line(
+            "single-stream down ≥ 1.1× the bare relay",
+            Some(c >= 1.1 * b),
+            format!("{c:.0} vs {b:.0} MiB/s: {:.2}×", c / b),
+        ),
+        _ => line(
+            "single-stream down against the bare relay",
+            None,
+            "no figures".into(),
+        ),
+    }
+    // TLS against the TLS relays.
+    let pick = |f: &dyn Fn(&str) -> Option<f64>, higher: bool| -> Option<(f64, f64)> {
+        let c = f(CG_WSS)?;
+        let best = match (f(NGINX), f(HAPROXY)) {
+            (Some(a), Some(b)) if higher => a.max(b),
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some((c, best))
+    };
+    type Figure<'f> = Box<dyn Fn(&str) -> Option<f64> + 'f>;
+    let tls_rows: [(&str, Figure, bool); 5] = [
+        (
+            "wss down (1 stream) ≥ 1.0× the better TLS relay",
+            Box::new(|n| down1(n)),
+            true,
+        ),
+        (
+            "wss up (64 KiB messages) ≥ 1.0× the better TLS relay",
+            Box::new(|n| runs_med(n, &|r| median(&r.up_large, |t| Some(t.mib_s())))),
+            true,
+        ),
+        (
+            "wss CPU s/GiB down ≤ the TLS relays'",
+            Box::new(|n| runs_med(n, &|r| median(&r.down1, |t| t.cpu_per_gib()))),
+            false,
+        ),
+        (
+            "wss CPU s/GiB up ≤ the TLS relays'",
+            Box::new(|n| runs_med(n, &|r| median(&r.up_large, |t| t.cpu_per_gib()))),
+            false,
+        ),
+        (
+            "wss new sessions/s ≥ the TLS relays'",
+            Box::new(|n| runs_med(n, &|r| median(&r.connect, |c| Some(c.rate)))),
+            true,
+        ),
+    ];
+    for (what, f, higher) in &tls_rows {
+        match pick(f.as_ref(), *higher) {
+            Some((c, b)) => line(
+                what,
+                Some(if *higher { c >= b } else { c <= b }),
+                format!("{} vs {}: {:.2}×", fmt_num(c), fmt_num(b), c / b),
+            ),
+            None => line(what, None, "no TLS relay figures".into()),
+        }
+    }
+    // First frame.
+    match ff {
+        Some(ff) => {
+            let get = |n: &str| {
+                ff.paths
+                    .iter()
+                    .find(|p| p.name == n)
+                    .and_then(|p| p.first_frame_ms)
+            };
+            match get("qemu-websocket") {
+                Some(floor) => {
+                    for n in ["consolegate-ws", "consolegate-wss"] {
+                        if let Some(v) = get(n) {
+                            line(
+                                &format!("{n} first frame within 10% of noVNC straight at QEMU"),
+                                Some(v <= 1.1 * floor),
+                                format!("{v:.1} vs {floor:.1} ms: {:.2}×", v / floor),
+                            );
+                        }
+                    }
+                }
+                None => line("first frame", None, "no floor figure".into()),
+            }
+        }
+        None => line("first frame in a real browser", None, "step not run".into()),
+    }
+    out
 }

@@ -17,6 +17,7 @@ mod extension;
 mod handshake;
 mod listener;
 mod page;
+mod readahead;
 mod refusal;
 mod uri;
 
