@@ -366,7 +366,11 @@ fn init_logging(format: LogFormat, level: &str) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Browsers, tickets and file names put strings in log lines: escaped, so that
+        // none can start a line of its own (JSON escapes by itself).
+        LogFormat::Text => builder
+            .fmt_fields(consolegate::util::text::TextFields)
+            .try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
@@ -432,7 +436,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             tokio::spawn(admin.serve(admin_listener));
         }
         let bound = listener.local_addr().unwrap_or(listen);
-        info!(listen = %bound, keys = ?proxy.key_ids(), "consolegate listening");
+        info!(listen = %bound, keys = %proxy.key_ids().join(","), "consolegate listening");
         proxy.serve(listener, termination()).await;
         Ok(ExitCode::SUCCESS)
     })
@@ -541,7 +545,9 @@ fn sessions(args: SessionsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The session list as an aligned table, one line a session, newest last.
+/// The session list as an aligned table, one line a session, newest last. Every
+/// cell is escaped: `sub` and `jti` come from tickets, and a control character in
+/// one must not drive the operator's terminal or break the table.
 fn session_table(list: &[admin::SessionView]) -> String {
     let mut rows = vec![[
         "ID", "CLIENT", "TARGET", "SUB", "JTI", "STARTED", "UP", "DOWN",
@@ -558,6 +564,13 @@ fn session_table(list: &[admin::SessionView]) -> String {
             human_bytes(s.bytes_up),
             human_bytes(s.bytes_down),
         ]);
+    }
+    for row in rows.iter_mut() {
+        for cell in row.iter_mut() {
+            if let std::borrow::Cow::Owned(escaped) = consolegate::util::text::escape(cell) {
+                *cell = escaped;
+            }
+        }
     }
     let mut widths = [0usize; 8];
     for row in &rows {
@@ -754,6 +767,30 @@ mod tests {
         assert!(lines[1].ends_with("10 B  3.0 MiB"), "{t}");
         assert!(lines[1].contains(" - "), "{t}");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn the_session_table_escapes_control_characters_from_tickets() {
+        let s = SessionView {
+            id: 1,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            target: "127.0.0.1:5901".parse().unwrap(),
+            sub: Some("eve\n2   127.0.0.1:1  fake\u{1b}[2J\u{9b}31m".into()),
+            jti: Some("j\r\u{7}\u{202e}".into()),
+            kid: "k".into(),
+            started: "2025-01-02T03:04:05Z\u{1b}]0;x\u{7}".into(),
+            started_unix: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+        };
+        let t = session_table(&[s]);
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(
+            t.contains("eve\\n2   127.0.0.1:1  fake\\u{1b}[2J\\u{9b}31m"),
+            "{t}"
+        );
+        assert!(t.contains("j\\r\\u{7}\\u{202e}"), "{t}");
     }
 
     #[test]

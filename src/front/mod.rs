@@ -164,7 +164,7 @@ impl Proxy {
         let tls = load_listener_tls(&self.config)?;
         self.gate.reload()?;
         *self.serving.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
-        info!(keys = ?self.key_ids(), "reloaded trusted keys and TLS certificate");
+        info!(keys = %self.key_ids().join(","), "reloaded trusted keys and TLS certificate");
         Ok(())
     }
 

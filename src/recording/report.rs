@@ -72,9 +72,11 @@ pub fn verify_text(path: &Path, r: &Report) -> String {
             ));
         }
     }
+    // The metadata is the ticket's (`sub`, `jti`) and the file may have been altered:
+    // nothing in it may drive the terminal or fake a line of the report.
     let mut out = String::new();
     for (k, v) in rows {
-        out.push_str(&format!("{k:<15} {v}\n"));
+        out.push_str(&format!("{k:<15} {}\n", crate::util::text::escape(&v)));
     }
     out
 }
@@ -160,6 +162,13 @@ pub fn list_text(entries: &[Entry], verify: bool) -> (String, bool) {
                 }
             }
         }
+        // Names, subs and targets come from files and tickets: escaped for the
+        // terminal, as in `verify_text`.
+        for cell in row.iter_mut() {
+            if let std::borrow::Cow::Owned(escaped) = crate::util::text::escape(cell) {
+                *cell = escaped;
+            }
+        }
         rows.push(row);
     }
     let cols = rows[0].len();
@@ -199,6 +208,46 @@ mod tests {
         assert_eq!(duration(0), "0:00.000");
         assert_eq!(duration(61_250_000), "1:01.250");
         assert_eq!(duration(3_723_004_000), "1:02:03.004");
+    }
+
+    #[test]
+    fn control_characters_in_a_recordings_metadata_are_escaped_in_both_reports() {
+        let evil = "eve\n\u{1b}[1A\u{1b}[2Kintegrity      intact\u{9b}";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("20261202T162000Z-1-abc.cast");
+        let header = serde_json::json!({
+            "version": 2, "width": 80, "height": 24,
+            "consolegate": {"sub": evil, "jti": evil, "target": "127.0.0.1:7000"},
+        });
+        std::fs::write(&path, format!("{header}\n")).unwrap();
+        let report = Report {
+            format: Format::Cast,
+            header,
+            integrity: Integrity::Unfinished,
+            duration_us: 0,
+            bytes_down: 0,
+            bytes_up: 0,
+            redactions: 0,
+            size: 1,
+        };
+        let entry = Entry {
+            name: "20261202T162000Z-1-abc.cast".into(),
+            path: path.clone(),
+            format: Format::Cast,
+            size: 1,
+            modified: std::time::SystemTime::now(),
+        };
+        for text in [verify_text(&path, &report), list_text(&[entry], false).0] {
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
+            assert!(text.contains(r"eve\n\u{1b}[1A"), "{text}");
+            assert!(
+                !text.lines().any(|l| l.starts_with("integrity      intact")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
