@@ -94,6 +94,12 @@ codes! {
     HeadTooLarge = "head_too_large", 431, TOO_BIG;
     /// A trusted balancer's PROXY protocol header is missing or invalid.
     ProxyProtocol = "proxy_protocol", 400, PROTOCOL;
+    /// A request's body did not arrive within `limits.handshake_timeout` of the
+    /// connection's start.
+    RequestTimeout = "request_timeout", 408, PROTOCOL;
+    /// The proxy holds `limits.max_pending` connections that are not sessions yet;
+    /// answered at the accept, before the request is read.
+    TooManyConnections = "too_many_connections", 503, TRY_AGAIN, retry 1;
     /// No ticket in the URL.
     NoTicket = "no_ticket", 400, POLICY;
     /// The proxy is shutting down.
@@ -105,6 +111,10 @@ codes! {
     TooManyClientSessions = "too_many_client_sessions", 429, TRY_AGAIN, retry 10;
     /// The client's handshake bucket is empty.
     TooManyHandshakes = "too_many_handshakes", 429, TRY_AGAIN, retry 1;
+    /// The client holds `limits.max_pending_per_client` connections that are not
+    /// sessions yet; answered at the accept (or after a balancer's PROXY header names
+    /// the client), before the request is read.
+    TooManyClientConnections = "too_many_client_connections", 429, TRY_AGAIN, retry 1;
     // Ticket rule 1: size and shape.
     Empty = "empty", 400, POLICY;
     TooLong = "too_long", 400, POLICY;

@@ -2,9 +2,13 @@
 //! behind a balancer, abuse of valid tickets, faults, and drain under load.
 //!
 //! Tests that need signals, file-descriptor counts or a low `ulimit -n` run the
-//! `consolegate` binary as a child ([`Child`]) with JSON logs on stderr; the rest
-//! run the proxy in-process ([`TestProxy`]). Timeouts are generous: these run on a
-//! loaded machine, and assertions are about outcomes, not speed.
+//! `consolegate` binary as a child ([`Child`]: the harness's `ChildProxy`) with JSON
+//! logs on stderr; the rest run the proxy in-process ([`TestProxy`]). Timeouts are
+//! generous: these run on a loaded machine, and assertions are about outcomes, not
+//! speed. The findings of the issue-13 review have their own files:
+//! `hardening_connections.rs` (the life of a connection before the upgrade, the
+//! admin listener) and `hardening_input.rs` (what strangers' strings and files can
+//! reach).
 
 mod common;
 
@@ -13,7 +17,6 @@ use consolegate::front::unix_now;
 use consolegate::keys;
 use consolegate::ticket::{Claims, Signer};
 use futures_util::{SinkExt, StreamExt};
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,63 +29,8 @@ use tokio_tungstenite::tungstenite::Message;
 // ---------------------------------------------------------------------------
 // The proxy binary as a child process
 
-/// `consolegate serve` as a child ([`ServeProcess`], which it derefs to) with a fresh
-/// engine key it trusts, allowed to reach any loopback port.
-struct Child {
-    proxy: ServeProcess,
-    key_dir: tempfile::TempDir,
-    signer: Signer,
-}
-
-impl std::ops::Deref for Child {
-    type Target = ServeProcess;
-    fn deref(&self) -> &ServeProcess {
-        &self.proxy
-    }
-}
-
-impl Child {
-    /// Runs the proxy with `extra` flags; `nofile` sets its `ulimit -n`.
-    async fn start(extra: &[&str], nofile: Option<u32>) -> Child {
-        let key_dir = tempfile::tempdir().unwrap();
-        let trust = key_dir.path().join("trust");
-        std::fs::create_dir(&trust).unwrap();
-        keys::generate(key_dir.path(), "engine").unwrap();
-        std::fs::copy(key_dir.path().join("engine.pub"), trust.join("engine.pub")).unwrap();
-        let signer =
-            Signer::new(keys::load_signing_key(&key_dir.path().join("engine.key")).unwrap());
-        let mut args: Vec<OsString> = vec!["--allow-plain".into(), "--trust".into()];
-        args.push(trust.into_os_string());
-        args.extend(
-            ["--allow-target", "127.0.0.1/32", "--allow-port", "1-65535"]
-                .iter()
-                .chain(extra)
-                .map(OsString::from),
-        );
-        let proxy = ServeProcess::start("proxy", &args, nofile).await;
-        Child {
-            proxy,
-            key_dir,
-            signer,
-        }
-    }
-
-    fn ticket(&self, target: SocketAddr) -> String {
-        self.signer.sign(&claims_for(target))
-    }
-
-    /// After a fault: every session ended and the descriptors are back near
-    /// `baseline`.
-    async fn assert_no_leaks(&self, baseline: usize) {
-        wait_until("live sessions back to 0", LIMIT, || self.live() == 0).await;
-        wait_until(
-            &format!("file descriptors back to {baseline} (+2)"),
-            LIMIT,
-            || self.fds() <= baseline + 2,
-        )
-        .await;
-    }
-}
+/// The binary with a key it trusts ([`ChildProxy`]).
+use common::ChildProxy as Child;
 
 // ---------------------------------------------------------------------------
 // 1. HTTP abuse

@@ -1,5 +1,6 @@
-//! `[admin]`: the operators' listener (health, metrics, session control) and the
-//! token that turns session control on.
+//! `[admin]`: the operators' listener (health, metrics, session control), the token
+//! that turns session control on, and the host names it answers to besides its
+//! address and loopback names.
 
 use super::{ConfigError, ServeArgs};
 use serde::Deserialize;
@@ -14,6 +15,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:6101";
 pub(super) struct AdminFile {
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    hosts: Option<Vec<String>>,
 }
 
 /// The admin listener: health, metrics and session control.
@@ -23,6 +25,9 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// The bearer token guarding `/sessions`; without it session control is off.
     pub token_file: Option<PathBuf>,
+    /// Host names (lower case, no port) a request's `Host` may name besides an IP
+    /// address and `localhost`: what a scraper reaching the listener by name sends.
+    pub hosts: Vec<String>,
 }
 
 /// `public` is the browsers' listener, which the admin listener must not share.
@@ -49,8 +54,27 @@ pub(super) fn merge(
         }
         Some(addr)
     };
+    let hosts = if a.admin_host.is_empty() {
+        f.hosts.unwrap_or_default()
+    } else {
+        a.admin_host.clone()
+    };
+    let hosts = hosts
+        .iter()
+        .map(|h| {
+            let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let plain = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+            plain
+                .then_some(name)
+                .ok_or_else(|| ConfigError::AdminHost(h.clone()))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(AdminConfig {
         listen,
         token_file: a.admin_token_file.clone().or(f.token_file),
+        hosts,
     })
 }

@@ -89,7 +89,8 @@ pub struct ServeArgs {
     /// Most concurrent sessions [limits.max_sessions; default 10000].
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
-    /// Time for TLS and the HTTP request [limits.handshake_timeout; default 10s].
+    /// Time from a connection's accept for its PROXY header, TLS and every HTTP
+    /// request with its body, until it becomes a session [limits.handshake_timeout; default 10s].
     #[arg(long, value_name = "DUR")]
     pub handshake_timeout: Option<String>,
     /// End a session idle this long [limits.idle_timeout; default off].
@@ -122,6 +123,16 @@ pub struct ServeArgs {
     /// Handshakes one client may make at once [limits.handshake_burst_per_client; default 40].
     #[arg(long, value_name = "N")]
     pub handshake_burst_per_client: Option<f64>,
+    /// Connections that have not become sessions yet (TLS, request, body, keep-alive),
+    /// in all; more get a fast 503; 0 = no limit [limits.max_pending; default: a
+    /// quarter of the open-file limit after a reserve, at most 4096].
+    #[arg(long, value_name = "N")]
+    pub max_pending: Option<usize>,
+    /// Unfinished connections of one client address (IPv6: its /64; behind a trusted
+    /// balancer, the client it names); more get a fast 429; 0 = no limit
+    /// [limits.max_pending_per_client; default: a quarter of limits.max_pending, at most 256].
+    #[arg(long, value_name = "N")]
+    pub max_pending_per_client: Option<usize>,
     /// Balancer address range believed about the client address (PROXY protocol,
     /// X-Forwarded-For) and scheme (X-Forwarded-Proto); repeat [clients.trusted_proxies].
     #[arg(long, value_name = "CIDR")]
@@ -158,6 +169,11 @@ pub struct ServeArgs {
     /// Bearer token file that turns on session control at the admin listener [admin.token_file].
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Host name the admin listener answers to besides its IP address and localhost
+    /// (a scraper that reaches it by name); repeat. Other names get 421, so a
+    /// DNS-rebinding page cannot read it [admin.hosts; default none].
+    #[arg(long, value_name = "NAME")]
+    pub admin_host: Vec<String>,
     /// oVirt engine certificate (CERT_FOR_DATA_VERIFICATION); accepts the engine's
     /// console tickets [legacy.ovirt_certificate; default off].
     #[arg(long, value_name = "PEM")]

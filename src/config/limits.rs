@@ -1,5 +1,13 @@
-//! `[limits]`: how many sessions, how long each step may take, and what one client
-//! address may do.
+//! `[limits]`: how many sessions, how long each step may take, what one client
+//! address may do, and how many connections may be unfinished (not yet a session) at
+//! once.
+//!
+//! The caps on unfinished connections default to shares of the process's open-file
+//! limit (`RLIMIT_NOFILE`, read at start): a connection that has not become a session
+//! holds one descriptor, a session two (browser and console server), and the admin
+//! listener and the process itself need some, so the unfinished ones may take a
+//! quarter of what is left after a reserve, and one client address a quarter of that
+//! ([`pending_defaults`]).
 
 use super::value::{pick_duration, pick_required_duration, DurationValue};
 use super::{ConfigError, ServeArgs};
@@ -18,6 +26,9 @@ const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 100;
 const DEFAULT_HANDSHAKES_PER_SECOND_PER_CLIENT: f64 = 20.0;
 const DEFAULT_HANDSHAKE_BURST_PER_CLIENT: f64 = 40.0;
+/// Descriptors kept back from the default caps: the admin listener's 32 connections,
+/// the listeners, the log, key and recording files, DNS.
+const FD_RESERVE: u64 = 64;
 
 /// `[limits]` as written in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +44,8 @@ pub(super) struct LimitsFile {
     max_sessions_per_client: Option<usize>,
     handshakes_per_second_per_client: Option<f64>,
     handshake_burst_per_client: Option<f64>,
+    max_pending: Option<usize>,
+    max_pending_per_client: Option<usize>,
 }
 
 /// The proxy's limits.
@@ -40,7 +53,9 @@ pub(super) struct LimitsFile {
 pub struct LimitsConfig {
     /// Concurrent sessions in all, then 503.
     pub max_sessions: usize,
-    /// Time for the TLS handshake and the HTTP request (and a console server's TLS).
+    /// Time from a connection's accept until it is a session: its PROXY header, TLS
+    /// and every HTTP request with its body, keep-alive pauses included (and a
+    /// console server's TLS).
     pub handshake_timeout: Duration,
     /// Drain time on SIGTERM before sessions are closed with 1001.
     pub grace: Duration,
@@ -48,6 +63,27 @@ pub struct LimitsConfig {
     pub relay: RelayConfig,
     /// Per client address: concurrent sessions and handshake rate.
     pub per_client: ClientLimitsConfig,
+    /// Connections that have not become sessions yet, in all; at the cap a new one
+    /// gets a fast 503. 0: no cap.
+    pub max_pending: usize,
+    /// The same per client address (an IPv6 client is its /64); a fast 429 over it.
+    /// 0: no cap.
+    pub max_pending_per_client: usize,
+}
+
+/// The default caps on unfinished connections for a process allowed `nofile` open
+/// files (`None`: unlimited): (in all, per client address). See the module's doc.
+pub fn pending_defaults(nofile: Option<u64>) -> (usize, usize) {
+    let nofile = nofile.unwrap_or(1 << 20);
+    let usable = nofile.saturating_sub(FD_RESERVE.min(nofile / 4));
+    let total = (usable / 4).clamp(8, 4096);
+    let per_client = (total / 4).clamp(2, 256);
+    (total as usize, per_client as usize)
+}
+
+/// The process's open-file limit (the soft one, which is what `accept` runs into).
+pub fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 pub(super) fn merge(f: LimitsFile, a: &ServeArgs) -> Result<LimitsConfig, ConfigError> {
@@ -108,7 +144,13 @@ pub(super) fn merge(f: LimitsFile, a: &ServeArgs) -> Result<LimitsConfig, Config
             DEFAULT_HANDSHAKE_BURST_PER_CLIENT,
         )?,
     };
+    let (default_pending, default_pending_per_client) = pending_defaults(open_file_limit());
     Ok(LimitsConfig {
+        max_pending: a.max_pending.or(f.max_pending).unwrap_or(default_pending),
+        max_pending_per_client: a
+            .max_pending_per_client
+            .or(f.max_pending_per_client)
+            .unwrap_or(default_pending_per_client),
         max_sessions,
         handshake_timeout: pick_required_duration(
             "limits.handshake_timeout",
@@ -120,4 +162,27 @@ pub(super) fn merge(f: LimitsFile, a: &ServeArgs) -> Result<LimitsConfig, Config
         relay,
         per_client,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_defaults;
+
+    #[test]
+    fn the_pending_caps_leave_most_descriptors_to_sessions_and_admin() {
+        // (open-file limit) → (in all, per client)
+        assert_eq!(pending_defaults(Some(100)), (18, 4));
+        assert_eq!(pending_defaults(Some(1024)), (240, 60));
+        assert_eq!(pending_defaults(Some(65536)), (4096, 256));
+        assert_eq!(pending_defaults(None), (4096, 256));
+        assert_eq!(pending_defaults(Some(16)), (8, 2));
+        for nofile in [64, 100, 256, 1024, 4096, 20_000] {
+            let (total, per_client) = pending_defaults(Some(nofile));
+            assert!(total as u64 <= nofile / 4, "{nofile}: {total}");
+            assert!(
+                per_client < total,
+                "{nofile}: one client could fill the cap"
+            );
+        }
+    }
 }

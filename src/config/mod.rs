@@ -90,6 +90,8 @@ pub enum ConfigError {
     AdminListen(String),
     #[error("admin.listen {0} is the same address as listen")]
     AdminSameAsListen(SocketAddr),
+    #[error("admin.hosts: {0:?} is not a host name (letters, digits, '-' and '.', no port)")]
+    AdminHost(String),
     #[error("{option}: {value:?} is not a size (expected bytes, or e.g. 500M, 10G, 2T)")]
     Size { option: &'static str, value: String },
     #[error("recording.policy: {0:?} is not ticket or all")]

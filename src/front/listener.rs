@@ -1,6 +1,17 @@
 //! The listener side of a connection: a trusted balancer's PROXY header, the TLS
-//! handshake, then HTTP/1.1 with upgrades, each within the handshake timeout.
+//! handshake, then HTTP/1.1 with upgrades, all within one deadline.
+//!
+//! The deadline is `limits.handshake_timeout` from the accept, and it bounds the
+//! connection's whole life before it becomes a session: the PROXY header, TLS, every
+//! request head, the pre-flight's body (408 past it, see `check.rs`), and the
+//! keep-alive pauses between requests. At the deadline the connection stops taking
+//! requests: an idle or half-sent one is closed at once, and a request that arrived in
+//! time still gets its answer, for at most [`answer_grace`] more, which covers
+//! reaching the console server. A connection that never finishes anything therefore
+//! frees its descriptor and its place among the pending connections (`pending.rs`)
+//! within a bounded time, whatever the client does.
 
+use super::pending::PendingSlot;
 use super::Proxy;
 use crate::admission::Rejected;
 use crate::clientaddr;
@@ -11,7 +22,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
@@ -32,15 +45,31 @@ pub struct TlsError {
 
 impl Proxy {
     /// One TCP connection: the PROXY header from a trusted balancer, TLS if
-    /// configured, then HTTP/1.1 with upgrades.
-    pub(super) async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+    /// configured, then HTTP/1.1 with upgrades, all by the handshake deadline. `slot`
+    /// is its place among the pending connections, given back when it ends or
+    /// becomes a session.
+    pub(super) async fn connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        mut slot: PendingSlot,
+    ) {
         let _ = stream.set_nodelay(true);
         let clients = &self.config.clients;
-        let timeout = self.config.limits.handshake_timeout;
+        let deadline = Instant::now() + self.config.limits.handshake_timeout;
         // From anyone else the bytes are the request itself (see `clientaddr`).
         let peer = if clients.proxy_protocol && clients.trusts(peer.ip()) {
-            match clientaddr::read_proxy_header(&mut stream, timeout).await {
-                Ok(Some(client)) => client,
+            let left = deadline.saturating_duration_since(Instant::now());
+            match clientaddr::read_proxy_header(&mut stream, left).await {
+                Ok(Some(client)) => {
+                    // From now on the connection counts against the client it names.
+                    if let Err(over) = slot.name_client(client.ip()) {
+                        drop(slot);
+                        self.turn_away(stream, client, over);
+                        return;
+                    }
+                    client
+                }
                 Ok(None) => peer,
                 Err(e) => {
                     let r = Refusal::new(Code::ProxyProtocol, e.to_string());
@@ -53,39 +82,71 @@ impl Proxy {
         };
         match self.serving.tls_acceptor() {
             // Under rustls's 4 KiB reads: 64 KiB at once while an upload streams.
-            Some(acceptor) => match tokio::time::timeout(
-                timeout,
+            Some(acceptor) => match tokio::time::timeout_at(
+                deadline,
                 acceptor.accept(super::readahead::ReadAhead::new(stream)),
             )
             .await
             {
-                Ok(Ok(tls)) => self.http(TokioIo::new(tls), peer, true).await,
+                Ok(Ok(tls)) => self.http(TokioIo::new(tls), peer, true, deadline).await,
                 Ok(Err(e)) => debug!(client = %peer, cause = %e, "TLS handshake failed"),
                 Err(_) => debug!(client = %peer, "TLS handshake timed out"),
             },
-            None => self.http(TokioIo::new(stream), peer, false).await,
+            None => self.http(TokioIo::new(stream), peer, false, deadline).await,
         }
+        // Ended, or upgraded: a session's connection is no longer pending.
+        drop(slot);
     }
 
-    async fn http<I>(self: Arc<Self>, io: I, peer: SocketAddr, tls: bool)
+    async fn http<I>(self: Arc<Self>, io: I, peer: SocketAddr, tls: bool, deadline: Instant)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            debug!(client = %peer, "handshake deadline passed before the first request");
+            return;
+        }
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, peer, tls).await) }
+            async move { Ok::<_, Infallible>(proxy.handle(req, peer, tls, deadline).await) }
         });
+        // The head timer restarts for each request, so it only catches a head that
+        // is still coming at the deadline; the deadline below does the rest.
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.limits.handshake_timeout)
+            .header_read_timeout(left)
             .max_buf_size(HYPER_BUF)
             .serve_connection(io, service)
             .with_upgrades();
-        if let Err(e) = conn.await {
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = tokio::time::sleep_until(deadline) => {
+                // No more requests: closes an idle connection at once, lets one that
+                // arrived in time get its answer.
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(answer_grace(&self.config), conn.as_mut()).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        debug!(client = %peer, "connection closed: its answer was not done in time after the handshake deadline");
+                        return;
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
             debug!(client = %peer, cause = %e, "HTTP connection ended with an error");
         }
     }
+}
+
+/// How long after the handshake deadline a request that arrived in time may take to
+/// be answered: reaching the console server (`targets.connect_timeout`) and writing
+/// the answer (`limits.handshake_timeout`).
+fn answer_grace(config: &crate::config::Config) -> Duration {
+    config.targets.connect_timeout + config.limits.handshake_timeout
 }
 
 /// Bytes of the request line and headers as they came (close enough: the line ends

@@ -7,7 +7,9 @@
 //! before the upgrade is an HTTP status with a one-line plain-text reason and one log
 //! line ([`crate::refusal`] has the codes); the ticket itself is never logged.
 //!
-//! The rooms: `listener.rs` (PROXY header, TLS, HTTP/1.1), `handshake.rs` (RFC 6455),
+//! The rooms: `listener.rs` (PROXY header, TLS, HTTP/1.1, all within the handshake
+//! deadline), `pending.rs` (the caps on connections that are not sessions yet),
+//! `handshake.rs` (RFC 6455),
 //! `uri.rs` (where the ticket is), `page.rs` (static files, CSP, the page's config),
 //! `check.rs` (the pre-flight), `refusal.rs` (refusals as HTTP and log lines),
 //! `extension.rs` (routes a program embedding the proxy adds, such as the demo's).
@@ -17,6 +19,7 @@ mod extension;
 mod handshake;
 mod listener;
 mod page;
+mod pending;
 mod readahead;
 mod refusal;
 mod uri;
@@ -27,6 +30,7 @@ pub use crate::util::time::unix_now;
 pub use extension::{Answer, Extension};
 pub use listener::TlsError;
 pub use page::resolve_static;
+pub use pending::{Over, Pending};
 pub use uri::ticket_from_uri;
 
 use crate::admission::{self, Admission, Gate, Rejected};
@@ -40,7 +44,7 @@ use crate::ops::metrics::Metrics;
 use crate::recording::Recorder;
 use crate::refusal::{Code, Refusal};
 use crate::session::Sessions;
-use crate::util::accept::Acceptor;
+use crate::util::accept::{Acceptor, TurnAway};
 use crate::util::http::{self, Body};
 use handshake::{header_str, Handshake};
 use hyper::body::Incoming;
@@ -73,6 +77,12 @@ struct Serving {
     draining: AtomicBool,
     /// Caps refusal log lines so a storm cannot fill the disk.
     refusal_log: RefusalLog,
+    /// The real paths of the web directories, which served files must stay inside.
+    web_roots: page::RealRoots,
+    /// Connections that are not sessions yet, capped in all and per client.
+    pending: Arc<Pending>,
+    /// Answers connections over a cap without reading them.
+    turn_away: TurnAway,
 }
 
 impl Serving {
@@ -104,6 +114,12 @@ impl Proxy {
                 tls: RwLock::new(tls),
                 draining: AtomicBool::new(false),
                 refusal_log: RefusalLog::new(config.log.refusals_per_second),
+                web_roots: page::RealRoots::default(),
+                pending: Pending::new(
+                    config.limits.max_pending,
+                    config.limits.max_pending_per_client,
+                ),
+                turn_away: TurnAway::default(),
             },
             gate,
             config,
@@ -148,6 +164,12 @@ impl Proxy {
         self.gate.client_limits()
     }
 
+    /// Connections that are not sessions yet (tests check the caps and that nothing
+    /// leaks).
+    pub fn pending(&self) -> &Pending {
+        &self.serving.pending
+    }
+
     /// Live sessions per ticket (tests check that nothing leaks).
     pub fn ticket_sessions(&self) -> &TicketSessions {
         self.gate.ticket_sessions()
@@ -183,8 +205,16 @@ impl Proxy {
         loop {
             tokio::select! {
                 (stream, peer) = listener.accept() => {
-                    let proxy = self.clone();
-                    tokio::spawn(async move { proxy.connection(stream, peer).await });
+                    // Counted before anything is read; a trusted balancer's own
+                    // address is not a client (its PROXY header may name one).
+                    let client = (!self.config.clients.trusts(peer.ip())).then_some(peer.ip());
+                    match self.serving.pending.admit(client) {
+                        Ok(slot) => {
+                            let proxy = self.clone();
+                            tokio::spawn(async move { proxy.connection(stream, peer, slot).await });
+                        }
+                        Err(over) => self.turn_away(stream, peer, over),
+                    }
                 },
                 _ = tick.tick() => {
                     let now = Instant::now();
@@ -210,11 +240,14 @@ impl Proxy {
 
     /// One request: a WebSocket session, the page's own endpoints, an extension's
     /// route or a file.
+    /// `deadline` is the connection's handshake deadline, which a request body must
+    /// arrive by.
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         hop: SocketAddr,
         tls: bool,
+        deadline: tokio::time::Instant,
     ) -> Response<Body> {
         // `hop` sent this request; a trusted balancer may name the client behind it.
         let client = clientaddr::forwarded_client(hop, req.headers(), &self.config.clients);
@@ -235,7 +268,9 @@ impl Proxy {
         }
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
-            (&Method::POST, "/consolegate/check") => self.check_endpoint(req, client).await,
+            (&Method::POST, "/consolegate/check") => {
+                self.check_endpoint(req, client, deadline).await
+            }
             (&Method::GET, "/consolegate/config.json") => self.config_json(),
             (method, _) => {
                 let head = method == Method::HEAD;
@@ -245,7 +280,8 @@ impl Proxy {
                     .and_then(|x| x.answer(method, &path))
                 {
                     Some(Answer::Json(v)) => self.json(&v),
-                    Some(Answer::File(file)) => self.file(&file, head).await,
+                    // An extension's files are the engine pages of the web directory.
+                    Some(Answer::File(file)) => self.file(&self.config.web.dir, &file, head).await,
                     None if matches!(*method, Method::GET | Method::HEAD) => {
                         self.static_file(&path, head).await
                     }
@@ -318,6 +354,10 @@ impl Watched for Proxy {
 
     fn recorder(&self) -> &Arc<Recorder> {
         self.gate.recorder()
+    }
+
+    fn admin_hosts(&self) -> &[String] {
+        &self.config.admin.hosts
     }
 }
 

@@ -4,6 +4,12 @@
 //! `/consolegate/config.json`, the engine origins the page may take tickets from and
 //! the proxy's longest session.
 //!
+//! Files are served only when their real path (every link followed) stays inside the
+//! directory the URL named (the web directory or the mounted client's): a link in a
+//! web directory that points elsewhere (`passwd.txt -> /etc/passwd`, a linked
+//! directory) is 404, as if it were not there. The directories' own real paths are
+//! cached ([`RealRoots`]), so a request costs one `realpath` of its file.
+//!
 //! The proxy serves the console page, not engine pages: files whose name starts with
 //! `engine-` (the demo engine page, `engine-demo.html` and its script and style) show
 //! how an engine embeds the console and play the engine's part. A production proxy
@@ -18,7 +24,10 @@ use crate::util::percent::percent_decode;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::RwLock;
+use tokio::io::AsyncReadExt;
 
 /// The name prefix of engine pages, which only an extension serves.
 const ENGINE_PAGE: &str = "engine-";
@@ -33,9 +42,9 @@ impl Proxy {
             ("xterm/", web.xterm_dir.as_path()),
             ("asciinema/", web.asciinema_dir.as_path()),
         ];
-        match resolve_static(&web.dir, &mounts, url_path) {
-            Some(path) => {
-                let mut resp = self.file(&path, head).await;
+        match resolve_in(&web.dir, &mounts, url_path) {
+            Some((root, path)) => {
+                let mut resp = self.file(root, &path, head).await;
                 if url_path == PLAYER_PAGE {
                     allow_wasm(resp.headers_mut());
                 }
@@ -46,14 +55,13 @@ impl Proxy {
     }
 
     /// `path`'s content with its type and the page's headers; 404 when it is not a
-    /// readable file.
-    pub(super) async fn file(&self, path: &Path, head: bool) -> Response<Body> {
-        let body = match tokio::fs::metadata(path).await {
-            Ok(m) if m.is_file() => match tokio::fs::read(path).await {
-                Ok(b) => b,
-                Err(_) => return not_found(),
-            },
-            _ => return not_found(),
+    /// readable file whose real path is inside `root`.
+    pub(super) async fn file(&self, root: &Path, path: &Path, head: bool) -> Response<Body> {
+        let Some(real) = self.serving.web_roots.inside(root, path).await else {
+            return not_found();
+        };
+        let Some(body) = read_regular_file(&real).await else {
+            return not_found();
         };
         let ctype = content_type(path);
         let mut resp = Response::new(Body::new(if head {
@@ -100,6 +108,56 @@ pub(super) fn not_found() -> Response<Body> {
     http::text(StatusCode::NOT_FOUND, "not found")
 }
 
+/// The real paths of the directories files are served from, each resolved once and
+/// again only when a file seems to be outside it (a package upgrade may re-point a
+/// directory link while the proxy runs).
+#[derive(Default)]
+pub(super) struct RealRoots {
+    real: RwLock<HashMap<PathBuf, PathBuf>>,
+}
+
+impl RealRoots {
+    /// `file`'s real path, if it is inside `root`'s real path.
+    pub(super) async fn inside(&self, root: &Path, file: &Path) -> Option<PathBuf> {
+        let real_file = tokio::fs::canonicalize(file).await.ok()?;
+        let cached = self
+            .real
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(root)
+            .cloned();
+        if cached.as_ref().is_some_and(|r| real_file.starts_with(r)) {
+            return Some(real_file);
+        }
+        let real_root = tokio::fs::canonicalize(root).await.ok()?;
+        let inside = real_file.starts_with(&real_root);
+        self.real
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(root.to_path_buf(), real_root);
+        inside.then_some(real_file)
+    }
+}
+
+/// The content of `real`, a path with no links left in it, if it is a regular file.
+/// Opened with `O_NOFOLLOW`, so a link swapped in for the file after it was resolved
+/// is refused rather than followed.
+async fn read_regular_file(real: &Path) -> Option<Vec<u8>> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(real)
+        .await
+        .ok()?;
+    let meta = file.metadata().await.ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut body = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut body).await.ok()?;
+    Some(body)
+}
+
 /// Maps a URL path to a file under the web directory, or under a mounted client's
 /// directory (`mounts`: URL prefix such as `"novnc/"` and its directory: noVNC,
 /// spice-html5, xterm.js). `None` for anything that is not a plain relative path of
@@ -108,6 +166,16 @@ pub(super) fn not_found() -> Response<Body> {
 /// the top of the web directory, see the module's doc). Directories get no listing;
 /// `/` is `index.html`.
 pub fn resolve_static(web_dir: &Path, mounts: &[(&str, &Path)], url_path: &str) -> Option<PathBuf> {
+    resolve_in(web_dir, mounts, url_path).map(|(_, path)| path)
+}
+
+/// [`resolve_static`], with the directory the path was resolved in (the web
+/// directory or a mount's), which its real path must stay inside.
+fn resolve_in<'a>(
+    web_dir: &'a Path,
+    mounts: &[(&str, &'a Path)],
+    url_path: &str,
+) -> Option<(&'a Path, PathBuf)> {
     let decoded = String::from_utf8(percent_decode(url_path)?).ok()?;
     let rel = decoded.strip_prefix('/')?;
     let rel = if rel.is_empty() { "index.html" } else { rel };
@@ -139,7 +207,7 @@ pub fn resolve_static(web_dir: &Path, mounts: &[(&str, &Path)], url_path: &str) 
     {
         return None;
     }
-    Some(out)
+    Some((root, out))
 }
 
 /// The recording player's page.

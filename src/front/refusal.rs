@@ -3,6 +3,7 @@
 //! storm of bad requests cannot fill the disk. The codes themselves and what they
 //! mean are the contract in [`crate::refusal`].
 
+use super::pending::Over;
 use super::Proxy;
 use crate::admission::{log_fields, Rejected};
 use crate::refusal::Refusal;
@@ -11,6 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use std::net::SocketAddr;
 use std::time::Instant;
+use tokio::net::TcpStream;
 use tracing::warn;
 
 impl Proxy {
@@ -19,6 +21,22 @@ impl Proxy {
         self.log_refusal(client, &rejected);
         self.gate.metrics().refused(rejected.refusal.code.as_str());
         response(&rejected.refusal)
+    }
+
+    /// A connection over a cap on unfinished connections: logged and counted as a
+    /// refusal, answered without reading its request (with TLS on, closed: plain
+    /// text would be garbage to a TLS client, and a handshake is what the cap saves).
+    pub(super) fn turn_away(&self, stream: TcpStream, client: SocketAddr, over: Over) {
+        let r = over.refusal();
+        let answer = self
+            .serving
+            .tls_acceptor()
+            .is_none()
+            .then(|| raw_answer(&r));
+        let rejected = Rejected::from(r);
+        self.log_refusal(client, &rejected);
+        self.gate.metrics().refused(rejected.refusal.code.as_str());
+        self.serving.turn_away.send(stream, answer);
     }
 
     /// One log line per refusal, at most `refusals_per_second` a second per code; the
@@ -70,4 +88,11 @@ fn response(r: &Refusal) -> Response<Body> {
         );
     }
     resp
+}
+
+/// The whole HTTP answer to a refusal, as bytes to write on a connection that is not
+/// served: status, `Retry-After` where the code has one, the reason.
+fn raw_answer(r: &Refusal) -> Vec<u8> {
+    let status = StatusCode::from_u16(r.code.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    http::raw_text(status, r.code.retry_after(), &r.reason)
 }

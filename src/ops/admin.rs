@@ -22,17 +22,35 @@
 //! [`super::client`] is the small HTTP/1.1 client the `sessions` and `kill`
 //! subcommands use.
 //!
+//! What any local user (or a web page in a browser on the host) can do to it is
+//! bounded:
+//! - **DNS rebinding.** A page whose own name an attacker re-points at 127.0.0.1 makes
+//!   the browser send `Host: its.name:6101`. The listener answers only requests whose
+//!   `Host` is an IP address, `localhost` (or `*.localhost`), or a name in `[admin]
+//!   hosts`; others get 421. An IP address in `Host` cannot come from a rebinding
+//!   page (the trick needs the attacker's name), and the port is not checked, so a
+//!   forwarded port still works.
+//! - **Squatting the slots.** At most [`MAX_CONNECTIONS`] connections are served at
+//!   once. When a new one finds them all taken, the connection that has waited
+//!   longest without sending a complete request head is closed to make room; only
+//!   when every slot is serving a request is the new one answered 503 at once. A
+//!   request head must arrive within [`HEADER_TIMEOUT`] of the accept. So idle or
+//!   trickling connections can never keep `/healthz` from answering.
+//! - **Oversized heads** get hyper's 431 above [`MAX_HEAD`]; refusals are logged at
+//!   most [`LOG_PER_SECOND`] times a second per kind.
+//!
 //! The listener knows a running proxy only through [`Watched`], so this room depends
 //! on the session registry, the metrics and the recorder, never on the front that
 //! implements it.
 
 use super::metrics::Metrics;
 use super::recordings;
+use crate::limits::RefusalLog;
 use crate::recording::Recorder;
 use crate::relay::Stop;
 use crate::session::{SessionInfo, Sessions};
-use crate::util::accept::Acceptor;
-use crate::util::http::{json, text};
+use crate::util::accept::{Acceptor, TurnAway};
+use crate::util::http::{json, raw_text, text};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -40,17 +58,18 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 /// Largest admin request body (a kill request is a few dozen bytes).
@@ -58,8 +77,16 @@ const MAX_BODY: usize = 4 << 10;
 /// Concurrent admin connections: a scraper, an operator or two; more is a runaway
 /// script that must not starve the proxy.
 const MAX_CONNECTIONS: usize = 32;
-/// Time for an admin request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time from the accept for an admin request's head; local tools send it at once.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest admin request head (hyper answers 431 above it): a few short headers.
+const MAX_HEAD: usize = 16 << 10;
+/// How long a new connection waits for the slot of the connection closed for it.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+/// Admin refusal log lines (421, 401) per second and kind; the rest are counted.
+const LOG_PER_SECOND: u32 = 10;
+/// The answer when every slot is serving a request.
+const BUSY: &str = "the admin listener is busy with other requests; try again";
 /// Time for a whole admin exchange (headers, body, answer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time for a recording download, which can be gigabytes.
@@ -199,6 +226,11 @@ pub trait Watched: Send + Sync + 'static {
     fn admin_token_file(&self) -> Option<&Path>;
     /// Session recording: `/recordings` lists and serves its files.
     fn recorder(&self) -> &Arc<Recorder>;
+    /// Host names the listener answers to besides IP addresses and `localhost`
+    /// (`[admin] hosts`, lower case).
+    fn admin_hosts(&self) -> &[String] {
+        &[]
+    }
 }
 
 /// The admin listener's state.
@@ -207,7 +239,17 @@ pub struct Admin {
     token_file: Option<PathBuf>,
     /// SHA-256 of the token; `None`: session control is off.
     token: RwLock<Option<[u8; 32]>>,
+    /// What a request's `Host` may name besides an IP address and `localhost`.
+    hosts: Vec<String>,
+    /// One permit per connection served.
     connections: Arc<Semaphore>,
+    /// Connections that have not sent a request yet, oldest first, each with the
+    /// sender that closes it: the first to go when the slots are all taken.
+    waiting: Mutex<VecDeque<(u64, oneshot::Sender<()>)>>,
+    /// Answers connections that find every slot serving a request.
+    turn_away: TurnAway,
+    /// Caps the refusal log lines (421, 401) a script or a page can cause.
+    refusal_log: RefusalLog,
 }
 
 impl Admin {
@@ -216,10 +258,14 @@ impl Admin {
         let token_file = proxy.admin_token_file().map(Path::to_path_buf);
         let token = token_file.as_deref().map(load_token).transpose()?;
         Ok(Arc::new(Admin {
+            hosts: proxy.admin_hosts().to_vec(),
             proxy,
             token_file,
             token: RwLock::new(token),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            waiting: Mutex::new(VecDeque::new()),
+            turn_away: TurnAway::default(),
+            refusal_log: RefusalLog::new(LOG_PER_SECOND),
         }))
     }
 
@@ -236,32 +282,84 @@ impl Admin {
     /// `/readyz` can say "draining" while sessions finish).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let mut listener = Acceptor::new(listener, "admin");
+        let mut next_id = 0u64;
         loop {
-            let Ok(permit) = self.connections.clone().acquire_owned().await else {
-                return;
-            };
             let (stream, peer) = listener.accept().await;
+            let Some(permit) = self.slot().await else {
+                let busy = raw_text(StatusCode::SERVICE_UNAVAILABLE, Some(1), BUSY);
+                self.turn_away.send(stream, Some(busy));
+                continue;
+            };
+            next_id += 1;
+            let id = next_id;
+            let (evict, evicted) = oneshot::channel();
+            self.lock_waiting().push_back((id, evict));
             let admin = self.clone();
             tokio::spawn(async move {
-                admin.connection(stream, peer).await;
+                admin.connection(stream, peer, id, evicted).await;
                 drop(permit);
             });
         }
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    fn lock_waiting(&self) -> MutexGuard<'_, VecDeque<(u64, oneshot::Sender<()>)>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connection `id` sent a request or ended: it is no longer one to close.
+    fn not_waiting(&self, id: u64) {
+        self.lock_waiting().retain(|(i, _)| *i != id);
+    }
+
+    /// A slot for a new connection: a free one, or the one of the connection that has
+    /// waited longest without sending a request, closed for it. `None` when every
+    /// slot is serving a request.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.connections.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let (id, evict) = self.lock_waiting().pop_front()?;
+        debug!(
+            connection = id,
+            "admin connection without a request closed to make room"
+        );
+        let _ = evict.send(());
+        tokio::time::timeout(EVICTION_WAIT, self.connections.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// One admin connection, `id` in the waiting list until its request arrives;
+    /// `evicted` fires when a new connection needs its slot before then.
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        mut evicted: oneshot::Receiver<()>,
+    ) {
         let admin = self.clone();
         // Set when the answer is a recording download, which gets longer to stream.
         let downloading = Arc::new(AtomicBool::new(false));
+        // Set when the request arrived: the connection may no longer be closed for
+        // another.
+        let requested = Arc::new(AtomicBool::new(false));
         let flag = downloading.clone();
+        let started = requested.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
             let flag = flag.clone();
+            started.store(true, Ordering::SeqCst);
+            admin.not_waiting(id);
             async move {
+                if let Err(resp) = admin.check_host(&req, peer) {
+                    return Ok::<_, Infallible>(resp.map(Either::Left));
+                }
                 if recordings::handles(req.uri().path()) {
                     if req.method() != Method::GET {
                         let resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-                        return Ok::<_, Infallible>(resp.map(Either::Left));
+                        return Ok(resp.map(Either::Left));
                     }
                     if let Err(resp) = admin.authorize(&req, peer) {
                         return Ok(resp.map(Either::Left));
@@ -280,15 +378,33 @@ impl Admin {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
             .keep_alive(false)
             .serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
-        let result = match tokio::time::timeout(REQUEST_TIMEOUT, &mut conn).await {
-            Err(_) if downloading.load(Ordering::Relaxed) => {
-                tokio::time::timeout(DOWNLOAD_TIMEOUT - REQUEST_TIMEOUT, &mut conn).await
+        let exchange = async {
+            match tokio::time::timeout(REQUEST_TIMEOUT, &mut conn).await {
+                Err(_) if downloading.load(Ordering::Relaxed) => {
+                    tokio::time::timeout(DOWNLOAD_TIMEOUT - REQUEST_TIMEOUT, &mut conn).await
+                }
+                other => other,
             }
-            other => other,
         };
+        tokio::pin!(exchange);
+        let result = tokio::select! {
+            result = &mut exchange => Some(result),
+            Ok(()) = &mut evicted => None,
+        };
+        let result = match result {
+            Some(result) => result,
+            // Closed to make room, unless its request came in meanwhile.
+            None if !requested.load(Ordering::SeqCst) => {
+                self.not_waiting(id);
+                return;
+            }
+            None => exchange.await,
+        };
+        self.not_waiting(id);
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -296,6 +412,31 @@ impl Admin {
             }
             Err(_) => debug!(client = %peer, "admin request timed out"),
         }
+    }
+
+    /// The DNS-rebinding guard: the request must name this listener by an IP
+    /// address, `localhost` or a configured name; the error is the 421 to send.
+    #[allow(clippy::result_large_err)]
+    fn check_host(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(), Response<Full<Bytes>>> {
+        let named = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        });
+        if host_allowed(named, &self.hosts) {
+            return Ok(());
+        }
+        if self.refusal_log.note("admin_host", Instant::now()).log {
+            warn!(client = %peer, host = named.unwrap_or(""), "admin request naming another host refused (a DNS-rebinding page?); add the name to [admin] hosts if it is this listener's");
+        }
+        Err(text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this admin listener answers only to its IP address, localhost and [admin] hosts",
+        ))
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -376,7 +517,10 @@ impl Admin {
         if ok {
             return Ok(());
         }
-        warn!(client = %peer, path = req.uri().path(), token_given = presented.is_some(), "admin request without a valid token");
+        let verdict = self.refusal_log.note("admin_unauthorized", Instant::now());
+        if verdict.log {
+            warn!(client = %peer, path = req.uri().path(), token_given = presented.is_some(), suppressed_before = verdict.suppressed_before, "admin request without a valid token");
+        }
         let mut resp = text(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -422,9 +566,75 @@ impl Admin {
     }
 }
 
+/// Whether a request naming `host` (its `Host`, `None` without one) is for this
+/// listener: an IP address, `localhost` or `*.localhost`, or one of `names`, with any
+/// port. A request without `Host` is HTTP/1.0 from a tool; browsers always send one.
+fn host_allowed(host: Option<&str>, names: &[String]) -> bool {
+    let Some(host) = host.map(str::trim) else {
+        return true;
+    };
+    let is_port = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
+        return port_ok && v6.parse::<Ipv6Addr>().is_ok();
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name.parse::<Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || names.contains(&name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ip_addresses_loopback_names_and_configured_names_are_this_listener() {
+        let names = vec!["hv1.example".to_string()];
+        for ok in [
+            None,
+            Some("127.0.0.1:6101"),
+            Some("127.0.0.1"),
+            Some("10.1.2.3:6101"),
+            Some("[::1]:6101"),
+            Some("[::1]"),
+            Some("localhost:6101"),
+            Some("LOCALHOST"),
+            Some("localhost."),
+            Some("metrics.localhost:6101"),
+            Some("hv1.example:6101"),
+            Some("HV1.example."),
+        ] {
+            assert!(host_allowed(ok, &names), "{ok:?}");
+        }
+        for bad in [
+            "rebind.attacker.example:6101",
+            "attacker.example",
+            "127.0.0.1.attacker.example",
+            "localhost.attacker.example:6101",
+            "hv1.example.attacker.example",
+            "0x7f.1",
+            "127.1",
+            "[::1",
+            "[::1]x",
+            "[evil]:6101",
+            "127.0.0.1:66666666",
+            "127.0.0.1:x",
+            "",
+            "\u{fffd}",
+        ] {
+            assert!(!host_allowed(Some(bad), &names), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_token_file_others_can_read_or_too_short_is_refused() {

@@ -1,5 +1,6 @@
-//! The accept loop's one hard case, shared by the browsers' listener, the admin
-//! listener and the demo console server: `accept` failing.
+//! The accept loop's hard cases, shared by the browsers' listener, the admin listener
+//! and the demo console server: `accept` failing, and a connection accepted only to be
+//! turned away ([`TurnAway`]).
 //!
 //! Running out of file descriptors (EMFILE/ENFILE) is transient, so a failed accept
 //! is not the end of the server: [`Acceptor::accept`] backs off (10 ms doubling to
@@ -9,8 +10,11 @@
 //! that give up), and it is a few lines.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::warn;
 
 /// Longest wait between retries.
@@ -64,5 +68,67 @@ impl Acceptor {
                 }
             }
         }
+    }
+}
+
+/// How long a turned-away connection is read and discarded after its answer.
+const LINGER: Duration = Duration::from_millis(500);
+/// Most bytes read and discarded from a turned-away connection.
+const LINGER_BYTES: usize = 64 << 10;
+/// Turned-away connections lingering at once; beyond, they are closed at once.
+const MAX_LINGERING: usize = 64;
+
+/// Answers connections a listener will not serve (it is at its cap) without reading
+/// their request, so that turning one away costs a write and a close, never a wait
+/// on the client.
+///
+/// The answer, a complete short HTTP response, is written with one non-blocking
+/// write: the socket is fresh, so its send buffer takes it whole. The sending side is
+/// then shut, and what the client had sent is read and thrown away for a moment
+/// ([`LINGER`], [`LINGER_BYTES`]): closing a socket with unread bytes makes the kernel
+/// reset the connection, and the client could lose the answer under the reset. At
+/// most [`MAX_LINGERING`] connections linger at once (each holds a descriptor); past
+/// that a connection is closed at once, so a flood cannot turn the refusals
+/// themselves into the exhaustion they prevent.
+#[derive(Clone)]
+pub struct TurnAway {
+    lingering: Arc<Semaphore>,
+}
+
+impl Default for TurnAway {
+    fn default() -> Self {
+        TurnAway {
+            lingering: Arc::new(Semaphore::new(MAX_LINGERING)),
+        }
+    }
+}
+
+impl TurnAway {
+    /// Writes `answer` (if any; `None` just closes, as for a TLS listener, where
+    /// plain text would be garbage) and closes the connection.
+    pub fn send(&self, stream: TcpStream, answer: Option<Vec<u8>>) {
+        let Some(answer) = answer else {
+            return;
+        };
+        let _ = stream.try_write(&answer);
+        let Ok(permit) = self.lingering.clone().try_acquire_owned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let mut read = 0;
+            let _ = tokio::time::timeout(LINGER, async {
+                while read < LINGER_BYTES {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                }
+            })
+            .await;
+            drop(permit);
+        });
     }
 }

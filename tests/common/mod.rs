@@ -23,7 +23,7 @@ pub mod ws;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
-pub use proxy::{consolegate_bin, DemoProcess, ServeProcess, TestProxy};
+pub use proxy::{consolegate_bin, ChildProxy, DemoProcess, ServeProcess, TestProxy};
 #[allow(unused_imports)]
 pub use targets::{echo_target, echo_target_with_banner, one_shot_target, RefusingPort};
 #[allow(unused_imports)]

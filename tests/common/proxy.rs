@@ -72,6 +72,16 @@ impl TestProxy {
         }
     }
 
+    /// Starts this proxy's admin listener on a loopback port of its own and returns
+    /// its address.
+    pub async fn start_admin(&self) -> SocketAddr {
+        let admin = consolegate::ops::admin::Admin::new(self.proxy.clone()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(admin.serve(listener));
+        addr
+    }
+
     /// A valid ticket for `target`, valid for two minutes.
     pub fn ticket(&self, target: SocketAddr) -> String {
         self.signer.sign(&self.claims(target))
@@ -112,26 +122,49 @@ impl ServeProcess {
     /// Runs `consolegate serve --listen 127.0.0.1:0 --admin-listen off --log-format
     /// json` with `args` added, under `ulimit -n <nofile>` when given, and waits until
     /// it listens.
+    /// `args` may choose `--log-format text`; the address is then read from the text
+    /// line.
     pub async fn start(name: &str, args: &[OsString], nofile: Option<u32>) -> ServeProcess {
         let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n}; "));
+        let text = args.iter().any(|a| a == "--log-format");
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
             .arg(format!("{limit}exec \"$0\" \"$@\""))
             .arg(consolegate_bin())
             .args(["serve", "--listen", "127.0.0.1:0"])
             // Several child proxies run at once: no fixed admin port for them.
-            .args(["--admin-listen", "off", "--log-format", "json"])
+            .args(["--admin-listen", "off"])
+            .args(if text {
+                &[][..]
+            } else {
+                &["--log-format", "json"][..]
+            })
             .args(args);
         let process = Process::spawn(name, &mut cmd);
-        let listening = process
-            .wait_for_event("the \"consolegate listening\" line", |v| {
-                v["message"] == "consolegate listening"
+        let addr = if text {
+            let mut addr = None;
+            wait_until("the \"consolegate listening\" text line", LIMIT, || {
+                process.assert_running();
+                addr = process.log.lines().iter().find_map(|l| {
+                    let rest = l.split("consolegate listening").nth(1)?;
+                    let value = rest.split("listen=").nth(1)?.split_whitespace().next()?;
+                    value.trim_matches('"').parse().ok()
+                });
+                addr.is_some()
             })
             .await;
-        let addr = listening["listen"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {listening}"));
+            addr.expect("found")
+        } else {
+            let listening = process
+                .wait_for_event("the \"consolegate listening\" line", |v| {
+                    v["message"] == "consolegate listening"
+                })
+                .await;
+            listening["listen"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no address in {listening}"))
+        };
         ServeProcess { process, addr }
     }
 
@@ -165,6 +198,65 @@ impl ServeProcess {
 
     pub async fn wait_exit(&self, within: Duration) -> std::process::ExitStatus {
         self.process.wait_exit(within).await
+    }
+}
+
+/// `consolegate serve` as a child ([`ServeProcess`], which it derefs to) with a fresh
+/// engine key it trusts, allowed to reach any loopback port.
+pub struct ChildProxy {
+    pub proxy: ServeProcess,
+    /// `engine.key` and `engine.pub`, and `trust/` (the directory the proxy trusts).
+    pub key_dir: tempfile::TempDir,
+    pub signer: Signer,
+}
+
+impl std::ops::Deref for ChildProxy {
+    type Target = ServeProcess;
+    fn deref(&self) -> &ServeProcess {
+        &self.proxy
+    }
+}
+
+impl ChildProxy {
+    /// Runs the proxy with `extra` flags; `nofile` sets its `ulimit -n`.
+    pub async fn start(extra: &[&str], nofile: Option<u32>) -> ChildProxy {
+        let key_dir = tempfile::tempdir().unwrap();
+        let trust = key_dir.path().join("trust");
+        std::fs::create_dir(&trust).unwrap();
+        keys::generate(key_dir.path(), "engine").unwrap();
+        std::fs::copy(key_dir.path().join("engine.pub"), trust.join("engine.pub")).unwrap();
+        let signer =
+            Signer::new(keys::load_signing_key(&key_dir.path().join("engine.key")).unwrap());
+        let mut args: Vec<OsString> = vec!["--allow-plain".into(), "--trust".into()];
+        args.push(trust.into_os_string());
+        args.extend(
+            ["--allow-target", "127.0.0.1/32", "--allow-port", "1-65535"]
+                .iter()
+                .chain(extra)
+                .map(OsString::from),
+        );
+        let proxy = ServeProcess::start("proxy", &args, nofile).await;
+        ChildProxy {
+            proxy,
+            key_dir,
+            signer,
+        }
+    }
+
+    pub fn ticket(&self, target: SocketAddr) -> String {
+        self.signer.sign(&claims_for(target))
+    }
+
+    /// After a fault: every session ended and the descriptors are back near
+    /// `baseline`.
+    pub async fn assert_no_leaks(&self, baseline: usize) {
+        wait_until("live sessions back to 0", LIMIT, || self.live() == 0).await;
+        wait_until(
+            &format!("file descriptors back to {baseline} (+2)"),
+            LIMIT,
+            || self.fds() <= baseline + 2,
+        )
+        .await;
     }
 }
 

@@ -160,6 +160,43 @@ pub async fn raw_upgrade(addr: SocketAddr, path: &str, extra: &str) -> Result<Tc
     }
 }
 
+/// A TCP connection to `addr` from the loopback address `source` (any of 127.0.0.0/8
+/// reaches a loopback listener), for tests that need a second client address.
+pub async fn connect_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// [`raw_upgrade`] from the loopback address `source`; a refusal comes back whole
+/// (head and reason).
+pub async fn raw_upgrade_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<TcpStream, String> {
+    let mut s = connect_from(source, addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(upgrade_request(path, &addr.to_string(), "").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = read_head(&mut s).await?;
+    if head.starts_with("HTTP/1.1 101") {
+        return Ok(s);
+    }
+    // A refusal: its head and its one-line reason.
+    let mut body = Vec::new();
+    let _ = timeout(LIMIT, s.read_to_end(&mut body)).await;
+    Err(format!("{head}{}", String::from_utf8_lossy(&body)))
+}
+
 /// Reads an HTTP response head byte by byte (so nothing after it is consumed).
 pub async fn read_head(s: &mut TcpStream) -> Result<String, String> {
     let mut head = Vec::new();
@@ -220,6 +257,17 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Str
         .expect("the proxy answered in time")
         .unwrap();
     out
+}
+
+/// Writes `req` as it is on a fresh connection and returns everything the peer sends
+/// back until it closes (bounded); for requests no client library would send.
+pub async fn raw_exchange(addr: SocketAddr, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The peer may answer and close before reading everything; a write error is fine.
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = timeout(LIMIT, s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).to_string()
 }
 
 /// The console page's pre-flight check (`POST /consolegate/check`): its JSON answer.
