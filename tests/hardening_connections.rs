@@ -307,6 +307,54 @@ async fn the_proxy_header_and_the_request_head_share_one_deadline() {
     assert!(at < Duration::from_millis(2800), "closed after {at:?}");
 }
 
+/// A client that asks for a large file and never reads it would hold its connection
+/// (and a descriptor) for as long as it likes while the answer waits to be written:
+/// the answer to a request gets the answer grace after the deadline
+/// (`connect_timeout` + `handshake_timeout`), then the connection is closed.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_is_cut_off_after_the_answer_grace() {
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "<p>console</p>\n").unwrap();
+    let size = 32 << 20;
+    std::fs::write(web.path().join("big.bin"), vec![0u8; size]).unwrap();
+    let dir = web.path().to_path_buf();
+    let p = TestProxy::start(move |a| {
+        a.web_dir = Some(dir);
+        a.handshake_timeout = Some("2s".into());
+        a.connect_timeout = Some("1s".into());
+    })
+    .await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until("the connection to be counted", LIMIT, || {
+        p.proxy.pending().total() == 1
+    })
+    .await;
+    wait_until("the proxy to give up the connection", LIMIT, || {
+        p.proxy.pending().total() == 0
+    })
+    .await;
+    let at = started.elapsed();
+    println!(
+        "a client that never reads: connection closed after {at:?} (deadline 2 s + grace 3 s)"
+    );
+    assert!(at >= Duration::from_millis(4500), "too early: {at:?}");
+    assert!(at < Duration::from_secs(12), "too late: {at:?}");
+    // What is left to read is what the socket buffers held, not the whole file.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(Ok(n)) = timeout(LIMIT, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < size, "the whole file arrived ({got} bytes)");
+}
+
 // ---------------------------------------------------------------------------
 // The caps: unfinished connections per client address and in total
 
@@ -416,6 +464,21 @@ async fn behind_a_trusted_balancer_the_per_client_cap_counts_the_client_it_names
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
+}
+
+/// Every 503 a waiting client can do something about says when to come back: a
+/// full proxy (`too_many_sessions`, Retry-After 10) as much as the caps above.
+#[tokio::test]
+async fn a_full_proxy_says_when_to_retry() {
+    let p = TestProxy::start(|a| a.max_sessions = Some(1)).await;
+    let target = echo_target().await;
+    let _ws = ws_connect(&p.url(&p.ticket(target)), &[]).await.unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let req = upgrade_request(&format!("/{}", p.ticket(target)), "proxy", "");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 10"), "{head}");
 }
 
 // ---------------------------------------------------------------------------
