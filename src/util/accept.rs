@@ -82,14 +82,15 @@ const MAX_LINGERING: usize = 64;
 /// their request, so that turning one away costs a write and a close, never a wait
 /// on the client.
 ///
-/// The answer, a complete short HTTP response, is written with one non-blocking
-/// write: the socket is fresh, so its send buffer takes it whole. The sending side is
-/// then shut, and what the client had sent is read and thrown away for a moment
-/// ([`LINGER`], [`LINGER_BYTES`]): closing a socket with unread bytes makes the kernel
-/// reset the connection, and the client could lose the answer under the reset. At
-/// most [`MAX_LINGERING`] connections linger at once (each holds a descriptor); past
-/// that a connection is closed at once, so a flood cannot turn the refusals
-/// themselves into the exhaustion they prevent.
+/// The answer, a complete short HTTP response, fits the fresh socket's send buffer,
+/// so writing it never waits on the client. The sending side is then shut, and what
+/// the client had sent is read and thrown away for a moment ([`LINGER`],
+/// [`LINGER_BYTES`]): closing a socket with unread bytes makes the kernel reset the
+/// connection, and the client could lose the answer under the reset. At most
+/// [`MAX_LINGERING`] connections are being turned away at once (each holds a
+/// descriptor); past that a connection gets one non-blocking attempt at the answer
+/// and is closed, so a flood cannot turn the refusals themselves into the exhaustion
+/// they prevent.
 #[derive(Clone)]
 pub struct TurnAway {
     lingering: Arc<Semaphore>,
@@ -110,12 +111,16 @@ impl TurnAway {
         let Some(answer) = answer else {
             return;
         };
-        let _ = stream.try_write(&answer);
         let Ok(permit) = self.lingering.clone().try_acquire_owned() else {
+            let _ = stream.try_write(&answer);
             return;
         };
         tokio::spawn(async move {
             let mut stream = stream;
+            let written = tokio::time::timeout(LINGER, stream.write_all(&answer)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                return;
+            }
             let _ = stream.shutdown().await;
             let mut sink = [0u8; 4096];
             let mut read = 0;
