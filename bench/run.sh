@@ -106,9 +106,9 @@ cargo build --release --quiet -p consolegate -p consolegate-bench
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 CG="$TARGET_DIR/release/consolegate"
 # All load comes from one address with one ticket, so the per-client and per-ticket
-# abuse limits (tested in tests/hardening.rs) would measure the limiter, not the relay;
+# abuse limits (tested in tests/hardening*.rs) would measure the limiter, not the relay;
 # websockify has no such limits. They are off here, and only here.
-CG_NO_ABUSE_LIMITS="--max-sessions-per-client 0 --handshakes-per-second-per-client 0 --max-sessions-per-ticket 0"
+CG_NO_ABUSE_LIMITS="--max-sessions-per-client 0 --handshakes-per-second-per-client 0 --max-sessions-per-ticket 0 --max-pending-per-client 0"
 B="$TARGET_DIR/release/cgbench"
 
 # websockify 0.13 in its own virtualenv (numpy comes with it, as in distributions'

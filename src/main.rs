@@ -436,7 +436,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             tokio::spawn(admin.serve(admin_listener));
         }
         let bound = listener.local_addr().unwrap_or(listen);
-        info!(listen = %bound, keys = %proxy.key_ids().join(","), "consolegate listening");
+        let limits = &proxy.config().limits;
+        info!(
+            listen = %bound,
+            keys = %proxy.key_ids().join(","),
+            open_files = consolegate::config::open_file_limit(),
+            max_pending = limits.max_pending,
+            max_pending_per_client = limits.max_pending_per_client,
+            "consolegate listening"
+        );
         proxy.serve(listener, termination()).await;
         Ok(ExitCode::SUCCESS)
     })

@@ -28,7 +28,7 @@ mod web;
 
 pub use admin::AdminConfig;
 pub use args::ServeArgs;
-pub use limits::LimitsConfig;
+pub use limits::{open_file_limit, pending_defaults, LimitsConfig};
 pub use listener::TlsFiles;
 pub use log::{LogConfig, LogFormat};
 pub use targets::TargetsConfig;
