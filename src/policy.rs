@@ -31,6 +31,9 @@ pub enum PolicyError {
     },
     #[error("target host {host} resolves to {addr}, which is outside the allowed targets")]
     ResolvesOutside { host: String, addr: SocketAddr },
+    /// The ticket names the proxy itself: its browsers' or its admin listener.
+    #[error("target {0} is this proxy's own listener")]
+    OwnListener(SocketAddr),
     #[error("origin {0} is not allowed")]
     OriginNotAllowed(String),
     #[error("origin {origin} does not match the proxy's address {host}")]
@@ -242,9 +245,14 @@ impl TargetPolicy {
         }
     }
 
-    /// Whether a `kind` ticket may reach `target`.
+    /// Whether a `kind` ticket may reach `target`. The unspecified address (`0.0.0.0`,
+    /// `::`) is never a console server: as a destination it means this host, so an
+    /// `allow` of `0.0.0.0/0` would otherwise open every loopback port.
     pub fn check(&self, kind: Kind, target: SocketAddr) -> Result<(), PolicyError> {
         self.check_port(kind, target.port())?;
+        if target.ip().to_canonical().is_unspecified() {
+            return Err(PolicyError::TargetNotAllowed(target));
+        }
         if self.allow.iter().any(|c| c.contains(target.ip())) {
             Ok(())
         } else {
@@ -528,6 +536,22 @@ mod tests {
         );
         assert!(p.check(Kind::Vnc, sa("10.0.0.9:5900")).is_err());
         assert!(p.check(Kind::Vnc, sa("[::2]:5900")).is_err());
+    }
+
+    #[test]
+    fn the_unspecified_address_is_refused_even_when_allow_covers_it() {
+        let p = TargetPolicy {
+            allow: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            ..TargetPolicy::default()
+        };
+        assert!(p.check(Kind::Vnc, sa("10.1.2.3:5900")).is_ok());
+        for t in ["0.0.0.0:5900", "[::]:5900", "[::ffff:0.0.0.0]:5900"] {
+            assert_eq!(
+                p.check(Kind::Vnc, sa(t)),
+                Err(PolicyError::TargetNotAllowed(sa(t))),
+                "{t}"
+            );
+        }
     }
 
     #[test]

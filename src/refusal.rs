@@ -163,6 +163,9 @@ codes! {
     PortNotAllowed = "port_not_allowed", 403, POLICY;
     PortNotAllowedForKind = "port_not_allowed_for_kind", 403, POLICY;
     TargetNotAllowed = "target_not_allowed", 403, POLICY;
+    /// The ticket names one of the proxy's own listeners (browsers' or admin), which
+    /// no policy allows.
+    TargetIsProxy = "target_is_proxy", 403, POLICY;
     // What the ticket asks of the session (`view`, `rec`), before rule 7 takes a use.
     /// A `view` ticket, which this proxy cannot enforce yet (never a silent fallback
     /// to a session with input).
@@ -319,6 +322,7 @@ impl Refuse for PolicyError {
             PolicyError::TargetNotAllowed(_) | PolicyError::ResolvesOutside { .. } => {
                 Code::TargetNotAllowed
             }
+            PolicyError::OwnListener(_) => Code::TargetIsProxy,
             PolicyError::PortNotAllowed(_) => Code::PortNotAllowed,
             PolicyError::PortNotAllowedForKind { .. } => Code::PortNotAllowedForKind,
             PolicyError::OriginNotAllowed(_) | PolicyError::OriginMismatch { .. } => Code::Origin,

@@ -546,3 +546,96 @@ async fn the_sessions_and_kill_subcommands_work_against_a_running_proxy() {
         "{out:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The proxy's own listeners are never a console server (issue 13, finding 2)
+
+/// What a ticket naming `target` gets: the handshake's status and the pre-flight's code.
+async fn own_listener_refusal(p: &TestProxy, target: SocketAddr) -> (u16, String) {
+    let ticket = p.ticket(target);
+    let url = format!("ws://127.0.0.1:{}/{ticket}", p.addr.port());
+    let (status, body) = match ws_connect(&url, &[]).await {
+        Ok(_) => panic!("a ticket for {target} opened a session"),
+        Err(_) => refused(&url).await,
+    };
+    let probe: SocketAddr = ([127, 0, 0, 1], p.addr.port()).into();
+    let check = preflight_check(probe, &ticket).await;
+    assert_eq!(check["code"], "target_is_proxy", "{target}: {check}");
+    assert!(body.contains("own listener"), "{target}: {body}");
+    (status, check["code"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn a_ticket_for_the_proxys_own_or_admin_listener_is_refused_whatever_the_policy() {
+    // The test proxy allows every loopback port: the policy alone would let it through.
+    let o = Ops::start().await;
+    let admin: SocketAddr = o.admin.trim_start_matches("http://").parse().unwrap();
+    for target in [o.p.addr, admin] {
+        let (status, code) = own_listener_refusal(&o.p, target).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "target_is_proxy"),
+            "{target}"
+        );
+    }
+    // Through a name resolving to it too.
+    let by_name: SocketAddr = ([127, 0, 0, 1], admin.port()).into();
+    let claims = Claims {
+        host: "localhost".into(),
+        ..o.p.claims(by_name)
+    };
+    let (status, _) = refused(&o.p.url(&o.p.signer.sign(&claims))).await;
+    assert_eq!(status, 403);
+    // No console session ever read the admin listener's metrics.
+    assert_eq!(o.p.proxy.sessions().live_count(), 0);
+    let metrics = o.metrics().await;
+    assert!(
+        sample(
+            &metrics,
+            "consolegate_refusals_total{code=\"target_is_proxy\"}"
+        ) >= 3.0,
+        "{metrics}"
+    );
+    // Other loopback ports still work.
+    let (_ws, _tcp) = o.open("alice", "fine").await;
+}
+
+#[tokio::test]
+async fn a_proxy_listening_on_every_address_refuses_any_local_address_on_its_port() {
+    // The address this host routes out of, when it has one: an interface address,
+    // which the policy then allows as well as loopback (and 0.0.0.0, by its range).
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let interface = probe
+        .connect("192.0.2.1:9")
+        .ok()
+        .and_then(|()| probe.local_addr().ok())
+        .map(|a| a.ip());
+    let p = TestProxy::start_on("0.0.0.0:0", |a| {
+        a.allow_target = vec!["127.0.0.0/8".into(), "0.0.0.0/32".into()];
+        a.allow_target.extend(interface.map(|ip| ip.to_string()));
+    })
+    .await;
+    let port = p.addr.port();
+    let mut targets: Vec<SocketAddr> = vec![
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 2], port).into(),
+        ([0, 0, 0, 0], port).into(),
+    ];
+    targets.extend(interface.map(|ip| SocketAddr::new(ip, port)));
+    for target in targets {
+        let check = preflight_check(([127, 0, 0, 1], port).into(), &p.ticket(target)).await;
+        let expected = if target.ip().is_unspecified() {
+            "target_not_allowed"
+        } else {
+            "target_is_proxy"
+        };
+        assert_eq!(check["code"], expected, "{target}: {check}");
+        let url = format!("ws://127.0.0.1:{port}/{}", p.ticket(target));
+        let (status, _) = refused(&url).await;
+        assert_eq!(status, 403, "{target}");
+    }
+    // Another port of the same addresses is an ordinary console server.
+    let (target, _accepted) = one_shot_target().await;
+    let url = format!("ws://127.0.0.1:{port}/{}", p.ticket(target));
+    assert!(ws_connect(&url, &[]).await.is_ok());
+}

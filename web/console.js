@@ -507,6 +507,7 @@ const REFUSAL_SENTENCES = {
   wrong_audience: 'audience',
   lifetime_too_long: 'tooLong',
   target_not_allowed: 'targetNotAllowed',
+  target_is_proxy: 'targetNotAllowed',
   port_not_allowed: 'targetNotAllowed',
   port_not_allowed_for_kind: 'wrongKindPort',
   unknown_kind: 'unsupported',

@@ -10,7 +10,9 @@
 //!    (`rec`, or `[recording] policy = "all"`) is refused when the proxy cannot record
 //!    it ([`Recorder::check`]), before any use of the ticket is taken;
 //! 3. rule 7: one use of a single-use ticket is taken ([`SingleUse`]);
-//! 4. rule 8: the port for the ticket's kind, then every address the host resolves to;
+//! 4. rule 8: the port for the ticket's kind, then every address the host resolves to,
+//!    none of which may be one of the proxy's own listeners (`own.rs`), whatever the
+//!    policy allows;
 //! 5. a session slot (the proxy's limit) and a slot in the client's count;
 //! 6. the TCP connection to the console server.
 //!
@@ -26,11 +28,13 @@
 //! pre-flight (`POST /consolegate/check`), and any caller that wants the verdict
 //! without side effects.
 
+mod own;
 mod record;
 mod resolve;
 mod run;
 mod single_use;
 
+pub use own::OwnListeners;
 pub use single_use::SingleUse;
 
 use crate::backend::{self, Backend};
@@ -104,6 +108,8 @@ pub struct Gate {
     ticket_sessions: Arc<TicketSessions>,
     /// All live sessions: the limit, the registry, drain.
     sessions: Sessions,
+    /// The addresses this process listens on, which no ticket may reach.
+    own: OwnListeners,
     /// Reaches console servers: TCP, and TLS with the console CA.
     backend: Backend,
     /// Session recording; records nothing without `[recording]`.
@@ -202,6 +208,11 @@ impl Gate {
             recorder.stats().clone(),
         ));
         metrics.keys_loaded(&keys);
+        let own = OwnListeners::default();
+        own.add(config.listen);
+        if let Some(admin) = config.admin.listen {
+            own.add(admin);
+        }
         Ok(Gate {
             rules: Rules {
                 verify: config.tickets.verify.clone(),
@@ -218,6 +229,7 @@ impl Gate {
             client_limits: Arc::new(ClientLimits::new(config.limits.per_client.clone())),
             ticket_sessions: Arc::new(TicketSessions::new(config.tickets.max_sessions_per_ticket)),
             sessions,
+            own,
             backend: Backend::new(
                 config.backend_tls.clone(),
                 config.targets.connect_timeout,
@@ -380,11 +392,23 @@ impl Gate {
             .targets
             .check_resolved(claims.kind, &claims.host, &addrs)
             .map_err(|e| refused(&e))?;
+        self.own.check(&addrs).map_err(|e| refused(&e))?;
         Ok(Checked {
             ticket: verified,
             addrs,
             single_use,
         })
+    }
+
+    /// Records an address the process listens on (a listener just bound): no ticket
+    /// may name it as its console server.
+    pub fn listening(&self, addr: SocketAddr) {
+        self.own.add(addr);
+    }
+
+    /// The listener addresses no ticket may reach.
+    pub fn own_listeners(&self) -> Vec<SocketAddr> {
+        self.own.list()
     }
 
     fn current_keys(&self) -> Arc<KeySet> {

@@ -177,6 +177,9 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> bool {
         tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            self.gate.listening(addr);
+        }
         let mut listener = Acceptor::new(listener, "browsers");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -318,6 +321,10 @@ impl Watched for Proxy {
 
     fn recorder(&self) -> &Arc<Recorder> {
         self.gate.recorder()
+    }
+
+    fn listening(&self, addr: SocketAddr) {
+        self.gate.listening(addr);
     }
 }
 

@@ -199,6 +199,8 @@ pub trait Watched: Send + Sync + 'static {
     fn admin_token_file(&self) -> Option<&Path>;
     /// Session recording: `/recordings` lists and serves its files.
     fn recorder(&self) -> &Arc<Recorder>;
+    /// The admin listener is bound to `addr`: the proxy must refuse tickets naming it.
+    fn listening(&self, _addr: SocketAddr) {}
 }
 
 /// The admin listener's state.
@@ -234,18 +236,27 @@ impl Admin {
 
     /// Serves admin requests until the task is dropped (it outlives the drain, so
     /// `/readyz` can say "draining" while sessions finish).
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut listener = Acceptor::new(listener, "admin");
-        loop {
-            let Ok(permit) = self.connections.clone().acquire_owned().await else {
-                return;
-            };
-            let (stream, peer) = listener.accept().await;
-            let admin = self.clone();
-            tokio::spawn(async move {
-                admin.connection(stream, peer).await;
-                drop(permit);
-            });
+    /// The proxy learns the listener's address at once, before the first poll.
+    pub fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        if let Ok(addr) = listener.local_addr() {
+            self.proxy.listening(addr);
+        }
+        async move {
+            let mut listener = Acceptor::new(listener, "admin");
+            loop {
+                let Ok(permit) = self.connections.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, peer) = listener.accept().await;
+                let admin = self.clone();
+                tokio::spawn(async move {
+                    admin.connection(stream, peer).await;
+                    drop(permit);
+                });
+            }
         }
     }
 
