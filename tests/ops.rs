@@ -639,3 +639,36 @@ async fn a_proxy_listening_on_every_address_refuses_any_local_address_on_its_por
     let url = format!("ws://127.0.0.1:{port}/{}", p.ticket(target));
     assert!(ws_connect(&url, &[]).await.is_ok());
 }
+
+/// Issue 13, finding 6: a deny-list rule can name the issuer (`jti@<kid>`), so
+/// revoking one engine's ticket 42 spares another engine's 42; a plain `jti` rule
+/// still revokes it from every issuer, and ends the live sessions it matches.
+#[tokio::test]
+async fn a_deny_list_rule_with_a_key_id_revokes_that_keys_ticket_only() {
+    let other_dir = tempfile::tempdir().unwrap();
+    consolegate::keys::generate(other_dir.path(), "other").unwrap();
+    let other = consolegate::ticket::Signer::new(
+        consolegate::keys::load_signing_key(&other_dir.path().join("other.key")).unwrap(),
+    );
+    let trust_other = other_dir.path().to_path_buf();
+    let o = Ops::start_with(true, move |a| a.trust.push(trust_other)).await;
+    let (target, _accepted) = one_shot_target().await;
+    let claims = Claims {
+        jti: Some("42".into()),
+        ..o.p.claims(target)
+    };
+    let (mine, theirs) = (o.p.signer.sign(&claims), other.sign(&claims));
+    std::fs::write(&o.deny_list, format!("jti@{} 42\n", o.p.signer.kid())).unwrap();
+    o.p.proxy.reload().unwrap();
+    let (status, body) = refused(&o.p.url(&mine)).await;
+    assert_eq!((status, body.trim()), (403, "ticket revoked"));
+    let (mut ws, _resp) = tokio_tungstenite::connect_async(o.p.url(&theirs))
+        .await
+        .expect("the other key's ticket 42 is not revoked");
+    // A plain rule means every issuer: the live session of the other key's 42 ends.
+    std::fs::write(&o.deny_list, "jti 42\n").unwrap();
+    o.p.proxy.reload().unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1008, "ticket revoked"));
+    assert_eq!(refused(&o.p.url(&theirs)).await.0, 403);
+}

@@ -39,7 +39,7 @@ pub use single_use::SingleUse;
 
 use crate::backend::{self, Backend};
 use crate::config::Config;
-use crate::denylist::{DenyList, DenyListError};
+use crate::denylist::{DenyList, DenyListError, Subject};
 use crate::keys::{self, KeyError, KeySet};
 use crate::legacy::{self, Legacy};
 use crate::limits::{ClientLimits, ClientSlot, TicketSessions};
@@ -342,7 +342,11 @@ impl Gate {
         };
         let claims = &verified.claims;
         self.deny
-            .check(claims.jti.as_deref(), claims.sub.as_deref())
+            .check(Subject {
+                issuer: &verified.kid,
+                jti: claims.jti.as_deref(),
+                sub: claims.sub.as_deref(),
+            })
             .map_err(|e| refused(&e))?;
         self.backend.supports(claims.tls).map_err(|e| refused(&e))?;
         // Never a silent fallback: until this proxy enforces view-only, such tickets
@@ -369,11 +373,12 @@ impl Gate {
         let single_use = match (self.rules.single_use, mode) {
             (false, _) => None,
             (true, Mode::CheckOnly) => {
-                SingleUse::look(&self.replay, claims, now).map_err(|e| refused(&e))?;
+                SingleUse::look(&self.replay, &verified.kid, claims, now)
+                    .map_err(|e| refused(&e))?;
                 None
             }
             (true, Mode::Admit) => Some(
-                SingleUse::take(&self.replay, claims, opts.leeway_secs, now)
+                SingleUse::take(&self.replay, &verified.kid, claims, opts.leeway_secs, now)
                     .map_err(|e| refused(&e))?,
             ),
         };
