@@ -48,6 +48,7 @@ use crate::policy::{OriginPolicy, ReplayCache, TargetPolicy};
 use crate::recording::{Recorder, RecordingError};
 use crate::refusal::{Code, Refusal, Refuse};
 use crate::relay::RelayConfig;
+use crate::relay::Stop;
 use crate::session::{Sessions, Slot};
 use crate::ticket::{self, Verified, VerifyOptions};
 use crate::util::time::unix_now;
@@ -56,7 +57,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tracing::debug;
+use tracing::{debug, info};
 
 /// How often recording retention runs (and once at start): it reads the directory.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -223,7 +224,7 @@ impl Gate {
                 trust: config.tickets.trust.clone(),
             },
             keys: RwLock::new(Arc::new(keys)),
-            legacy: Legacy::load(&config.legacy)?,
+            legacy: load_legacy(&config.legacy, &sessions)?,
             deny,
             replay: Arc::default(),
             client_limits: Arc::new(ClientLimits::new(config.limits.per_client.clone())),
@@ -485,6 +486,22 @@ impl Gate {
             tokio::task::spawn_blocking(move || recorder.prune());
         }
     }
+}
+
+/// The legacy sources, with a token source's withdrawn tokens ending their live
+/// sessions (1008, the reason), as the deny list does.
+fn load_legacy(config: &legacy::LegacyConfig, sessions: &Sessions) -> Result<Legacy, LoadError> {
+    let legacy = Legacy::load(config)?;
+    let sessions = sessions.clone();
+    legacy.on_tokens_withdrawn(Box::new(move |withdrawn| {
+        for w in withdrawn {
+            let ended = sessions.stop_where(Stop::Kill(w.reason.into()), |i| {
+                i.kid == legacy::TOKENFILE_KID && i.jti.as_deref() == Some(w.id.as_str())
+            });
+            info!(jti = %w.id, entry = %w.origin, reason = w.reason, sessions_ended = ended, "websockify token withdrawn");
+        }
+    }));
+    Ok(legacy)
 }
 
 /// Keyed by jti, or by the signature for a ticket without one (never logged).

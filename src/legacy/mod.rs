@@ -117,6 +117,26 @@ impl Legacy {
         Ok(())
     }
 
+    /// Sets what is told of tokens a re-read of the token source withdrew (no longer
+    /// listed, or listed for another console server); nothing without a token source.
+    pub fn on_tokens_withdrawn(&self, tell: tokenfile::OnWithdrawn) {
+        if let Some(t) = &self.tokens {
+            t.on_withdrawn(tell);
+        }
+    }
+
+    /// Whether `verified`, a token session's ticket, is still listed as it was when it
+    /// was admitted; `true` for every other kind of ticket.
+    pub fn still_listed(&self, verified: &Verified) -> bool {
+        if verified.kid != TOKENFILE_KID {
+            return true;
+        }
+        let (Some(tokens), Some(id)) = (&self.tokens, verified.claims.jti.as_deref()) else {
+            return false;
+        };
+        tokens.lists(id, &verified.claims.host, verified.claims.port)
+    }
+
     /// The whole path as an oVirt ticket, when oVirt tickets are on and the path is one
     /// (standard base64 may contain `/`, so the last segment is not enough).
     pub fn ticket_from_uri(&self, uri: &hyper::Uri) -> Option<String> {
@@ -150,19 +170,23 @@ impl Legacy {
     }
 }
 
+/// The `kid` of every websockify token: the issuer is the token source.
+pub const TOKENFILE_KID: &str = "tokenfile";
+
 /// A listed token as the common shape. It has no expiry of its own: `exp` is set to
 /// the proxy's maximum lifetime from now only so the claims stay well formed;
-/// `jti` names the line that listed it (`file:line`), never the token.
+/// `jti` is the token's digest ([`tokenfile::token_id`]), never the token nor the
+/// line that lists it (a line rewritten with another token is another ticket).
 fn token_verified(entry: tokenfile::Entry, opts: &VerifyOptions, now: i64) -> Verified {
     let mut claims = Claims::new(
         entry.host,
         entry.port,
         now.saturating_add(opts.max_lifetime_secs),
     );
-    claims.jti = Some(entry.origin);
+    claims.jti = Some(entry.id);
     Verified {
         claims,
-        kid: "tokenfile".into(),
+        kid: TOKENFILE_KID.into(),
     }
 }
 
@@ -208,7 +232,10 @@ mod tests {
         let v = l.verify("tok7", &opts, 1000).unwrap().unwrap();
         assert_eq!((v.claims.host.as_str(), v.claims.port), ("127.0.0.1", 5907));
         assert_eq!(v.kid, "tokenfile");
-        assert_eq!(v.claims.jti.as_deref(), Some("one-7:1"));
+        assert_eq!(
+            v.claims.jti.as_deref(),
+            Some(tokenfile::token_id("tok7").as_str())
+        );
         let err = l.verify("tok8", &opts, 1000).unwrap().unwrap_err();
         assert_eq!(err, LegacyError::UnknownToken);
         // A JWS still goes to the Ed25519 rules.
