@@ -12,13 +12,14 @@ use consolegate::keys;
 use consolegate::ops::admin::{self, Admin};
 use consolegate::ops::client;
 use consolegate::refusal::Refuse;
+use consolegate::reload::{Outcome, Part};
 use consolegate::ticket::Signer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -402,6 +403,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let admin_listen = config.admin.listen;
     let proxy = Arc::new(Proxy::new(config).context("cannot load keys, certificate or deny list")?);
     let admin = Admin::new(proxy.clone()).context("admin listener")?;
+    if proxy.config().admin.token_file.is_some() {
+        proxy.metrics().reloaded(Part::AdminToken.as_str(), true);
+    }
     if args.check_config {
         println!(
             "configuration OK: listen {listen} ({}), {} trusted key(s): {}; {}; admin {}",
@@ -447,11 +451,14 @@ fn spawn_reload_on_sighup(proxy: Arc<Proxy>, admin: Arc<Admin>) {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if let Err(e) = proxy.reload() {
-                error!(cause = %e, "reload failed; the previous keys and certificate stay in force");
-            }
-            if let Err(e) = admin.reload() {
-                error!(cause = %e, "admin token not reloaded; the previous token stays in force");
+            // Each part is logged on its own line as it loads or fails.
+            let _ = proxy.reload();
+            if let Some(loaded) = admin.reload() {
+                let outcome = Outcome::of(Part::AdminToken, loaded);
+                proxy
+                    .metrics()
+                    .reloaded(Part::AdminToken.as_str(), outcome.ok());
+                outcome.log();
             }
         }
     });

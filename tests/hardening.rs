@@ -929,29 +929,83 @@ async fn with_file_descriptors_exhausted_new_sessions_get_503_and_live_ones_keep
 }
 
 #[tokio::test]
-async fn a_reload_with_missing_or_broken_keys_keeps_the_old_keys() {
+async fn a_reload_with_a_broken_key_file_keeps_the_good_keys_and_a_removed_directory_trusts_none() {
     let child = Child::start(&[], None).await;
     let target = echo_target().await;
     let baseline = child.fds();
     let trust = child.key_dir.path().join("trust");
     std::fs::write(trust.join("broken.pub"), "not a key\n").unwrap();
     child.signal("HUP");
+    let failed = "reload of keys failed; only the keys that loaded are trusted";
     wait_until("the failed reload to be logged", LIMIT, || {
-        child.messages("reload failed; the previous keys and certificate stay in force") == 1
+        child.messages(failed) == 1
     })
     .await;
     let ws = ws_connect(&child.url(&child.ticket(target)), &[]).await;
-    assert!(ws.is_ok(), "the old key stopped working: {:?}", ws.err());
+    assert!(ws.is_ok(), "the good key stopped working: {:?}", ws.err());
+    // Removing the trust directory removes the trust: fail closed, loudly.
     std::fs::remove_dir_all(&trust).unwrap();
     child.signal("HUP");
     wait_until("the second failed reload", LIMIT, || {
-        child.messages("reload failed; the previous keys and certificate stay in force") == 2
+        child.messages(failed) == 2
     })
     .await;
-    let ws2 = ws_connect(&child.url(&child.ticket(target)), &[]).await;
-    assert!(ws2.is_ok(), "the old key stopped working: {:?}", ws2.err());
-    drop((ws, ws2));
+    let refused = ws_connect(&child.url(&child.ticket(target)), &[]).await;
+    assert_eq!(refused.err().as_deref(), Some("HTTP 401"));
+    // The session already open is untouched.
+    drop(ws);
     child.assert_no_leaks(baseline).await;
+}
+
+/// Issue 13, finding 5: a key removed from the trust directory while the console CA
+/// file is broken. The reload used to be all or nothing, so the removed key kept
+/// opening sessions; now each part loads on its own, the keys take effect, and the
+/// broken part is named in the log.
+#[tokio::test]
+async fn a_removed_key_stops_verifying_even_when_another_file_of_the_reload_is_broken() {
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = common::pki::Pki::new();
+    pki.self_signed("ca", "console CA", common::pki::Key::Ec, common::pki::CA);
+    let ca = pki.path("console-ca.pem");
+    std::fs::copy(pki.cert("ca"), &ca).unwrap();
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let child = Child::start(&["--backend-ca", &ca_arg], None).await;
+    let target = echo_target().await;
+    let trust = child.key_dir.path().join("trust");
+    keys::generate(child.key_dir.path(), "next").unwrap();
+    std::fs::copy(
+        child.key_dir.path().join("next.pub"),
+        trust.join("next.pub"),
+    )
+    .unwrap();
+    let next = Signer::new(keys::load_signing_key(&child.key_dir.path().join("next.key")).unwrap());
+    let mut live = ws_connect(&child.url(&child.ticket(target)), &[])
+        .await
+        .unwrap();
+
+    // The leaked key is removed, and in the same change the console CA file breaks.
+    std::fs::remove_file(trust.join("engine.pub")).unwrap();
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    child.signal("HUP");
+    wait_until("the reload's parts to be logged", LIMIT, || {
+        child.messages("reloaded keys") == 1
+            && child.messages(
+                "reload of backend_tls failed; the previous console CA and client certificate stay in force",
+            ) == 1
+    })
+    .await;
+    let removed = ws_connect(&child.url(&child.ticket(target)), &[]).await;
+    assert_eq!(
+        removed.err().as_deref(),
+        Some("HTTP 401"),
+        "a ticket signed by the removed key still opened a session"
+    );
+    let added = ws_connect(&child.url(&next.sign(&claims_for(target))), &[]).await;
+    assert!(added.is_ok(), "the added key: {:?}", added.err());
+    // Live sessions are untouched by a key's removal (the deny list ends sessions).
+    echo_once(&mut live, b"still here").await.unwrap();
 }
 
 #[tokio::test]
@@ -1119,10 +1173,7 @@ async fn sighup_with_live_sessions_rotates_keys_without_dropping_any() {
     std::fs::remove_file(trust.join("engine.pub")).unwrap();
     let new = Signer::new(keys::load_signing_key(&child.key_dir.path().join("new.key")).unwrap());
     child.signal("HUP");
-    wait_until("the reload", LIMIT, || {
-        child.messages("reloaded trusted keys and TLS certificate") == 1
-    })
-    .await;
+    wait_until("the reload", LIMIT, || child.messages("reloaded keys") == 1).await;
     for ws in live.iter_mut() {
         echo_once(ws, b"after reload").await.unwrap();
     }

@@ -454,3 +454,34 @@ async fn a_token_line_deleted_while_its_session_runs_ends_it_without_a_reload() 
     let (code, reason) = timeout(LIMIT, close_of(&mut ws)).await.unwrap();
     assert_eq!((code, reason.as_str()), (1008, "token no longer listed"));
 }
+
+/// Issue 13, finding 5, for the oVirt engine: a reload that cannot load the engine
+/// certificate (replaced after a compromise, and the new file broken) trusts no engine
+/// certificate until one loads, rather than keep the old one.
+#[tokio::test]
+async fn an_engine_certificate_that_no_longer_loads_stops_every_ovirt_ticket() {
+    if !have_engine_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("engine.cer");
+    std::fs::copy(engine_pki().cert("engine"), &cert).unwrap();
+    let path = cert.clone();
+    let p = TestProxy::start(move |a| a.ovirt_certificate = Some(path)).await;
+    let (target, _accepted) = one_shot_target().await;
+    let ticket = engine_ticket(target, &[]);
+    assert_eq!(preflight_check(p.addr, &ticket).await["ok"], true);
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let err = p.proxy.reload().unwrap_err();
+    assert!(err.to_string().contains("ovirt"), "{err}");
+    let check = preflight_check(p.addr, &ticket).await;
+    assert_eq!(check["code"], "ovirt_engine_certificate", "{check}");
+    assert_eq!(refusal_of(&p, &ticket).await.0, 401);
+    // Ed25519 tickets are another part: untouched.
+    let (target, _accepted) = one_shot_target().await;
+    assert!(ws_connect(&p.url(&p.ticket(target)), &[]).await.is_ok());
+    // The certificate restored, oVirt tickets work again.
+    std::fs::copy(engine_pki().cert("engine"), &cert).unwrap();
+    p.proxy.reload().unwrap();
+    assert_eq!(preflight_check(p.addr, &ticket).await["ok"], true);
+}

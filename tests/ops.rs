@@ -672,3 +672,68 @@ async fn a_deny_list_rule_with_a_key_id_revokes_that_keys_ticket_only() {
     assert_eq!((code, reason.as_str()), (1008, "ticket revoked"));
     assert_eq!(refused(&o.p.url(&theirs)).await.0, 403);
 }
+
+/// Issue 13, finding 5: each part of a reload loads on its own and says how it went in
+/// `consolegate_reload_success{part}`; a broken console CA does not hold back the keys
+/// or the deny list, and a broken admin token file turns session control off rather
+/// than keep a token the operator rotated out.
+#[tokio::test]
+async fn each_reload_part_is_reported_in_the_metrics_and_one_failure_holds_back_no_other() {
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = common::pki::Pki::new();
+    pki.self_signed("ca", "console CA", common::pki::Key::Ec, common::pki::CA);
+    let ca = pki.path("console-ca.pem");
+    std::fs::copy(pki.cert("ca"), &ca).unwrap();
+    let ca_arg = ca.clone();
+    let o = Ops::start_with(true, move |a| a.backend_ca = Some(ca_arg)).await;
+    let metrics = o.metrics().await;
+    for part in ["keys", "deny_list", "backend_tls"] {
+        let series = format!("consolegate_reload_success{{part=\"{part}\"}}");
+        assert_eq!(sample(&metrics, &series), 1.0, "{part} at start");
+    }
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    std::fs::write(&o.deny_list, "sub mallory\n").unwrap();
+    let err = o.p.proxy.reload().unwrap_err();
+    assert_eq!(err.failed.len(), 1, "{err}");
+    assert!(
+        err.to_string().starts_with("reload failed for backend_tls"),
+        "{err}"
+    );
+    let metrics = o.metrics().await;
+    let success = |part: &str| {
+        sample(
+            &metrics,
+            &format!("consolegate_reload_success{{part=\"{part}\"}}"),
+        )
+    };
+    assert_eq!(success("backend_tls"), 0.0);
+    assert_eq!((success("keys"), success("deny_list")), (1.0, 1.0));
+    assert!(
+        sample(
+            &metrics,
+            "consolegate_reload_timestamp_seconds{part=\"backend_tls\"}"
+        ) > 1.7e9
+    );
+    // The deny list took effect despite the broken CA.
+    let mallory = Claims {
+        sub: Some("mallory".into()),
+        ..o.p.claims("127.0.0.1:5901".parse().unwrap())
+    };
+    assert_eq!(refused(&o.p.url(&o.p.signer.sign(&mallory))).await.0, 403);
+
+    // The admin token: removed, then reloaded: session control is off, not the old
+    // token still working.
+    let admin = Admin::new(o.p.proxy.clone()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(admin.clone().serve(listener));
+    std::fs::remove_file(&o.token_file).unwrap();
+    assert!(admin.reload().unwrap().is_err());
+    let a = request(&url, Method::GET, "/sessions", Some(TOKEN), None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(a.body.contains("did not load"), "{}", a.body);
+}

@@ -47,8 +47,8 @@ use crate::ops::metrics::Metrics;
 use crate::policy::{OriginPolicy, ReplayCache, TargetPolicy};
 use crate::recording::{Recorder, RecordingError};
 use crate::refusal::{Code, Refusal, Refuse};
-use crate::relay::RelayConfig;
-use crate::relay::Stop;
+use crate::relay::{RelayConfig, Stop};
+use crate::reload::{Outcome, Part};
 use crate::session::{Sessions, Slot};
 use crate::ticket::{self, Verified, VerifyOptions};
 use crate::util::time::unix_now;
@@ -75,6 +75,22 @@ pub enum LoadError {
     DenyList(#[from] DenyListError),
     #[error(transparent)]
     Recording(#[from] RecordingError),
+}
+
+/// The key files a reload could not load (the others are in force).
+#[derive(Debug)]
+pub struct KeysNotLoaded(pub Vec<KeyError>);
+
+impl std::fmt::Display for KeysNotLoaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The settings admission applies, from the configuration.
@@ -209,6 +225,9 @@ impl Gate {
             recorder.stats().clone(),
         ));
         metrics.keys_loaded(&keys);
+        for part in loaded_parts(config) {
+            metrics.reloaded(part.as_str(), true);
+        }
         let own = OwnListeners::default();
         own.add(config.listen);
         if let Some(admin) = config.admin.listen {
@@ -242,22 +261,46 @@ impl Gate {
         })
     }
 
-    /// SIGHUP, first and on its own: the deny list, ending the live sessions it now
-    /// revokes. Its errors are logged, not returned: a broken key file must not delay
-    /// a revocation.
-    pub fn reload_deny_list(&self) {
-        self.deny.reload_and_enforce(&self.sessions);
+    /// SIGHUP: the deny list (ending the live sessions it now revokes), the keys, the
+    /// oVirt engine certificate, the token source and the console TLS files, each on
+    /// its own ([`crate::reload`]): one part's failure never holds back another, and a
+    /// key removed from the trust directory stops verifying whatever else fails.
+    /// Returns each part's outcome, counted in the metrics, for the caller to log.
+    pub fn reload(&self) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        if self.deny.path().is_some() {
+            let r = self.deny.reload_and_enforce(&self.sessions);
+            outcomes.push(Outcome::of(Part::DenyList, r));
+        }
+        if !self.rules.trust.is_empty() {
+            outcomes.push(Outcome::of(Part::Keys, self.reload_keys()));
+        }
+        if let Some(r) = self.legacy.reload_ovirt() {
+            outcomes.push(Outcome::of(Part::Ovirt, r));
+        }
+        if let Some(r) = self.legacy.reload_tokens() {
+            outcomes.push(Outcome::of(Part::Tokens, r));
+        }
+        outcomes.push(Outcome::of(Part::BackendTls, self.backend.reload()));
+        for o in &outcomes {
+            self.metrics.reloaded(o.part.as_str(), o.ok());
+        }
+        outcomes
     }
 
-    /// SIGHUP: the keys, the console TLS files and the legacy sources. On an error
-    /// the old keys stay in force.
-    pub fn reload(&self) -> Result<(), LoadError> {
-        let keys = load_keys(&self.rules.trust)?;
-        self.backend.reload()?;
-        self.legacy.reload()?;
+    /// The trusted keys become exactly those that load now, whatever failed: a removed
+    /// or broken key file stops verifying at once. The error lists what did not load.
+    fn reload_keys(&self) -> Result<(), KeysNotLoaded> {
+        let (keys, errors) = keys::load_trusted_available(&self.rules.trust);
         self.metrics.keys_loaded(&keys);
+        let ids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        Ok(())
+        info!(keys = ?ids, "trusted keys in force");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(KeysNotLoaded(errors))
+        }
     }
 
     /// A handshake token of the client's: the WebSocket upgrade and the pre-flight
@@ -486,6 +529,24 @@ impl Gate {
             tokio::task::spawn_blocking(move || recorder.prune());
         }
     }
+}
+
+/// The parts a reload will re-read in this configuration, all loaded at start.
+fn loaded_parts(config: &Config) -> Vec<Part> {
+    let mut parts = vec![Part::BackendTls];
+    if config.tickets.deny_list.is_some() {
+        parts.push(Part::DenyList);
+    }
+    if !config.tickets.trust.is_empty() {
+        parts.push(Part::Keys);
+    }
+    if config.legacy.ovirt_certificate.is_some() {
+        parts.push(Part::Ovirt);
+    }
+    if config.legacy.token_source.is_some() {
+        parts.push(Part::Tokens);
+    }
+    parts
 }
 
 /// The legacy sources, with a token source's withdrawn tokens ending their live

@@ -39,6 +39,7 @@ use crate::ops::admin::Watched;
 use crate::ops::metrics::Metrics;
 use crate::recording::Recorder;
 use crate::refusal::{Code, Refusal};
+use crate::reload::{Outcome, Part, ReloadFailed};
 use crate::session::Sessions;
 use crate::util::accept::Acceptor;
 use crate::util::http::{self, Body};
@@ -99,6 +100,9 @@ impl Proxy {
     pub fn new(config: Config) -> Result<Proxy, FrontError> {
         let gate = Gate::new(&config)?;
         let tls = load_listener_tls(&config)?;
+        if tls.is_some() {
+            gate.metrics().reloaded(Part::Tls.as_str(), true);
+        }
         Ok(Proxy {
             serving: Serving {
                 tls: RwLock::new(tls),
@@ -157,15 +161,23 @@ impl Proxy {
         self.gate.key_ids()
     }
 
-    /// SIGHUP: re-reads the deny list, keys, certificates and legacy sources. On any
-    /// error the old ones stay in force and live sessions are untouched.
-    pub fn reload(&self) -> Result<(), FrontError> {
-        self.gate.reload_deny_list();
-        let tls = load_listener_tls(&self.config)?;
-        self.gate.reload()?;
-        *self.serving.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
-        info!(keys = ?self.key_ids(), "reloaded trusted keys and TLS certificate");
-        Ok(())
+    /// SIGHUP: re-reads the deny list, keys, legacy sources, console TLS files and the
+    /// listener's certificate, each part on its own ([`crate::reload`]): a part that
+    /// fails is logged and counted, the others take effect, and live sessions are
+    /// untouched (but for those the deny list or a withdrawn token now revokes). The
+    /// error names the parts that failed.
+    pub fn reload(&self) -> Result<(), ReloadFailed> {
+        let mut outcomes = self.gate.reload();
+        if self.config.tls.is_some() {
+            let tls = load_listener_tls(&self.config).map(|tls| {
+                *self.serving.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+            });
+            let outcome = Outcome::of(Part::Tls, tls);
+            self.metrics().reloaded(Part::Tls.as_str(), outcome.ok());
+            outcomes.push(outcome);
+        }
+        outcomes.iter().for_each(Outcome::log);
+        ReloadFailed::check(&outcomes)
     }
 
     /// Accepts connections until `shutdown` resolves, then drains: no new sessions,

@@ -48,8 +48,10 @@ pub enum LegacyError {
 #[derive(Debug, Default)]
 pub struct Legacy {
     config: LegacyConfig,
-    /// The engine certificate; replaced whole on SIGHUP.
-    ovirt: Option<RwLock<Arc<ovirt::Engine>>>,
+    /// `Some` when oVirt tickets are on: the engine certificate, replaced whole on
+    /// SIGHUP, and `None` inside while the last reload could not load it (every oVirt
+    /// ticket is refused then: a certificate the operator replaced is never kept).
+    ovirt: Option<RwLock<Option<Arc<ovirt::Engine>>>>,
     tokens: Option<tokenfile::TokenSource>,
 }
 
@@ -60,7 +62,7 @@ impl Legacy {
             Some(path) => {
                 let engine = ovirt::Engine::load(path, config.ovirt_allow_sha1)?;
                 announce_engine(&engine);
-                Some(RwLock::new(Arc::new(engine)))
+                Some(RwLock::new(Some(Arc::new(engine))))
             }
             None => None,
         };
@@ -96,25 +98,40 @@ impl Legacy {
     fn engine(&self) -> Option<Arc<ovirt::Engine>> {
         self.ovirt
             .as_ref()
-            .map(|e| e.read().unwrap_or_else(|p| p.into_inner()).clone())
+            .and_then(|e| e.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    /// SIGHUP: re-reads the engine certificate and the token source. On an error the
-    /// previous ones stay in force.
-    pub fn reload(&self) -> Result<(), LoadError> {
-        let engine = match (&self.ovirt, &self.config.ovirt_certificate) {
-            (Some(_), Some(path)) => Some(ovirt::Engine::load(path, self.config.ovirt_allow_sha1)?),
-            _ => None,
-        };
-        if let Some(t) = &self.tokens {
-            let n = t.reload()?;
+    /// SIGHUP: re-reads the engine certificate; `None` when oVirt tickets are off. On
+    /// an error no certificate is trusted until one loads (fail closed: the operator
+    /// may have replaced a compromised one).
+    pub fn reload_ovirt(&self) -> Option<Result<(), LoadError>> {
+        let (slot, path) = (
+            self.ovirt.as_ref()?,
+            self.config.ovirt_certificate.as_ref()?,
+        );
+        let loaded = ovirt::Engine::load(path, self.config.ovirt_allow_sha1);
+        let mut slot = slot.write().unwrap_or_else(|p| p.into_inner());
+        Some(match loaded {
+            Ok(engine) => {
+                announce_engine(&engine);
+                *slot = Some(Arc::new(engine));
+                Ok(())
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e.into())
+            }
+        })
+    }
+
+    /// SIGHUP: re-reads the token source; `None` when token files are off. On an error
+    /// the previous table stays in force; tokens a successful re-read no longer lists
+    /// are withdrawn (see [`Legacy::on_tokens_withdrawn`]).
+    pub fn reload_tokens(&self) -> Option<Result<(), LoadError>> {
+        let t = self.tokens.as_ref()?;
+        Some(t.reload().map(|n| {
             info!(source = %t.source().display(), tokens = n, "reloaded the websockify token source");
-        }
-        if let (Some(slot), Some(engine)) = (&self.ovirt, engine) {
-            announce_engine(&engine);
-            *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
-        }
-        Ok(())
+        }).map_err(Into::into))
     }
 
     /// Sets what is told of tokens a re-read of the token source withdrew (no longer
@@ -159,13 +176,30 @@ impl Legacy {
         if ticket.contains('.') {
             return None;
         }
-        match (self.engine(), &self.tokens) {
-            (Some(engine), None) => Some(engine.verify(ticket, opts, now).map_err(Into::into)),
-            (Some(engine), Some(_)) if ovirt::looks_like_ticket(ticket) => {
-                Some(engine.verify(ticket, opts, now).map_err(Into::into))
+        match (self.ovirt.is_some(), &self.tokens) {
+            (true, None) => Some(self.verify_ovirt(ticket, opts, now)),
+            (true, Some(_)) if ovirt::looks_like_ticket(ticket) => {
+                Some(self.verify_ovirt(ticket, opts, now))
             }
             (_, Some(_)) => Some(Err(LegacyError::UnknownToken)),
-            (None, None) => None,
+            (false, None) => None,
+        }
+    }
+
+    /// An oVirt ticket, against the engine certificate in force, if one is.
+    fn verify_ovirt(
+        &self,
+        ticket: &str,
+        opts: &VerifyOptions,
+        now: i64,
+    ) -> Result<Verified, LegacyError> {
+        match self.engine() {
+            Some(engine) => engine.verify(ticket, opts, now).map_err(Into::into),
+            None => Err(ovirt::OvirtError::EngineCertificate {
+                kid: "ovirt".into(),
+                problem: "it could not be loaded at the last reload".into(),
+            }
+            .into()),
         }
     }
 }

@@ -184,13 +184,21 @@ fn stamp(source: &Path) -> std::io::Result<Stamp> {
         .collect()
 }
 
-/// The table read from every file of the source.
-fn read_table(source: &Path) -> Result<HashMap<String, Entry>, LoadError> {
+/// The table read from every file of the source. A source that no longer exists is an
+/// empty table when `gone_is_empty` (a re-read: deleting the file or directory
+/// withdraws its tokens) and an error otherwise (at start, a wrong path).
+fn read_table(source: &Path, gone_is_empty: bool) -> Result<HashMap<String, Entry>, LoadError> {
     let read_err = |path: &Path, source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     };
     let mut table = HashMap::new();
+    if gone_is_empty {
+        match std::fs::symlink_metadata(source) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(table),
+            _ => {}
+        }
+    }
     for path in files(source).map_err(|e| read_err(source, e))? {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -227,7 +235,7 @@ impl Shared {
     /// Re-reads the table; returns how many tokens it lists. On an error the previous
     /// table stays in force.
     fn reload(&self) -> Result<usize, LoadError> {
-        let table = Arc::new(read_table(&self.source)?);
+        let table = Arc::new(read_table(&self.source, true)?);
         let n = table.len();
         let old = std::mem::replace(
             &mut *self.table.write().unwrap_or_else(|p| p.into_inner()),
@@ -285,7 +293,7 @@ impl TokenSource {
     pub fn load(source: &Path) -> Result<TokenSource, LoadError> {
         let shared = Arc::new(Shared {
             source: source.to_path_buf(),
-            table: RwLock::new(Arc::new(read_table(source)?)),
+            table: RwLock::new(Arc::new(read_table(source, false)?)),
             on_withdrawn: RwLock::new(None),
         });
         let weak = Arc::downgrade(&shared);

@@ -225,13 +225,17 @@ impl Admin {
         }))
     }
 
-    /// SIGHUP: re-reads the token file (rotation); on error the old token stays.
-    pub fn reload(&self) -> Result<(), TokenError> {
-        if let Some(path) = &self.token_file {
-            let t = load_token(path)?;
-            *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
-        }
-        Ok(())
+    /// SIGHUP: re-reads the token file (rotation).
+    ///
+    /// A token file that cannot be read (removed, emptied, readable by others) turns
+    /// session control off until it loads: a rotated-out token never keeps working
+    /// because its replacement is broken. `None` when no token file is configured.
+    pub fn reload(&self) -> Option<Result<(), TokenError>> {
+        let path = self.token_file.as_ref()?;
+        let loaded = load_token(path);
+        let mut token = self.token.write().unwrap_or_else(|p| p.into_inner());
+        *token = loaded.as_ref().ok().copied();
+        Some(loaded.map(|_| ()))
     }
 
     /// Serves admin requests until the task is dropped (it outlives the drain, so
@@ -367,10 +371,12 @@ impl Admin {
         peer: SocketAddr,
     ) -> Result<(), Response<Full<Bytes>>> {
         let Some(expected) = *self.token.read().unwrap_or_else(|p| p.into_inner()) else {
-            return Err(text(
-                StatusCode::FORBIDDEN,
-                "session control is off: set [admin] token_file (--admin-token-file)",
-            ));
+            let why = if self.token_file.is_some() {
+                "session control is off: the admin token file did not load at the last reload"
+            } else {
+                "session control is off: set [admin] token_file (--admin-token-file)"
+            };
+            return Err(text(StatusCode::FORBIDDEN, why));
         };
         let presented = req
             .headers()
