@@ -94,8 +94,10 @@ codes! {
     HeadTooLarge = "head_too_large", 431, TOO_BIG;
     /// A trusted balancer's PROXY protocol header is missing or invalid.
     ProxyProtocol = "proxy_protocol", 400, PROTOCOL;
-    /// No ticket in the URL.
+    /// No ticket in the URL nor in a `ticket.<ticket>` subprotocol.
     NoTicket = "no_ticket", 400, POLICY;
+    /// More than one ticket: in the URL and in the subprotocol, or two subprotocols.
+    AmbiguousTicket = "ambiguous_ticket", 400, POLICY;
     /// The proxy is shutting down.
     Draining = "draining", 503, GOING_AWAY;
     /// The proxy is at `limits.max_sessions`.

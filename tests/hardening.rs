@@ -1201,8 +1201,20 @@ async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
     drop(console);
     let _ = close_of(&mut ws).await;
     drop(ws);
-    wait_until("the session's end in the log", LIMIT, || {
-        child.messages("session ended") == 1
+    // The console page's form: the ticket in a subprotocol, the path without one.
+    let good_in_header = child.ticket(target);
+    let offer = format!("binary, ticket.{good_in_header}");
+    let console_url = format!("ws://{}/console", child.addr);
+    let mut ws = ws_connect(&console_url, &[("Sec-WebSocket-Protocol", &offer)])
+        .await
+        .unwrap();
+    let (console, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+    ws.send(Message::binary(b"y".to_vec())).await.unwrap();
+    drop(console);
+    let _ = close_of(&mut ws).await;
+    drop(ws);
+    wait_until("the sessions' ends in the log", LIMIT, || {
+        child.messages("session ended") == 2
     })
     .await;
 
@@ -1221,9 +1233,12 @@ async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
         assert!(ws_connect(&child.url(t), &[]).await.is_err());
         let query = format!("ws://{}/websockify?token={t}", child.addr);
         assert!(ws_connect(&query, &[]).await.is_err());
+        let offer = format!("binary, ticket.{t}");
+        let header = [("Sec-WebSocket-Protocol", offer.as_str())];
+        assert!(ws_connect(&console_url, &header).await.is_err());
     }
-    wait_until("the six refusals in the log", LIMIT, || {
-        child.messages("refused") >= 6
+    wait_until("the nine refusals in the log", LIMIT, || {
+        child.messages("refused") >= 9
     })
     .await;
 
@@ -1233,7 +1248,7 @@ async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
         lines.iter().filter(|l| l.contains("\"refused\"")).count() >= 6,
         "the refusals were logged"
     );
-    for t in [&good, &expired, &too_long, &tampered] {
+    for t in [&good, &good_in_header, &expired, &too_long, &tampered] {
         let mut parts = t.split('.');
         let (_header, claims, signature) =
             (parts.next(), parts.next().unwrap(), parts.next().unwrap());

@@ -147,7 +147,7 @@ pub struct Request<'a> {
     pub host: Option<&'a str>,
     /// Whether the browser reached the proxy over TLS.
     pub tls: bool,
-    /// The ticket from the URL; `None` when there is none.
+    /// The ticket from the subprotocol or the URL; `None` when there is none.
     pub ticket: Option<&'a str>,
 }
 
@@ -319,7 +319,7 @@ impl Gate {
         let Some(raw) = req.ticket else {
             return Err(Refusal::new(
                 Code::NoTicket,
-                "no ticket in the URL (expected /<ticket> or ?token=<ticket>)",
+                "no ticket (expected a ticket.<ticket> subprotocol, /<ticket> or ?token=<ticket>)",
             )
             .into());
         };

@@ -7,8 +7,8 @@
 //! before the upgrade is an HTTP status with a one-line plain-text reason and one log
 //! line ([`crate::refusal`] has the codes); the ticket itself is never logged.
 //!
-//! The rooms: `listener.rs` (PROXY header, TLS, HTTP/1.1), `handshake.rs` (RFC 6455),
-//! `uri.rs` (where the ticket is), `page.rs` (static files, CSP, the page's config),
+//! The rooms: `listener.rs` (PROXY header, TLS, HTTP/1.1), `handshake.rs` (RFC 6455,
+//! and the `ticket.<ticket>` subprotocol), `uri.rs` (where the ticket is), `page.rs` (static files, CSP, the page's config),
 //! `check.rs` (the pre-flight), `refusal.rs` (refusals as HTTP and log lines),
 //! `extension.rs` (routes a program embedding the proxy adds, such as the demo's).
 
@@ -288,7 +288,7 @@ impl Proxy {
         self.gate.throttle(client.ip())?;
         // The ticket, the policy and the console server's TCP connection: one value
         // that gives back everything it took if the session does not start.
-        let ticket = uri::ticket_in(req.uri(), self.gate.legacy());
+        let ticket = uri::ticket_in(req.uri(), handshake.ticket(), self.gate.legacy())?;
         let headers = req.headers();
         let admission: Admission = self
             .gate
