@@ -11,7 +11,7 @@
 //! | `deny_list` | its readable rules are added to the list in force (never loses a revocation) |
 //! | `keys` | the proxy trusts exactly the keys that loaded: a removed or broken key file stops verifying at once (fail closed) |
 //! | `ovirt` | oVirt tickets are refused until the engine certificate loads (fail closed) |
-//! | `tokens` | the previous token table stays; a deleted line or file is a withdrawal, never a failure |
+//! | `tokens` | an unreadable file keeps its own previous tokens, the other files are read as they are; a deleted line or file is a withdrawal, never a failure |
 //! | `backend_tls` | the previous console CA and client certificate stay |
 //! | `tls` | the previous listener certificate stays |
 //! | `admin_token` | session control is off (403) until the token file loads (fail closed) |
@@ -67,7 +67,7 @@ impl Part {
             Part::DenyList => "its readable rules are added to the list in force",
             Part::Keys => "only the keys that loaded are trusted",
             Part::Ovirt => "oVirt tickets are refused until the engine certificate loads",
-            Part::Tokens => "the previous token table stays in force",
+            Part::Tokens => "what cannot be read keeps its previous tokens",
             Part::BackendTls => "the previous console CA and client certificate stay in force",
             Part::Tls => "the previous certificate stays in force",
             Part::AdminToken => "session control is off until the token file loads",

@@ -108,19 +108,23 @@ impl Handshake {
 
 /// The `ticket.<ticket>` subprotocol's ticket: at most one, and only with `binary`
 /// offered alongside.
+///
+/// Strict where a balancer must see what the proxy sees: a balancer routes each ticket
+/// to one proxy by hashing it (single use across a pool, docs/deployment.md), so an
+/// offer it would read differently is refused rather than read another way. The prefix
+/// is `ticket.` exactly (subprotocol names are case-sensitive), and the offer comes in
+/// one `Sec-WebSocket-Protocol` header line, as browsers send it: a balancer reading
+/// one line (HAProxy's `req.fhdr`, nginx's `$http_…`) cannot be shown another.
 fn protocol_ticket(h: &HeaderMap, binary: bool) -> Result<Option<String>, Refusal> {
-    let mut tickets = h
+    let lines: Vec<&str> = h
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
+        .collect();
+    let mut tickets = lines
+        .iter()
         .flat_map(|v| v.split(','))
-        .filter_map(|p| {
-            let p = p.trim();
-            let prefix = p.get(..TICKET_PROTOCOL.len())?;
-            prefix
-                .eq_ignore_ascii_case(TICKET_PROTOCOL)
-                .then(|| p.get(TICKET_PROTOCOL.len()..).unwrap_or(""))
-        });
+        .filter_map(|p| p.trim().strip_prefix(TICKET_PROTOCOL));
     let Some(first) = tickets.next() else {
         return Ok(None);
     };
@@ -128,6 +132,12 @@ fn protocol_ticket(h: &HeaderMap, binary: bool) -> Result<Option<String>, Refusa
         return Err(Refusal::new(
             Code::AmbiguousTicket,
             "more than one ticket.<ticket> subprotocol offered; send one ticket",
+        ));
+    }
+    if lines.len() > 1 {
+        return Err(Refusal::new(
+            Code::BadHandshake,
+            "a ticket.<ticket> subprotocol must come in one Sec-WebSocket-Protocol header",
         ));
     }
     if !binary {
@@ -184,10 +194,13 @@ mod tests {
         let h = Handshake::read(&offered(&["binary, ticket.aaa.bbb.ccc"])).unwrap();
         assert_eq!(h.ticket(), Some("aaa.bbb.ccc"));
         assert_eq!(answered(&h).as_deref(), Some("binary"));
-        // Two header lines, any order, any case of the prefix.
-        let h = Handshake::read(&offered(&["Ticket.x.y.z", "binary"])).unwrap();
+        // Either order; the ticket never shows in a debug print.
+        let h = Handshake::read(&offered(&["ticket.x.y.z,binary"])).unwrap();
         assert_eq!(h.ticket(), Some("x.y.z"));
         assert!(!format!("{h:?}").contains("x.y.z"));
+        // Another case is another protocol, as a balancer hashing `ticket.` reads it.
+        let h = Handshake::read(&offered(&["binary, Ticket.x.y.z"])).unwrap();
+        assert_eq!(h.ticket(), None);
         let h = Handshake::read(&offered(&["binary"])).unwrap();
         assert_eq!(
             (h.ticket(), answered(&h).as_deref()),
@@ -204,5 +217,13 @@ mod tests {
         let e = Handshake::read(&offered(&["ticket.a.b.c"])).unwrap_err();
         assert_eq!(e.code, Code::BadHandshake);
         assert!(!e.reason.contains("a.b.c"), "{}", e.reason);
+        // Split over two header lines: a balancer reading one line sees another offer.
+        let e = Handshake::read(&offered(&["ticket.a.b.c", "binary"])).unwrap_err();
+        assert_eq!(e.code, Code::BadHandshake);
+        assert!(
+            e.reason.contains("one Sec-WebSocket-Protocol header"),
+            "{}",
+            e.reason
+        );
     }
 }

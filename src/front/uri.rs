@@ -20,6 +20,17 @@ pub fn ticket_in(
     protocol: Option<&str>,
     legacy: &Legacy,
 ) -> Result<Option<String>, Refusal> {
+    // Two `token` parameters: a balancer may route by one and the proxy check the
+    // other (see `handshake.rs` on why the proxy reads what a balancer reads).
+    let tokens = uri.query().map_or(0, |q| {
+        q.split('&').filter(|p| p.starts_with("token=")).count()
+    });
+    if tokens > 1 {
+        return Err(Refusal::new(
+            Code::AmbiguousTicket,
+            "more than one token parameter in the URL; send one ticket",
+        ));
+    }
     let in_url = legacy.ticket_from_uri(uri).or_else(|| ticket_from_uri(uri));
     match (in_url, protocol) {
         (Some(_), Some(_)) => Err(Refusal::new(
@@ -77,6 +88,8 @@ mod tests {
         assert_eq!(t("/", Some("a.b.c")).unwrap().as_deref(), Some("a.b.c"));
         assert_eq!(t("/a.b.c", None).unwrap().as_deref(), Some("a.b.c"));
         assert_eq!(t("/console", None).unwrap(), None);
+        let e = t("/websockify?token=a.b.c&token=d.e.f", None).unwrap_err();
+        assert_eq!(e.code, Code::AmbiguousTicket);
         for uri in ["/d.e.f", "/websockify?token=d.e.f"] {
             let e = t(uri, Some("a.b.c")).unwrap_err();
             assert_eq!(e.code, Code::AmbiguousTicket, "{uri}");

@@ -184,32 +184,51 @@ fn stamp(source: &Path) -> std::io::Result<Stamp> {
         .collect()
 }
 
-/// The table read from every file of the source. A source that no longer exists is an
-/// empty table when `gone_is_empty` (a re-read: deleting the file or directory
-/// withdraws its tokens) and an error otherwise (at start, a wrong path).
-fn read_table(source: &Path, gone_is_empty: bool) -> Result<HashMap<String, Entry>, LoadError> {
+/// The table read from every file of the source, at start (`previous` is `None`: any
+/// error is the error) or on a re-read (`previous` is the table in force).
+///
+/// On a re-read each file counts on its own, so one unreadable file never keeps the
+/// tokens of the others alive: a file that cannot be read keeps its own entries of the
+/// previous table (and its error is returned with the table), every other file is read
+/// as it is now, and a source that no longer exists is an empty table (deleting the file
+/// or directory withdraws its tokens). Only a directory that cannot be listed keeps the
+/// whole previous table.
+fn read_table(
+    source: &Path,
+    previous: Option<&HashMap<String, Entry>>,
+) -> Result<(HashMap<String, Entry>, Vec<LoadError>), LoadError> {
     let read_err = |path: &Path, source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     };
     let mut table = HashMap::new();
-    if gone_is_empty {
+    let mut errors = Vec::new();
+    if previous.is_some() {
         match std::fs::symlink_metadata(source) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(table),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((table, errors)),
             _ => {}
         }
     }
     for path in files(source).map_err(|e| read_err(source, e))? {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            // A directory's file deleted between the listing and the read is simply gone.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != source => continue,
-            Err(e) => return Err(read_err(&path, e)),
-        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let text = match (std::fs::read_to_string(&path), previous) {
+            (Ok(t), _) => t,
+            // A directory's file deleted between the listing and the read is simply gone.
+            (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound && path != source => continue,
+            (Err(e), None) => return Err(read_err(&path, e)),
+            (Err(e), Some(previous)) => {
+                for (token, entry) in previous {
+                    if entry.origin.rsplit_once(':').map(|(f, _)| f) == Some(name.as_str()) {
+                        table.insert(token.clone(), entry.clone());
+                    }
+                }
+                errors.push(read_err(&path, e));
+                continue;
+            }
+        };
         let (entries, bad) = parse(&name, &text);
         for b in bad {
             warn!(entry = %b.origin, problem = b.problem, "skipped a line of the websockify token source");
@@ -221,7 +240,7 @@ fn read_table(source: &Path, gone_is_empty: bool) -> Result<HashMap<String, Entr
             }
         }
     }
-    Ok(table)
+    Ok((table, errors))
 }
 
 struct Shared {
@@ -232,22 +251,26 @@ struct Shared {
 }
 
 impl Shared {
-    /// Re-reads the table; returns how many tokens it lists. On an error the previous
-    /// table stays in force.
+    /// Re-reads the table ([`read_table`]); returns how many tokens it lists, or the
+    /// first file that could not be read (the table is then in force all the same,
+    /// that file's previous entries kept).
     fn reload(&self) -> Result<usize, LoadError> {
-        let table = Arc::new(read_table(&self.source, true)?);
+        let mut slot = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let (table, errors) = read_table(&self.source, Some(&slot))?;
+        let table = Arc::new(table);
         let n = table.len();
-        let old = std::mem::replace(
-            &mut *self.table.write().unwrap_or_else(|p| p.into_inner()),
-            table.clone(),
-        );
+        let old = std::mem::replace(&mut *slot, table.clone());
+        drop(slot);
         let withdrawn = withdrawn(&old, &table);
         if !withdrawn.is_empty() {
             if let Some(tell) = &*self.on_withdrawn.read().unwrap_or_else(|p| p.into_inner()) {
                 tell(&withdrawn);
             }
         }
-        Ok(n)
+        match errors.into_iter().next() {
+            None => Ok(n),
+            Some(e) => Err(e),
+        }
     }
 }
 
@@ -293,7 +316,7 @@ impl TokenSource {
     pub fn load(source: &Path) -> Result<TokenSource, LoadError> {
         let shared = Arc::new(Shared {
             source: source.to_path_buf(),
-            table: RwLock::new(Arc::new(read_table(source, false)?)),
+            table: RwLock::new(Arc::new(read_table(source, None)?.0)),
             on_withdrawn: RwLock::new(None),
         });
         let weak = Arc::downgrade(&shared);
@@ -330,7 +353,7 @@ impl TokenSource {
         self.current().get(token).cloned()
     }
 
-    /// Re-reads now (SIGHUP). On an error the previous table stays in force.
+    /// Re-reads now (SIGHUP); see [`read_table`] for what an error leaves in force.
     pub fn reload(&self) -> Result<usize, LoadError> {
         self.shared.reload()
     }
@@ -384,7 +407,7 @@ fn watch(shared: Weak<Shared>, mut last: Option<Stamp>) {
                 last = now;
             }
             Err(e) => {
-                warn!(cause = %e, "websockify token source changed but cannot be read; the previous table stays in force");
+                warn!(cause = %e, "websockify token source changed and part of it cannot be read; what cannot be read keeps its previous tokens");
             }
         }
     }
@@ -522,5 +545,28 @@ mod tests {
         assert_eq!(told[0].id, token_id("alice-token"));
         assert!(!src.lists(&token_id("alice-token"), "127.0.0.1", 5901));
         assert!(src.lists(&token_id("bob-token"), "127.0.0.1", 5901));
+    }
+
+    #[test]
+    fn an_unreadable_file_keeps_its_own_tokens_and_never_the_deleted_ones_of_others() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one-1"), "t1: 127.0.0.1:5901\n").unwrap();
+        std::fs::write(dir.path().join("one-2"), "t2: 127.0.0.1:5902\n").unwrap();
+        let src = TokenSource::load(dir.path()).unwrap();
+        // one-1 cannot be read now (not UTF-8, as a half-written or corrupted file),
+        // and in the same change one-2 is deleted.
+        std::fs::write(dir.path().join("one-1"), b"t1: \xff\xfe\n").unwrap();
+        std::fs::remove_file(dir.path().join("one-2")).unwrap();
+        let err = src.reload().unwrap_err();
+        assert!(err.to_string().contains("one-1"), "{err}");
+        assert!(
+            src.lookup("t1").is_some(),
+            "the unreadable file keeps its tokens"
+        );
+        assert_eq!(
+            src.lookup("t2"),
+            None,
+            "the deleted file's token is withdrawn"
+        );
     }
 }
