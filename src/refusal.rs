@@ -94,6 +94,8 @@ codes! {
     HeadTooLarge = "head_too_large", 431, TOO_BIG;
     /// A trusted balancer's PROXY protocol header is missing or invalid.
     ProxyProtocol = "proxy_protocol", 400, PROTOCOL;
+    /// `clients.balancer_only`: a WebSocket not through a trusted balancer.
+    NotThroughBalancer = "not_through_balancer", 403, POLICY;
     /// No ticket in the URL nor in a `ticket.<ticket>` subprotocol.
     NoTicket = "no_ticket", 400, POLICY;
     /// More than one ticket: in the URL and in the subprotocol, or two subprotocols.

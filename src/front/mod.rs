@@ -243,6 +243,14 @@ impl Proxy {
             return self.refused(client, r.into());
         }
         if handshake::is_websocket_upgrade(req.headers()) {
+            let clients = &self.config.clients;
+            if clients.balancer_only && !clients.trusts(hop.ip()) {
+                let r = Refusal::new(
+                    Code::NotThroughBalancer,
+                    "this proxy takes sessions only through its balancer",
+                );
+                return self.refused(client, r.into());
+            }
             return match self.clone().websocket(req, client, tls).await {
                 Ok(switching) => switching,
                 Err(rejected) => self.refused(client, rejected),
