@@ -165,7 +165,9 @@ struct SignArgs {
     /// Record the session: a proxy that cannot record it refuses the session.
     #[arg(long)]
     rec: bool,
-    /// Print the full console URL on this base (e.g. wss://proxy.example:6100).
+    /// Print the full console URL on this base (e.g. wss://proxy.example:6100): the
+    /// ticket in its path, for clients that can only set a URL. A URL reaches access
+    /// logs; the console page sends the ticket as a subprotocol instead.
     #[arg(long)]
     url: Option<String>,
     /// Print {ticket, url, kid, exp, jti} as JSON.
