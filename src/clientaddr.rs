@@ -32,6 +32,10 @@ pub struct ClientsConfig {
     pub trusted_proxies: Vec<Cidr>,
     /// Trusted peers open each connection with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Sessions only through a trusted balancer: in a pool, the balancer routes each
+    /// ticket to the proxy holding its single-use record, and a browser reaching a
+    /// proxy directly would bypass that.
+    pub balancer_only: bool,
 }
 
 impl ClientsConfig {
@@ -364,6 +368,7 @@ mod tests {
                 "10.0.0.0/8".parse().unwrap(),
             ],
             proxy_protocol: false,
+            balancer_only: false,
         }
     }
 

@@ -226,6 +226,51 @@ pub fn load_trusted(paths: &[PathBuf]) -> Result<KeySet, KeyError> {
     Ok(set)
 }
 
+/// What a reload trusts: every key that loads from `paths` now, and the error of each
+/// file or directory that did not (an empty set is one more error). Unlike
+/// [`load_trusted`], one bad file does not refuse the rest: the caller replaces the
+/// set in force with this one whatever went wrong, so a key removed from the trust
+/// directory, or whose file broke, stops verifying at once (fail closed), and a
+/// broken neighbour never keeps it alive.
+pub fn load_trusted_available(paths: &[PathBuf]) -> (KeySet, Vec<KeyError>) {
+    let mut set = KeySet::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let listed = std::fs::read_dir(path).and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<Vec<PathBuf>>>()
+            });
+            let mut files = match listed {
+                Ok(files) => files,
+                Err(cause) => {
+                    errors.push(KeyError::ReadDir {
+                        path: path.clone(),
+                        cause,
+                    });
+                    continue;
+                }
+            };
+            files.retain(|p| p.extension().is_some_and(|e| e == "pub") && p.is_file());
+            files.sort();
+            for p in files {
+                if let Err(e) = insert_file(&mut set, &p) {
+                    errors.push(e);
+                }
+            }
+        } else if let Err(e) = insert_file(&mut set, path) {
+            errors.push(e);
+        }
+    }
+    if set.is_empty() && !paths.is_empty() {
+        errors.push(KeyError::NoTrustedKeys {
+            paths: paths.to_vec(),
+        });
+    }
+    (set, errors)
+}
+
 fn insert_file(set: &mut KeySet, path: &Path) -> Result<(), KeyError> {
     let key = load_public_file(path)?;
     let kid = set.insert(key);
@@ -546,6 +591,37 @@ mod tests {
         let err = load_trusted(&[dir.path().to_owned()]).unwrap_err();
         assert!(matches!(&err, KeyError::PublicKeyFile { path, .. } if path.ends_with("junk.pub")));
         assert!(err.to_string().contains("junk.pub"), "{err}");
+    }
+
+    #[test]
+    fn a_reload_trusts_the_keys_that_load_and_names_the_files_that_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            random_signing_key().verifying_key(),
+            random_signing_key().verifying_key(),
+        );
+        let pem = |k: &VerifyingKey| k.to_public_key_pem(LineEnding::LF).unwrap();
+        fs::write(dir.path().join("a.pub"), pem(&a)).unwrap();
+        fs::write(dir.path().join("b.pub"), pem(&b)).unwrap();
+        fs::write(dir.path().join("broken.pub"), "not a key").unwrap();
+        let (set, errors) = load_trusted_available(&[dir.path().to_owned()]);
+        assert_eq!(set.len(), 2);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().contains("broken.pub"),
+            "{}",
+            errors[0]
+        );
+        // b removed: only a is trusted, the broken neighbour notwithstanding.
+        fs::remove_file(dir.path().join("b.pub")).unwrap();
+        let (set, _) = load_trusted_available(&[dir.path().to_owned()]);
+        assert!(set.get(&thumbprint(&b)).is_none());
+        assert!(set.get(&thumbprint(&a)).is_some());
+        // The directory gone: nothing is trusted, and that is an error too.
+        let gone = dir.path().join("gone");
+        let (set, errors) = load_trusted_available(&[gone]);
+        assert!(set.is_empty());
+        assert_eq!(errors.len(), 2, "{errors:?}");
     }
 
     #[test]

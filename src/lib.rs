@@ -16,7 +16,8 @@
 //!
 //! Operators watch and steer a running proxy through [`ops`] (health, readiness,
 //! metrics, listing and killing sessions) and revoke tickets or users with a
-//! [`denylist`] file; see docs/operations.md. The [`demo`] is a separate room: the
+//! [`denylist`] file; see docs/operations.md. SIGHUP re-reads each part of the
+//! configuration on its own ([`reload`]). The [`demo`] is a separate room: the
 //! production path never names it.
 //!
 //! An engine written in Rust signs tickets with [`ticket::Signer`]:
@@ -52,6 +53,7 @@ pub mod policy;
 pub mod recording;
 pub mod refusal;
 pub mod relay;
+pub mod reload;
 pub mod rfb;
 pub mod session;
 pub mod tap;

@@ -12,13 +12,14 @@ use consolegate::keys;
 use consolegate::ops::admin::{self, Admin};
 use consolegate::ops::client;
 use consolegate::refusal::Refuse;
+use consolegate::reload::{Outcome, Part};
 use consolegate::ticket::Signer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -164,7 +165,9 @@ struct SignArgs {
     /// Record the session: a proxy that cannot record it refuses the session.
     #[arg(long)]
     rec: bool,
-    /// Print the full console URL on this base (e.g. wss://proxy.example:6100).
+    /// Print the full console URL on this base (e.g. wss://proxy.example:6100): the
+    /// ticket in its path, for clients that can only set a URL. A URL reaches access
+    /// logs; the console page sends the ticket as a subprotocol instead.
     #[arg(long)]
     url: Option<String>,
     /// Print {ticket, url, kid, exp, jti} as JSON.
@@ -406,6 +409,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let admin_listen = config.admin.listen;
     let proxy = Arc::new(Proxy::new(config).context("cannot load keys, certificate or deny list")?);
     let admin = Admin::new(proxy.clone()).context("admin listener")?;
+    if proxy.config().admin.token_file.is_some() {
+        proxy.metrics().reloaded(Part::AdminToken.as_str(), true);
+    }
     if args.check_config {
         println!(
             "configuration OK: listen {listen} ({}), {} trusted key(s): {}; {}; admin {}",
@@ -459,11 +465,14 @@ fn spawn_reload_on_sighup(proxy: Arc<Proxy>, admin: Arc<Admin>) {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if let Err(e) = proxy.reload() {
-                error!(cause = %e, "reload failed; the previous keys and certificate stay in force");
-            }
-            if let Err(e) = admin.reload() {
-                error!(cause = %e, "admin token not reloaded; the previous token stays in force");
+            // Each part is logged on its own line as it loads or fails.
+            let _ = proxy.reload();
+            if let Some(loaded) = admin.reload() {
+                let outcome = Outcome::of(Part::AdminToken, loaded);
+                proxy
+                    .metrics()
+                    .reloaded(Part::AdminToken.as_str(), outcome.ok());
+                outcome.log();
             }
         }
     });

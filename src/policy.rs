@@ -31,6 +31,9 @@ pub enum PolicyError {
     },
     #[error("target host {host} resolves to {addr}, which is outside the allowed targets")]
     ResolvesOutside { host: String, addr: SocketAddr },
+    /// The ticket names the proxy itself: its browsers' or its admin listener.
+    #[error("target {0} is this proxy's own listener")]
+    OwnListener(SocketAddr),
     #[error("origin {0} is not allowed")]
     OriginNotAllowed(String),
     #[error("origin {origin} does not match the proxy's address {host}")]
@@ -242,9 +245,14 @@ impl TargetPolicy {
         }
     }
 
-    /// Whether a `kind` ticket may reach `target`.
+    /// Whether a `kind` ticket may reach `target`. The unspecified address (`0.0.0.0`,
+    /// `::`) is never a console server: as a destination it means this host, so an
+    /// `allow` of `0.0.0.0/0` would otherwise open every loopback port.
     pub fn check(&self, kind: Kind, target: SocketAddr) -> Result<(), PolicyError> {
         self.check_port(kind, target.port())?;
+        if target.ip().to_canonical().is_unspecified() {
+            return Err(PolicyError::TargetNotAllowed(target));
+        }
         if self.allow.iter().any(|c| c.contains(target.ip())) {
             Ok(())
         } else {
@@ -421,29 +429,40 @@ impl Seen {
     }
 }
 
-/// Rule 7: the `jti`s already used, each kept until its ticket expires. Lives in
-/// this proxy's memory only: a per-host proxy needs no shared store.
+/// Rule 7: the tickets already used, each kept until it expires, by issuer and `jti`:
+/// the key id for an Ed25519 ticket, the engine certificate for an oVirt ticket, the
+/// token source for a websockify token. Two engines (or two keys) that happen to pick
+/// the same `jti` do not use up each other's tickets. Lives in this proxy's memory
+/// only: a per-host proxy needs no shared store, and a pool routes each ticket to one
+/// proxy (docs/deployment.md).
 #[derive(Debug, Default)]
 pub struct ReplayCache {
-    seen: Mutex<HashMap<String, Seen>>,
+    seen: Mutex<HashMap<(String, String), Seen>>,
+}
+
+/// The record's key: issuer, then ticket id.
+fn replay_key(issuer: &str, jti: &str) -> (String, String) {
+    (issuer.to_string(), jti.to_string())
 }
 
 impl ReplayCache {
-    /// Records `jti` as used until `forget_after` (Unix seconds, the ticket's expiry
-    /// plus leeway), or refuses it if it was used before.
+    /// Records `jti` of `issuer` as used until `forget_after` (Unix seconds, the
+    /// ticket's expiry plus leeway), or refuses it if it was used before.
     pub fn use_once(
         &self,
+        issuer: &str,
         jti: Option<&str>,
         forget_after: i64,
         now: i64,
     ) -> Result<(), PolicyError> {
-        self.use_ticket(jti, Uses::ONCE, forget_after, now)
+        self.use_ticket(issuer, jti, Uses::ONCE, forget_after, now)
     }
 
-    /// Records one more connection of `jti`, or refuses it when the ticket has used
-    /// up its `allowed` connections or their window.
+    /// Records one more connection of `jti` of `issuer`, or refuses it when the
+    /// ticket has used up its `allowed` connections or their window.
     pub fn use_ticket(
         &self,
+        issuer: &str,
         jti: Option<&str>,
         allowed: Uses,
         forget_after: i64,
@@ -455,7 +474,8 @@ impl ReplayCache {
         if seen.len() >= 1024 && seen.len().is_power_of_two() {
             seen.retain(|_, s| s.until > now);
         }
-        match seen.get_mut(jti) {
+        let key = replay_key(issuer, jti);
+        match seen.get_mut(&key) {
             Some(s) if s.refuses(allowed, now) => Err(PolicyError::Replayed(jti.to_string())),
             Some(s) if s.until > now => {
                 s.uses += 1;
@@ -463,7 +483,7 @@ impl ReplayCache {
             }
             _ => {
                 seen.insert(
-                    jti.to_string(),
+                    key,
                     Seen {
                         until: forget_after,
                         first: now,
@@ -475,22 +495,23 @@ impl ReplayCache {
         }
     }
 
-    /// Whether `jti` would be refused now, without recording it (the console page's
-    /// pre-flight check must not consume a single-use ticket).
-    pub fn check(&self, jti: Option<&str>, now: i64) -> Result<(), PolicyError> {
-        self.check_uses(jti, Uses::ONCE, now)
+    /// Whether `jti` of `issuer` would be refused now, without recording it (the
+    /// console page's pre-flight check must not consume a single-use ticket).
+    pub fn check(&self, issuer: &str, jti: Option<&str>, now: i64) -> Result<(), PolicyError> {
+        self.check_uses(issuer, jti, Uses::ONCE, now)
     }
 
     /// [`ReplayCache::check`] for a ticket allowed `allowed` connections.
     pub fn check_uses(
         &self,
+        issuer: &str,
         jti: Option<&str>,
         allowed: Uses,
         now: i64,
     ) -> Result<(), PolicyError> {
         let jti = jti.ok_or(PolicyError::JtiRequired)?;
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(jti) {
+        match seen.get(&replay_key(issuer, jti)) {
             Some(s) if s.refuses(allowed, now) => Err(PolicyError::Replayed(jti.to_string())),
             _ => Ok(()),
         }
@@ -498,12 +519,13 @@ impl ReplayCache {
 
     /// Gives one connection back when its session could not start (the console
     /// server was unreachable), so the person can retry with the same link.
-    pub fn forget(&self, jti: &str) {
+    pub fn forget(&self, issuer: &str, jti: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = seen.get_mut(jti) {
+        let key = replay_key(issuer, jti);
+        if let Some(s) = seen.get_mut(&key) {
             s.uses = s.uses.saturating_sub(1);
             if s.uses == 0 {
-                seen.remove(jti);
+                seen.remove(&key);
             }
         }
     }
@@ -528,6 +550,22 @@ mod tests {
         );
         assert!(p.check(Kind::Vnc, sa("10.0.0.9:5900")).is_err());
         assert!(p.check(Kind::Vnc, sa("[::2]:5900")).is_err());
+    }
+
+    #[test]
+    fn the_unspecified_address_is_refused_even_when_allow_covers_it() {
+        let p = TargetPolicy {
+            allow: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            ..TargetPolicy::default()
+        };
+        assert!(p.check(Kind::Vnc, sa("10.1.2.3:5900")).is_ok());
+        for t in ["0.0.0.0:5900", "[::]:5900", "[::ffff:0.0.0.0]:5900"] {
+            assert_eq!(
+                p.check(Kind::Vnc, sa(t)),
+                Err(PolicyError::TargetNotAllowed(sa(t))),
+                "{t}"
+            );
+        }
     }
 
     #[test]
@@ -708,19 +746,19 @@ mod tests {
     #[test]
     fn single_use_tickets_are_refused_the_second_time_until_they_expire() {
         let r = ReplayCache::default();
-        assert_eq!(r.use_once(None, 100, 0), Err(PolicyError::JtiRequired));
-        assert!(r.use_once(Some("a"), 100, 0).is_ok());
-        assert!(r.check(Some("a"), 50).is_err());
+        assert_eq!(r.use_once("k", None, 100, 0), Err(PolicyError::JtiRequired));
+        assert!(r.use_once("k", Some("a"), 100, 0).is_ok());
+        assert!(r.check("k", Some("a"), 50).is_err());
         assert_eq!(
-            r.use_once(Some("a"), 100, 50),
+            r.use_once("k", Some("a"), 100, 50),
             Err(PolicyError::Replayed("a".into()))
         );
         assert!(
-            r.use_once(Some("a"), 200, 101).is_ok(),
+            r.use_once("k", Some("a"), 200, 101).is_ok(),
             "forgotten once expired"
         );
-        r.forget("a");
-        assert!(r.check(Some("a"), 150).is_ok());
+        r.forget("k", "a");
+        assert!(r.check("k", Some("a"), 150).is_ok());
     }
 
     #[test]
@@ -728,26 +766,41 @@ mod tests {
         let r = ReplayCache::default();
         let spice = Uses::SPICE_CHANNELS;
         for _ in 0..spice.max {
-            assert!(r.use_ticket(Some("s"), spice, 600, 100).is_ok());
+            assert!(r.use_ticket("k", Some("s"), spice, 600, 100).is_ok());
         }
         assert_eq!(
-            r.use_ticket(Some("s"), spice, 600, 101),
+            r.use_ticket("k", Some("s"), spice, 600, 101),
             Err(PolicyError::Replayed("s".into())),
             "more channels than SPICE has"
         );
-        r.forget("s");
+        r.forget("k", "s");
         assert!(
-            r.check_uses(Some("s"), spice, 101).is_ok(),
+            r.check_uses("k", Some("s"), spice, 101).is_ok(),
             "one given back"
         );
-        assert!(r.use_ticket(Some("t"), spice, 600, 100).is_ok());
-        assert!(r.use_ticket(Some("t"), spice, 600, 120).is_ok());
+        assert!(r.use_ticket("k", Some("t"), spice, 600, 100).is_ok());
+        assert!(r.use_ticket("k", Some("t"), spice, 600, 120).is_ok());
         assert!(
-            r.use_ticket(Some("t"), spice, 600, 121).is_err(),
+            r.use_ticket("k", Some("t"), spice, 600, 121).is_err(),
             "later than the window after the first channel"
         );
         // A SPICE burst does not make the same jti usable once more as VNC.
-        assert!(r.use_ticket(Some("u"), spice, 600, 100).is_ok());
-        assert!(r.use_once(Some("u"), 600, 100).is_err());
+        assert!(r.use_ticket("k", Some("u"), spice, 600, 100).is_ok());
+        assert!(r.use_once("k", Some("u"), 600, 100).is_err());
+    }
+
+    #[test]
+    fn the_same_jti_from_two_issuers_is_two_tickets() {
+        let r = ReplayCache::default();
+        assert!(r.use_once("key-a", Some("1"), 600, 100).is_ok());
+        assert!(
+            r.use_once("key-b", Some("1"), 600, 100).is_ok(),
+            "another issuer's 1"
+        );
+        assert!(r.use_once("key-a", Some("1"), 600, 101).is_err());
+        assert!(r.check("key-b", Some("1"), 101).is_err());
+        r.forget("key-b", "1");
+        assert!(r.check("key-b", Some("1"), 101).is_ok());
+        assert!(r.check("key-a", Some("1"), 101).is_err(), "untouched");
     }
 }

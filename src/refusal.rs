@@ -100,8 +100,12 @@ codes! {
     /// The proxy holds `limits.max_pending` connections that are not sessions yet;
     /// answered at the accept, before the request is read.
     TooManyConnections = "too_many_connections", 503, TRY_AGAIN, retry 1;
-    /// No ticket in the URL.
+    /// `clients.balancer_only`: a WebSocket not through a trusted balancer.
+    NotThroughBalancer = "not_through_balancer", 403, POLICY;
+    /// No ticket in the URL nor in a `ticket.<ticket>` subprotocol.
     NoTicket = "no_ticket", 400, POLICY;
+    /// More than one ticket: in the URL and in the subprotocol, or two subprotocols.
+    AmbiguousTicket = "ambiguous_ticket", 400, POLICY;
     /// The proxy is shutting down.
     Draining = "draining", 503, GOING_AWAY;
     /// The proxy is at `limits.max_sessions`.
@@ -173,6 +177,9 @@ codes! {
     PortNotAllowed = "port_not_allowed", 403, POLICY;
     PortNotAllowedForKind = "port_not_allowed_for_kind", 403, POLICY;
     TargetNotAllowed = "target_not_allowed", 403, POLICY;
+    /// The ticket names one of the proxy's own listeners (browsers' or admin), which
+    /// no policy allows.
+    TargetIsProxy = "target_is_proxy", 403, POLICY;
     // What the ticket asks of the session (`view`, `rec`), before rule 7 takes a use.
     /// A `view` ticket, which this proxy cannot enforce yet (never a silent fallback
     /// to a session with input).
@@ -329,6 +336,7 @@ impl Refuse for PolicyError {
             PolicyError::TargetNotAllowed(_) | PolicyError::ResolvesOutside { .. } => {
                 Code::TargetNotAllowed
             }
+            PolicyError::OwnListener(_) => Code::TargetIsProxy,
             PolicyError::PortNotAllowed(_) => Code::PortNotAllowed,
             PolicyError::PortNotAllowedForKind { .. } => Code::PortNotAllowedForKind,
             PolicyError::OriginNotAllowed(_) | PolicyError::OriginMismatch { .. } => Code::Origin,

@@ -546,6 +546,46 @@ async fn x_forwarded_for_names_the_client_only_from_a_trusted_balancer() {
     }
 }
 
+/// Sibling of issue 13, finding 7: in a pool, a replay sent straight to another proxy
+/// bypasses the balancer's routing by ticket. With `balancer_only` a proxy takes
+/// sessions only from its trusted balancers; the page's files and the pre-flight stay
+/// open to anyone.
+#[tokio::test]
+async fn with_balancer_only_a_websocket_from_anyone_but_the_balancer_is_refused() {
+    let target = echo_target().await;
+    let p = TestProxy::start(|a| {
+        a.trusted_proxy = vec!["127.0.0.2/32".into()];
+        a.balancer_only = true;
+    })
+    .await;
+    let ticket = p.ticket(target);
+    let (status, body) = refused(&p.url(&ticket)).await;
+    assert_eq!(
+        (status, body.trim()),
+        (403, "this proxy takes sessions only through its balancer")
+    );
+    assert_eq!(preflight_check(p.addr, &ticket).await["ok"], true);
+    let page = http(p.addr, "GET", "/console.html", "").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // From the balancer's address the same ticket opens its session.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(p.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(p.url(&ticket), tcp)
+        .await
+        .unwrap();
+    echo_once(&mut ws, b"through the balancer").await.unwrap();
+    // Without a balancer to trust, the option is a configuration error.
+    let args = consolegate::config::ServeArgs {
+        trust: vec![p.key_dir.path().to_path_buf()],
+        allow_plain: true,
+        balancer_only: true,
+        ..Default::default()
+    };
+    let err = consolegate::config::Config::load(&args).unwrap_err();
+    assert!(err.to_string().contains("balancer_only needs"), "{err}");
+}
+
 // ---------------------------------------------------------------------------
 // 4. Abuse of valid tickets
 
@@ -877,29 +917,86 @@ async fn with_file_descriptors_exhausted_new_sessions_get_503_and_live_ones_keep
 }
 
 #[tokio::test]
-async fn a_reload_with_missing_or_broken_keys_keeps_the_old_keys() {
+async fn a_reload_with_a_broken_key_file_keeps_the_good_keys_and_a_removed_directory_trusts_none() {
     let child = Child::start(&[], None).await;
     let target = echo_target().await;
     let baseline = child.fds();
     let trust = child.key_dir.path().join("trust");
     std::fs::write(trust.join("broken.pub"), "not a key\n").unwrap();
     child.signal("HUP");
+    let failed = "reload of keys failed; only the keys that loaded are trusted";
     wait_until("the failed reload to be logged", LIMIT, || {
-        child.messages("reload failed; the previous keys and certificate stay in force") == 1
+        child.messages(failed) == 1
     })
     .await;
     let ws = ws_connect(&child.url(&child.ticket(target)), &[]).await;
-    assert!(ws.is_ok(), "the old key stopped working: {:?}", ws.err());
+    assert!(ws.is_ok(), "the good key stopped working: {:?}", ws.err());
+    // Removing the trust directory removes the trust: fail closed, loudly.
     std::fs::remove_dir_all(&trust).unwrap();
     child.signal("HUP");
     wait_until("the second failed reload", LIMIT, || {
-        child.messages("reload failed; the previous keys and certificate stay in force") == 2
+        child.messages(failed) == 2
     })
     .await;
-    let ws2 = ws_connect(&child.url(&child.ticket(target)), &[]).await;
-    assert!(ws2.is_ok(), "the old key stopped working: {:?}", ws2.err());
-    drop((ws, ws2));
+    let refused = ws_connect(&child.url(&child.ticket(target)), &[]).await;
+    assert_eq!(refused.err().as_deref(), Some("HTTP 401"));
+    // The session already open is untouched.
+    drop(ws);
     child.assert_no_leaks(baseline).await;
+}
+
+/// Issue 13, finding 5: a key removed from the trust directory while the console CA
+/// file is broken. The reload used to be all or nothing, so the removed key kept
+/// opening sessions; now each part loads on its own, the keys take effect, and the
+/// broken part is named in the log.
+#[tokio::test]
+async fn a_removed_key_stops_verifying_even_when_another_file_of_the_reload_is_broken() {
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = common::pki::Pki::new();
+    pki.self_signed("ca", "console CA", common::pki::Key::Ec, common::pki::CA);
+    let ca = pki.path("console-ca.pem");
+    std::fs::copy(pki.cert("ca"), &ca).unwrap();
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let child = Child::start(&["--backend-ca", &ca_arg], None).await;
+    let target = echo_target().await;
+    let trust = child.key_dir.path().join("trust");
+    keys::generate(child.key_dir.path(), "next").unwrap();
+    std::fs::copy(
+        child.key_dir.path().join("next.pub"),
+        trust.join("next.pub"),
+    )
+    .unwrap();
+    let next = Signer::new(keys::load_signing_key(&child.key_dir.path().join("next.key")).unwrap());
+    let mut live = ws_connect(&child.url(&child.ticket(target)), &[])
+        .await
+        .unwrap();
+
+    // The leaked key is removed, and in the same change the console CA file breaks.
+    std::fs::remove_file(trust.join("engine.pub")).unwrap();
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    child.signal("HUP");
+    let removed = child.ticket(target);
+    wait_for(
+        "a ticket signed by the removed key to be refused (it still opened sessions)",
+        LIMIT,
+        || async {
+            (ws_connect(&child.url(&removed), &[]).await.err()? == "HTTP 401").then_some(())
+        },
+    )
+    .await;
+    wait_until("the reload's parts to be logged", LIMIT, || {
+        child.messages("reloaded keys") == 1
+            && child.messages(
+                "reload of backend_tls failed; the previous console CA and client certificate stay in force",
+            ) == 1
+    })
+    .await;
+    let added = ws_connect(&child.url(&next.sign(&claims_for(target))), &[]).await;
+    assert!(added.is_ok(), "the added key: {:?}", added.err());
+    // Live sessions are untouched by a key's removal (the deny list ends sessions).
+    echo_once(&mut live, b"still here").await.unwrap();
 }
 
 #[tokio::test]
@@ -1067,10 +1164,7 @@ async fn sighup_with_live_sessions_rotates_keys_without_dropping_any() {
     std::fs::remove_file(trust.join("engine.pub")).unwrap();
     let new = Signer::new(keys::load_signing_key(&child.key_dir.path().join("new.key")).unwrap());
     child.signal("HUP");
-    wait_until("the reload", LIMIT, || {
-        child.messages("reloaded trusted keys and TLS certificate") == 1
-    })
-    .await;
+    wait_until("the reload", LIMIT, || child.messages("reloaded keys") == 1).await;
     for ws in live.iter_mut() {
         echo_once(ws, b"after reload").await.unwrap();
     }
@@ -1098,8 +1192,20 @@ async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
     drop(console);
     let _ = close_of(&mut ws).await;
     drop(ws);
-    wait_until("the session's end in the log", LIMIT, || {
-        child.messages("session ended") == 1
+    // The console page's form: the ticket in a subprotocol, the path without one.
+    let good_in_header = child.ticket(target);
+    let offer = format!("binary, ticket.{good_in_header}");
+    let console_url = format!("ws://{}/console", child.addr);
+    let mut ws = ws_connect(&console_url, &[("Sec-WebSocket-Protocol", &offer)])
+        .await
+        .unwrap();
+    let (console, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+    ws.send(Message::binary(b"y".to_vec())).await.unwrap();
+    drop(console);
+    let _ = close_of(&mut ws).await;
+    drop(ws);
+    wait_until("the sessions' ends in the log", LIMIT, || {
+        child.messages("session ended") == 2
     })
     .await;
 
@@ -1118,9 +1224,12 @@ async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
         assert!(ws_connect(&child.url(t), &[]).await.is_err());
         let query = format!("ws://{}/websockify?token={t}", child.addr);
         assert!(ws_connect(&query, &[]).await.is_err());
+        let offer = format!("binary, ticket.{t}");
+        let header = [("Sec-WebSocket-Protocol", offer.as_str())];
+        assert!(ws_connect(&console_url, &header).await.is_err());
     }
-    wait_until("the six refusals in the log", LIMIT, || {
-        child.messages("refused") >= 6
+    wait_until("the nine refusals in the log", LIMIT, || {
+        child.messages("refused") >= 9
     })
     .await;
 
@@ -1130,7 +1239,7 @@ async fn no_log_line_carries_a_ticket_whether_accepted_or_refused() {
         lines.iter().filter(|l| l.contains("\"refused\"")).count() >= 6,
         "the refusals were logged"
     );
-    for t in [&good, &expired, &too_long, &tampered] {
+    for t in [&good, &good_in_header, &expired, &too_long, &tampered] {
         let mut parts = t.split('.');
         let (_header, claims, signature) =
             (parts.next(), parts.next().unwrap(), parts.next().unwrap());

@@ -370,6 +370,8 @@ async fn an_edited_token_file_takes_effect_without_a_restart() {
     let p = TestProxy::start(move |a| {
         a.token_source = Some(src);
         a.allow_port = vec!["1024-65535".into()];
+        // The test polls with connects until the watcher picks the edit up.
+        a.handshakes_per_second_per_client = Some(0.0);
     })
     .await;
     let (second, accepted) = one_shot_target().await;
@@ -385,4 +387,101 @@ async fn an_edited_token_file_takes_effect_without_a_restart() {
     timeout(LIMIT, accepted).await.unwrap().unwrap();
     let (status, _) = refused(&format!("ws://{}/websockify?token=oldtoken", p.addr)).await;
     assert_eq!(status, 401);
+}
+
+/// Issue 13, finding 4: a token session is identified by a digest of its token, not by
+/// the `file:line` that lists it. Rewriting line 1 with another user's token (Alice's
+/// moved to line 2) used to make Bob's session "a newer session with the same ticket"
+/// and replace Alice's; now each has its own identity, and deleting Alice's line ends
+/// her live session as the deny list would.
+#[tokio::test]
+async fn a_rewritten_token_line_is_another_ticket_and_a_deleted_one_ends_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let console = echo_target().await;
+    let line = |token: &str| format!("{token}: {}:{}\n", console.ip(), console.port());
+    std::fs::write(&file, line("alice-token-0001")).unwrap();
+    let src = file.clone();
+    let p = TestProxy::start(move |a| {
+        a.token_source = Some(src);
+        a.max_sessions_per_ticket = Some(1);
+    })
+    .await;
+    let url = |token: &str| format!("ws://{}/websockify?token={token}", p.addr);
+    let mut alice = ws_connect(&url("alice-token-0001"), &[]).await.unwrap();
+    echo_once(&mut alice, b"alice").await.unwrap();
+
+    std::fs::write(
+        &file,
+        line("bob-token-00000002") + &line("alice-token-0001"),
+    )
+    .unwrap();
+    p.proxy.reload().unwrap();
+    let mut bob = ws_connect(&url("bob-token-00000002"), &[]).await.unwrap();
+    echo_once(&mut bob, b"bob").await.unwrap();
+    echo_once(&mut alice, b"alice is still here").await.unwrap();
+    let sessions = p.proxy.sessions().list();
+    let jtis: Vec<String> = sessions.iter().filter_map(|s| s.jti.clone()).collect();
+    assert_eq!(jtis.len(), 2, "{jtis:?}");
+    assert_ne!(jtis[0], jtis[1], "two users, one identity: {jtis:?}");
+    for jti in &jtis {
+        assert!(jti.starts_with("tok:") && !jti.contains("token"), "{jti}");
+    }
+
+    // Alice's line is deleted: her live session ends, Bob's runs on.
+    std::fs::write(&file, line("bob-token-00000002")).unwrap();
+    p.proxy.reload().unwrap();
+    let (code, reason) = close_of(&mut alice).await;
+    assert_eq!((code, reason.as_str()), (1008, "token no longer listed"));
+    echo_once(&mut bob, b"bob is unaffected").await.unwrap();
+    assert_eq!(refused(&url("alice-token-0001")).await.0, 401);
+}
+
+/// The same without SIGHUP: the watcher's re-read withdraws a token whose line is gone.
+#[tokio::test]
+async fn a_token_line_deleted_while_its_session_runs_ends_it_without_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = echo_target().await;
+    write_token(dir.path(), 7, "vm7-token", console);
+    let src = dir.path().to_path_buf();
+    let p = TestProxy::start(move |a| a.token_source = Some(src)).await;
+    let mut ws = ws_connect(&format!("ws://{}/websockify?token=vm7-token", p.addr), &[])
+        .await
+        .unwrap();
+    echo_once(&mut ws, b"hello").await.unwrap();
+    // The VM is gone: Sunstone deletes its file.
+    std::fs::remove_file(dir.path().join("one-7")).unwrap();
+    let (code, reason) = timeout(LIMIT, close_of(&mut ws)).await.unwrap();
+    assert_eq!((code, reason.as_str()), (1008, "token no longer listed"));
+}
+
+/// Issue 13, finding 5, for the oVirt engine: a reload that cannot load the engine
+/// certificate (replaced after a compromise, and the new file broken) trusts no engine
+/// certificate until one loads, rather than keep the old one.
+#[tokio::test]
+async fn an_engine_certificate_that_no_longer_loads_stops_every_ovirt_ticket() {
+    if !have_engine_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("engine.cer");
+    std::fs::copy(engine_pki().cert("engine"), &cert).unwrap();
+    let path = cert.clone();
+    let p = TestProxy::start(move |a| a.ovirt_certificate = Some(path)).await;
+    let (target, _accepted) = one_shot_target().await;
+    let ticket = engine_ticket(target, &[]);
+    assert_eq!(preflight_check(p.addr, &ticket).await["ok"], true);
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let err = p.proxy.reload().unwrap_err();
+    assert!(err.to_string().contains("ovirt"), "{err}");
+    let check = preflight_check(p.addr, &ticket).await;
+    assert_eq!(check["code"], "ovirt_engine_certificate", "{check}");
+    assert_eq!(refusal_of(&p, &ticket).await.0, 401);
+    // Ed25519 tickets are another part: untouched.
+    let (target, _accepted) = one_shot_target().await;
+    assert!(ws_connect(&p.url(&p.ticket(target)), &[]).await.is_ok());
+    // The certificate restored, oVirt tickets work again.
+    std::fs::copy(engine_pki().cert("engine"), &cert).unwrap();
+    p.proxy.reload().unwrap();
+    assert_eq!(preflight_check(p.addr, &ticket).await["ok"], true);
 }

@@ -444,9 +444,11 @@ async fn adding_a_user_to_the_deny_list_and_reloading_ends_their_live_session_wi
     );
     assert!(still_open(&mut bob).await);
 
-    // A deny list that cannot be read keeps the old one in force.
+    // A deny list that cannot be read keeps the old one in force, and the reload
+    // says which part failed.
     std::fs::remove_file(&o.deny_list).unwrap();
-    o.p.proxy.reload().unwrap();
+    let err = o.p.proxy.reload().unwrap_err();
+    assert!(err.to_string().starts_with("reload failed for deny_list"), "{err}");
     let target: SocketAddr = "127.0.0.1:5901".parse().unwrap();
     let again = Claims {
         sub: Some("alice".into()),
@@ -545,4 +547,195 @@ async fn the_sessions_and_kill_subcommands_work_against_a_running_proxy() {
         String::from_utf8_lossy(&out.stderr).contains("401"),
         "{out:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The proxy's own listeners are never a console server (issue 13, finding 2)
+
+/// What a ticket naming `target` gets: the handshake's status and the pre-flight's code.
+async fn own_listener_refusal(p: &TestProxy, target: SocketAddr) -> (u16, String) {
+    let ticket = p.ticket(target);
+    let url = format!("ws://127.0.0.1:{}/{ticket}", p.addr.port());
+    let (status, body) = match ws_connect(&url, &[]).await {
+        Ok(_) => panic!("a ticket for {target} opened a session"),
+        Err(_) => refused(&url).await,
+    };
+    let probe: SocketAddr = ([127, 0, 0, 1], p.addr.port()).into();
+    let check = preflight_check(probe, &ticket).await;
+    assert_eq!(check["code"], "target_is_proxy", "{target}: {check}");
+    assert!(body.contains("own listener"), "{target}: {body}");
+    (status, check["code"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn a_ticket_for_the_proxys_own_or_admin_listener_is_refused_whatever_the_policy() {
+    // The test proxy allows every loopback port: the policy alone would let it through.
+    let o = Ops::start().await;
+    let admin: SocketAddr = o.admin.trim_start_matches("http://").parse().unwrap();
+    for target in [o.p.addr, admin] {
+        let (status, code) = own_listener_refusal(&o.p, target).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "target_is_proxy"),
+            "{target}"
+        );
+    }
+    // Through a name resolving to it too.
+    let by_name: SocketAddr = ([127, 0, 0, 1], admin.port()).into();
+    let claims = Claims {
+        host: "localhost".into(),
+        ..o.p.claims(by_name)
+    };
+    let (status, _) = refused(&o.p.url(&o.p.signer.sign(&claims))).await;
+    assert_eq!(status, 403);
+    // No console session ever read the admin listener's metrics.
+    assert_eq!(o.p.proxy.sessions().live_count(), 0);
+    let metrics = o.metrics().await;
+    assert!(
+        sample(
+            &metrics,
+            "consolegate_refusals_total{code=\"target_is_proxy\"}"
+        ) >= 3.0,
+        "{metrics}"
+    );
+    // Other loopback ports still work.
+    let (_ws, _tcp) = o.open("alice", "fine").await;
+}
+
+#[tokio::test]
+async fn a_proxy_listening_on_every_address_refuses_any_local_address_on_its_port() {
+    // The address this host routes out of, when it has one: an interface address,
+    // which the policy then allows as well as loopback (and 0.0.0.0, by its range).
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let interface = probe
+        .connect("192.0.2.1:9")
+        .ok()
+        .and_then(|()| probe.local_addr().ok())
+        .map(|a| a.ip());
+    let p = TestProxy::start_on("0.0.0.0:0", |a| {
+        a.allow_target = vec!["127.0.0.0/8".into(), "0.0.0.0/32".into()];
+        a.allow_target.extend(interface.map(|ip| ip.to_string()));
+    })
+    .await;
+    let port = p.addr.port();
+    let mut targets: Vec<SocketAddr> = vec![
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 2], port).into(),
+        ([0, 0, 0, 0], port).into(),
+    ];
+    targets.extend(interface.map(|ip| SocketAddr::new(ip, port)));
+    for target in targets {
+        let check = preflight_check(([127, 0, 0, 1], port).into(), &p.ticket(target)).await;
+        let expected = if target.ip().is_unspecified() {
+            "target_not_allowed"
+        } else {
+            "target_is_proxy"
+        };
+        assert_eq!(check["code"], expected, "{target}: {check}");
+        let url = format!("ws://127.0.0.1:{port}/{}", p.ticket(target));
+        let (status, _) = refused(&url).await;
+        assert_eq!(status, 403, "{target}");
+    }
+    // Another port of the same addresses is an ordinary console server.
+    let (target, _accepted) = one_shot_target().await;
+    let url = format!("ws://127.0.0.1:{port}/{}", p.ticket(target));
+    assert!(ws_connect(&url, &[]).await.is_ok());
+}
+
+/// Issue 13, finding 6: a deny-list rule can name the issuer (`jti@<kid>`), so
+/// revoking one engine's ticket 42 spares another engine's 42; a plain `jti` rule
+/// still revokes it from every issuer, and ends the live sessions it matches.
+#[tokio::test]
+async fn a_deny_list_rule_with_a_key_id_revokes_that_keys_ticket_only() {
+    let other_dir = tempfile::tempdir().unwrap();
+    consolegate::keys::generate(other_dir.path(), "other").unwrap();
+    let other = consolegate::ticket::Signer::new(
+        consolegate::keys::load_signing_key(&other_dir.path().join("other.key")).unwrap(),
+    );
+    let trust_other = other_dir.path().to_path_buf();
+    let o = Ops::start_with(true, move |a| a.trust.push(trust_other)).await;
+    let (target, _accepted) = one_shot_target().await;
+    let claims = Claims {
+        jti: Some("42".into()),
+        ..o.p.claims(target)
+    };
+    let (mine, theirs) = (o.p.signer.sign(&claims), other.sign(&claims));
+    std::fs::write(&o.deny_list, format!("jti@{} 42\n", o.p.signer.kid())).unwrap();
+    o.p.proxy.reload().unwrap();
+    let (status, body) = refused(&o.p.url(&mine)).await;
+    assert_eq!((status, body.trim()), (403, "ticket revoked"));
+    let (mut ws, _resp) = tokio_tungstenite::connect_async(o.p.url(&theirs))
+        .await
+        .expect("the other key's ticket 42 is not revoked");
+    // A plain rule means every issuer: the live session of the other key's 42 ends.
+    std::fs::write(&o.deny_list, "jti 42\n").unwrap();
+    o.p.proxy.reload().unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1008, "ticket revoked"));
+    assert_eq!(refused(&o.p.url(&theirs)).await.0, 403);
+}
+
+/// Issue 13, finding 5: each part of a reload loads on its own and says how it went in
+/// `consolegate_reload_success{part}`; a broken console CA does not hold back the keys
+/// or the deny list, and a broken admin token file turns session control off rather
+/// than keep a token the operator rotated out.
+#[tokio::test]
+async fn each_reload_part_is_reported_in_the_metrics_and_one_failure_holds_back_no_other() {
+    if !tools::have(&["openssl"]) {
+        return;
+    }
+    let pki = common::pki::Pki::new();
+    pki.self_signed("ca", "console CA", common::pki::Key::Ec, common::pki::CA);
+    let ca = pki.path("console-ca.pem");
+    std::fs::copy(pki.cert("ca"), &ca).unwrap();
+    let ca_arg = ca.clone();
+    let o = Ops::start_with(true, move |a| a.backend_ca = Some(ca_arg)).await;
+    let metrics = o.metrics().await;
+    for part in ["keys", "deny_list", "backend_tls"] {
+        let series = format!("consolegate_reload_success{{part=\"{part}\"}}");
+        assert_eq!(sample(&metrics, &series), 1.0, "{part} at start");
+    }
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    std::fs::write(&o.deny_list, "sub mallory\n").unwrap();
+    let err = o.p.proxy.reload().unwrap_err();
+    assert_eq!(err.failed.len(), 1, "{err}");
+    assert!(
+        err.to_string().starts_with("reload failed for backend_tls"),
+        "{err}"
+    );
+    let metrics = o.metrics().await;
+    let success = |part: &str| {
+        sample(
+            &metrics,
+            &format!("consolegate_reload_success{{part=\"{part}\"}}"),
+        )
+    };
+    assert_eq!(success("backend_tls"), 0.0);
+    assert_eq!((success("keys"), success("deny_list")), (1.0, 1.0));
+    assert!(
+        sample(
+            &metrics,
+            "consolegate_reload_timestamp_seconds{part=\"backend_tls\"}"
+        ) > 1.7e9
+    );
+    // The deny list took effect despite the broken CA.
+    let mallory = Claims {
+        sub: Some("mallory".into()),
+        ..o.p.claims("127.0.0.1:5901".parse().unwrap())
+    };
+    assert_eq!(refused(&o.p.url(&o.p.signer.sign(&mallory))).await.0, 403);
+
+    // The admin token: removed, then reloaded: session control is off, not the old
+    // token still working.
+    let admin = Admin::new(o.p.proxy.clone()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(admin.clone().serve(listener));
+    std::fs::remove_file(&o.token_file).unwrap();
+    assert!(admin.reload().unwrap().is_err());
+    let a = request(&url, Method::GET, "/sessions", Some(TOKEN), None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(a.body.contains("did not load"), "{}", a.body);
 }

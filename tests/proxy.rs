@@ -110,6 +110,72 @@ async fn accepts_the_ticket_in_the_token_query_parameter() {
     assert_eq!(msg.into_data().as_ref(), b"RFB 003.008\n");
 }
 
+/// The console page's form (contract, "Where the ticket travels"): the ticket in a
+/// `ticket.<ticket>` subprotocol next to `binary`, the URL without it; the proxy
+/// answers `binary` only, never echoing the ticket.
+#[tokio::test]
+async fn accepts_the_ticket_in_a_subprotocol_and_answers_binary_only() {
+    let p = TestProxy::start(|_| {}).await;
+    let target = echo_target().await;
+    let ticket = p.ticket(target);
+    let url = format!("ws://{}/console", p.addr);
+    let offer = format!("binary, ticket.{ticket}");
+    let req = request(&url, &[("Sec-WebSocket-Protocol", &offer)]);
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let answered: Vec<_> = resp
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .collect();
+    assert_eq!(answered, ["binary"]);
+    echo_once(&mut ws, b"no ticket in the URL").await.unwrap();
+    // The same with the ticket first and the root path.
+    let target = echo_target().await;
+    let offer = format!("ticket.{}, binary", p.ticket(target));
+    let req = request(
+        &format!("ws://{}/", p.addr),
+        &[("Sec-WebSocket-Protocol", &offer)],
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    echo_once(&mut ws, b"root path").await.unwrap();
+}
+
+#[tokio::test]
+async fn two_tickets_or_a_ticket_subprotocol_without_binary_are_refused_with_a_reason() {
+    let p = TestProxy::start(|_| {}).await;
+    let (target, _accepted) = one_shot_target().await;
+    let (a, b) = (p.ticket(target), p.ticket(target));
+    let console = format!("ws://{}/console", p.addr);
+    let cases = [
+        (
+            p.url(&b),
+            format!("binary, ticket.{a}"),
+            400,
+            "a ticket in the URL and another",
+        ),
+        (
+            format!("ws://{}/websockify?token={b}", p.addr),
+            format!("binary, ticket.{a}"),
+            400,
+            "a ticket in the URL and another",
+        ),
+        (
+            console.clone(),
+            format!("binary, ticket.{a}, ticket.{b}"),
+            400,
+            "more than one ticket",
+        ),
+        (console.clone(), format!("ticket.{a}"), 400, "needs binary"),
+        (console.clone(), "binary".to_string(), 400, "no ticket"),
+    ];
+    for (url, offer, status, reason) in cases {
+        let (got, body) = refused_with(&url, &[("Sec-WebSocket-Protocol", &offer)]).await;
+        assert_eq!(got, status, "{offer}: {body}");
+        assert!(body.contains(reason), "{offer}: {body}");
+        assert!(!body.contains(&a) && !body.contains(&b), "{body}");
+    }
+}
+
 /// Each rule of the contract refuses with its own status and a reason naming it.
 #[tokio::test]
 async fn every_verification_rule_refuses_with_its_own_status_and_reason() {

@@ -3,13 +3,24 @@
 //! and paths swapped in), as an operator would deploy them.
 //!
 //! Each test checks what "stateless, scales behind an ordinary balancer" promises:
-//! - 100 sessions through the balancer (TLS to the balancer, a fresh ticket each):
-//!   banner and echo work, and both proxies served some;
-//! - one ticket works at either proxy directly (no stickiness, no shared state);
+//! - 100 sessions through the balancer (TLS to the balancer, a fresh ticket each, in
+//!   the `ticket.<ticket>` subprotocol as the console page sends it): banner and echo
+//!   work, and both proxies served some;
+//! - one ticket works at either proxy directly (no shared state: the proxies run with
+//!   `--single-use`, and each keeps its own record);
+//! - single use across the pool: a used ticket replayed through the balancer, in any
+//!   of the three forms (subprotocol, path, query), reaches the proxy that saw it and
+//!   is refused `replayed`, because the shipped HTTP-mode configurations route by a
+//!   hash of the ticket (TLS passthrough cannot see the ticket: not promised there);
+//!   and, once that proxy has stopped, what a replay then does (the other proxy, which
+//!   never saw the ticket, admits it once: the record is gone with its proxy);
 //! - the proxies log the browser's address (127.0.0.7, which the clients bind to),
 //!   not the balancer's (127.0.0.1) nor the one the browser forged in its own
 //!   `X-Forwarded-For`: PROXY protocol v2 from HAProxy, `X-Forwarded-For` from nginx;
-//! - the balancer's access log holds no ticket;
+//! - no balancer log line (access log at the shipped format, error log, stderr) holds
+//!   a ticket sent in the subprotocol; how the path and query forms fare is measured
+//!   and printed (nginx also writes a `combined`-format log here, the stock format,
+//!   to show that one keeps path and query tickets);
 //! - SIGTERM to one proxy: its live sessions keep working through the grace period
 //!   and then close with 1001, new sessions opened meanwhile all succeed on the other
 //!   proxy, and the stopped proxy exits 0 (behind the HTTP-mode balancers; see
@@ -61,6 +72,34 @@ const CONCURRENCY: usize = 8;
 const GRACE: Duration = Duration::from_secs(5);
 /// Generous bound for any single step: the machine is small and shared.
 const STEP: Duration = Duration::from_secs(60);
+/// Tickets used and then replayed per form in the single-use check.
+const REPLAYS: usize = 6;
+
+/// How a test browser hands the proxy its ticket (the contract's "Where the ticket
+/// travels").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Form {
+    /// `ticket.<ticket>` next to `binary` in `Sec-WebSocket-Protocol`, to `/console`:
+    /// the console page's form.
+    Subprotocol,
+    /// `/<ticket>`.
+    Path,
+    /// `/websockify?token=<ticket>`.
+    Query,
+}
+
+impl Form {
+    const ALL: [Form; 3] = [Form::Subprotocol, Form::Path, Form::Query];
+
+    /// The request's path and its `Sec-WebSocket-Protocol` value.
+    fn request(self, ticket: &str) -> (String, Option<String>) {
+        match self {
+            Form::Subprotocol => ("/console".into(), Some(format!("binary, ticket.{ticket}"))),
+            Form::Path => (format!("/{ticket}"), None),
+            Form::Query => (format!("/websockify?token={ticket}"), None),
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxies_behind_haproxy_share_sessions_see_the_client_and_drain_without_failures() {
@@ -100,34 +139,71 @@ async fn scale_out(kind: Balancer) {
         "{kind:?}: one proxy served every session: {per_proxy:?}"
     );
 
-    // 2. No stickiness: one ticket, served by either proxy.
+    // 2. No shared state: one ticket, served by either proxy (each its own record).
     cluster.one_ticket_works_at_either_proxy().await;
 
-    // 3. Drain one proxy while browsers keep coming.
+    // 3. Single use across the pool: a replay reaches the proxy that saw the ticket.
+    let replays = if kind.sees_the_ticket() {
+        Some(cluster.replays_reach_the_proxy_that_saw_the_ticket().await)
+    } else {
+        None
+    };
+
+    // 4. Drain one proxy while browsers keep coming.
     let drain = if kind.retries_connections_a_proxy_dropped() {
         cluster.drain_first_proxy().await.to_string()
     } else {
         "not checked: see Balancer::retries_connections_a_proxy_dropped".into()
     };
 
-    // 4. The balancer's access log names sessions, never their tickets.
-    let access_log = cluster.balancer_access_log();
+    // 5. A used ticket of the stopped proxy's, replayed now.
+    let after_stop = match &replays {
+        Some(r) if kind.retries_connections_a_proxy_dropped() => {
+            cluster.replay_after_its_proxy_stopped(r).await
+        }
+        _ => "not checked".into(),
+    };
+
+    // 6. The balancer's logs never hold a ticket sent in the subprotocol.
+    let logs = cluster.ticket_leaks();
     assert!(
-        access_log.len() >= SESSIONS,
+        logs.access_lines >= SESSIONS,
         "{kind:?}: only {} access log lines",
-        access_log.len()
+        logs.access_lines
     );
-    let header = cluster.ticket("any").split('.').next().unwrap().to_string();
-    let leaks: Vec<&String> = access_log.iter().filter(|l| l.contains(&header)).collect();
+    let leaked: Vec<&String> = logs
+        .lines
+        .iter()
+        .filter(|(form, _, _)| *form == Form::Subprotocol)
+        .map(|(_, _, line)| line)
+        .collect();
     assert!(
-        leaks.is_empty(),
-        "{kind:?}: tickets in the access log: {leaks:#?}"
+        leaked.is_empty(),
+        "{kind:?}: a subprotocol ticket in the balancer's logs: {leaked:#?}"
+    );
+    let shipped_format: Vec<&String> = logs
+        .lines
+        .iter()
+        .filter(|(_, log, _)| *log == "access")
+        .map(|(_, _, line)| line)
+        .collect();
+    assert!(
+        shipped_format.is_empty(),
+        "{kind:?}: tickets in the access log at the shipped format: {shipped_format:#?}"
     );
 
     println!(
         "{kind:?}: {SESSIONS} sessions through the balancer: proxy A served {}, proxy B {}; \
-         client address in the proxies' logs: {clients_seen:?}; drain: {drain}",
-        per_proxy[0], per_proxy[1],
+         client address in the proxies' logs: {clients_seen:?}; single use: {}; drain: \
+         {drain}; a used ticket replayed after its proxy stopped: {after_stop}; \
+         log lines holding a ticket: {}",
+        per_proxy[0],
+        per_proxy[1],
+        replays.as_ref().map_or_else(
+            || "not enforced across the pool (the balancer cannot see the ticket)".to_string(),
+            ToString::to_string
+        ),
+        logs.summary(),
     );
 }
 
@@ -182,6 +258,11 @@ impl Balancer {
     /// Whether the proxies speak TLS themselves.
     fn proxies_use_tls(self) -> bool {
         self == Balancer::HaproxyTlsPassthrough
+    }
+
+    /// Whether the balancer sees the ticket (HTTP mode) and routes by it.
+    fn sees_the_ticket(self) -> bool {
+        self != Balancer::HaproxyTlsPassthrough
     }
 
     /// The PROXY header carries the client's port too; `X-Forwarded-For` only the address.
@@ -276,6 +357,7 @@ impl Balancer {
                         // The packaged binary's temporary paths are under /var/lib/nginx.
                         format!(
                             "access_log {d}/nginx-access.log consolegate;\n    \
+                             access_log {d}/nginx-combined.log combined;\n    \
                              client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
                              fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    \
                              scgi_temp_path {d}/scgi;"
@@ -332,6 +414,18 @@ impl Balancer {
             Balancer::Nginx => Some(dir.join("nginx-access.log")),
         }
     }
+
+    /// Other log files the balancer writes here, by name: nginx's error log and the
+    /// stock `combined` access log the test adds.
+    fn other_log_files(self, dir: &Path) -> Vec<(&'static str, PathBuf)> {
+        match self {
+            Balancer::Haproxy | Balancer::HaproxyTlsPassthrough => Vec::new(),
+            Balancer::Nginx => vec![
+                ("error", dir.join("nginx-error.log")),
+                ("combined", dir.join("nginx-combined.log")),
+            ],
+        }
+    }
 }
 
 /// `program` run through bash, which moves its stdin (the listening socket) to fd 3
@@ -373,6 +467,8 @@ struct Cluster {
     console: SocketAddr,
     signer: Signer,
     tls_client: Arc<rustls::ClientConfig>,
+    /// Every ticket sent through the balancer, with its form, to look for in its logs.
+    sent: std::sync::Mutex<Vec<(Form, String)>>,
     /// Keys, certificates and configs; removed after the processes are gone.
     dir: tempfile::TempDir,
 }
@@ -401,6 +497,8 @@ impl Cluster {
                 "0",
                 "--grace",
                 &format!("{}s", GRACE.as_secs()),
+                // Rule 7 per proxy: the balancer routes each ticket to one of them.
+                "--single-use",
             ]
             .map(OsString::from),
         );
@@ -423,6 +521,7 @@ impl Cluster {
             console,
             signer,
             tls_client: tls.client_config(),
+            sent: std::sync::Mutex::new(Vec::new()),
             dir,
         };
         // The socket accepts from the start (the kernel queues connections); the
@@ -466,37 +565,195 @@ impl Cluster {
         self.signer.sign(&claims)
     }
 
-    /// A session through the balancer (TLS, from the client address): banner and echo
-    /// checked. Returns the session, its ticket's jti and the client's own address.
+    /// A session through the balancer (TLS, from the client address, the ticket in the
+    /// subprotocol): banner and echo checked. Returns the session, its ticket's jti and
+    /// the client's own address.
     async fn open_through_balancer(&self) -> Result<Opened<ClientStream>, String> {
         let jti = keys::random_jti();
         let ticket = self.ticket(&jti);
+        self.open_through_balancer_as(Form::Subprotocol, &ticket, &jti)
+            .await
+    }
+
+    /// The same with `ticket` (whose jti is `jti`) in `form`.
+    async fn open_through_balancer_as(
+        &self,
+        form: Form,
+        ticket: &str,
+        jti: &str,
+    ) -> Result<Opened<ClientStream>, String> {
         let attempt = async {
-            let (tls, local) = self.connect_as_browser(self.balancer_port, true).await?;
-            let mut request = format!("wss://localhost:{}/{ticket}", self.balancer_port)
-                .into_client_request()
-                .unwrap();
-            let headers = request.headers_mut();
-            // The console page came from the balancer's name, over https: the proxy
-            // must see that through the balancer to pass its Origin check.
-            let origin = format!("https://localhost:{}", self.balancer_port);
-            headers.insert("Origin", origin.parse().unwrap());
-            // A browser claiming another address: the proxies must not believe it.
-            headers.insert("X-Forwarded-For", FORGED_CLIENT.parse().unwrap());
-            let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+            let (mut ws, local) = self
+                .handshake_through_balancer(form, ticket)
                 .await
-                .map_err(|e| format!("WebSocket handshake: {e}"))?;
-            expect_banner_and_echo(&mut ws, &jti).await?;
+                .map_err(|(status, body)| format!("HTTP {status}: {body}"))?;
+            expect_banner_and_echo(&mut ws, jti).await?;
             Ok(Opened {
                 ws,
-                jti: jti.clone(),
+                jti: jti.to_string(),
                 local,
             })
         };
         timeout(STEP, attempt)
             .await
             .unwrap_or_else(|_| Err("timed out".into()))
-            .map_err(|e: String| format!("session {jti}: {e}"))
+            .map_err(|e: String| format!("session {jti} ({form:?}): {e}"))
+    }
+
+    /// The WebSocket handshake through the balancer as a browser makes it; a refusal
+    /// is its status and body (status 0: no HTTP answer).
+    async fn handshake_through_balancer(
+        &self,
+        form: Form,
+        ticket: &str,
+    ) -> Result<(WebSocketStream<ClientStream>, SocketAddr), (u16, String)> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((form, ticket.to_string()));
+        let (tls, local) = self
+            .connect_as_browser(self.balancer_port, true)
+            .await
+            .map_err(|e| (0, e))?;
+        let (path, protocols) = form.request(ticket);
+        let mut request = format!("wss://localhost:{}{path}", self.balancer_port)
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        // The console page came from the balancer's name, over https: the proxy
+        // must see that through the balancer to pass its Origin check.
+        let origin = format!("https://localhost:{}", self.balancer_port);
+        headers.insert("Origin", origin.parse().unwrap());
+        // A browser claiming another address: the proxies must not believe it.
+        headers.insert("X-Forwarded-For", FORGED_CLIENT.parse().unwrap());
+        if let Some(p) = protocols {
+            headers.insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+        }
+        match tokio_tungstenite::client_async(request, tls).await {
+            Ok((ws, _)) => Ok((ws, local)),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                    .unwrap_or_default();
+                Err((resp.status().as_u16(), body))
+            }
+            Err(e) => Err((0, format!("WebSocket handshake: {e}"))),
+        }
+    }
+
+    /// For each form, `REPLAYS` single-use tickets: each opens a session through the
+    /// balancer, then is replayed through it in every form and refused `replayed` by
+    /// the proxy that saw it. Without routing by the ticket about half the replays
+    /// would reach the other proxy and open a second session.
+    async fn replays_reach_the_proxy_that_saw_the_ticket(&self) -> Replays {
+        let mut used = Vec::new();
+        for form in Form::ALL {
+            for _ in 0..REPLAYS {
+                let jti = keys::random_jti();
+                let ticket = self.ticket(&jti);
+                let mut s = self
+                    .open_through_balancer_as(form, &ticket, &jti)
+                    .await
+                    .unwrap_or_else(|e| panic!("{:?}: first use: {e}", self.kind));
+                close_politely(&mut s.ws).await;
+                for replay in Form::ALL {
+                    let outcome = timeout(STEP, self.handshake_through_balancer(replay, &ticket))
+                        .await
+                        .expect("the replay answered in time");
+                    match outcome {
+                        Ok(_) => panic!(
+                            "{:?}: a single-use ticket used as {form:?} and replayed as \
+                             {replay:?} opened a second session",
+                            self.kind
+                        ),
+                        Err((status, body)) => assert!(
+                            status == 403 && body.contains("already used"),
+                            "{:?}: a ticket used as {form:?}, replayed as {replay:?}: \
+                             HTTP {status} {body}",
+                            self.kind
+                        ),
+                    }
+                }
+                used.push((jti, ticket));
+            }
+        }
+        let owners = self.owners(used.iter().map(|(j, _)| j.as_str())).await;
+        let mut per_proxy = [0usize; 2];
+        for (jti, _) in &used {
+            per_proxy[owners[jti].0] += 1;
+        }
+        Replays {
+            refused: used.len() * Form::ALL.len(),
+            per_proxy,
+            tickets: used
+                .into_iter()
+                .map(|(jti, ticket)| (owners[&jti].0, jti, ticket))
+                .collect(),
+        }
+    }
+
+    /// Proxy A has stopped (the drain): one of the tickets it used, replayed through
+    /// the balancer, reaches B, which never saw it. What happens is the outcome.
+    async fn replay_after_its_proxy_stopped(&self, replays: &Replays) -> String {
+        let Some((_, jti, ticket)) = replays.tickets.iter().find(|(p, _, _)| *p == 0) else {
+            return "no ticket of proxy A's to replay".into();
+        };
+        let outcome = self
+            .open_through_balancer_as(Form::Subprotocol, ticket, jti)
+            .await;
+        match outcome {
+            Ok(mut s) => {
+                close_politely(&mut s.ws).await;
+                wait_until("the replay's session in proxy B's log", STEP, || {
+                    opened_sessions(&self.proxies[1].process.log)
+                        .iter()
+                        .any(|(j, _)| j == jti)
+                })
+                .await;
+                "admitted once by proxy B, which never saw it (the record went with A)".into()
+            }
+            Err(e) => format!("refused: {e}"),
+        }
+    }
+
+    /// Which sent tickets appear in which of the balancer's logs.
+    fn ticket_leaks(&self) -> Leaks {
+        let mut logs: Vec<(&'static str, Vec<String>)> =
+            vec![("access", self.balancer_access_log())];
+        if self.kind.access_log_file(self.dir.path()).is_some() {
+            logs.push(("stderr", self.balancer.log.lines()));
+        }
+        for (name, file) in self.kind.other_log_files(self.dir.path()) {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            logs.push((name, text.lines().map(String::from).collect()));
+        }
+        // Each ticket under the URL form it was sent in, if any (replays send a ticket
+        // first used in the subprotocol in a URL too): Subprotocol means "only ever
+        // in the subprotocol".
+        let mut forms: HashMap<String, Form> = HashMap::new();
+        for (form, ticket) in self.sent.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let f = forms.entry(ticket.clone()).or_insert(*form);
+            *f = (*f).max(*form);
+        }
+        let mut lines = Vec::new();
+        for (ticket, form) in &forms {
+            // The claims segment is unique to each ticket (its jti).
+            let Some(claims) = ticket.split('.').nth(1) else {
+                continue;
+            };
+            for (name, text) in &logs {
+                for line in text.iter().filter(|l| l.contains(claims)) {
+                    lines.push((*form, *name, line.clone()));
+                }
+            }
+        }
+        Leaks {
+            access_lines: logs[0].1.len(),
+            sent: forms.into_values().collect(),
+            lines,
+        }
     }
 
     /// A connection from [`CLIENT_IP`], as a browser elsewhere would make, with TLS
@@ -779,6 +1036,68 @@ impl std::fmt::Display for DrainOutcome {
             self.closed_on_a,
             self.close_after.as_secs_f64(),
             self.exit_status,
+        )
+    }
+}
+
+/// The single-use check's result.
+struct Replays {
+    /// Replays refused.
+    refused: usize,
+    /// Tickets first used at proxy A and at proxy B.
+    per_proxy: [usize; 2],
+    /// (proxy that used it, jti, ticket) of every ticket used.
+    tickets: Vec<(usize, String, String)>,
+}
+
+impl std::fmt::Display for Replays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tickets used ({} at A, {} at B), {} replays in every form all refused \
+             `replayed` by the proxy that saw them",
+            self.tickets.len(),
+            self.per_proxy[0],
+            self.per_proxy[1],
+            self.refused
+        )
+    }
+}
+
+/// Balancer log lines holding a ticket: (the form it was sent in, the log, the line).
+/// A ticket sent in a URL form at least once counts under that form (`Query` over
+/// `Path` when both).
+struct Leaks {
+    access_lines: usize,
+    /// The form of every ticket sent.
+    sent: Vec<Form>,
+    lines: Vec<(Form, &'static str, String)>,
+}
+
+impl Leaks {
+    /// Tickets sent only in the subprotocol, and tickets sent in a URL too: how many,
+    /// and the lines holding one in each log.
+    fn summary(&self) -> String {
+        let part = |label: &str, url: bool| {
+            let sent = self
+                .sent
+                .iter()
+                .filter(|f| (**f != Form::Subprotocol) == url)
+                .count();
+            let mut per_log: std::collections::BTreeMap<&str, usize> = Default::default();
+            for (_, log, _) in self
+                .lines
+                .iter()
+                .filter(|(f, _, _)| (*f != Form::Subprotocol) == url)
+            {
+                *per_log.entry(log).or_default() += 1;
+            }
+            format!("{label} ({sent} tickets): {per_log:?}")
+        };
+        format!(
+            "{}; {}",
+            part("only in the subprotocol", false),
+            part("in a URL too", true)
         )
     }
 }

@@ -212,3 +212,40 @@ async fn a_ticket_whose_session_started_is_used_up() {
     assert!(body.contains("already used"), "{body}");
     assert_eq!(preflight_check(p.addr, &ticket).await["code"], "replayed");
 }
+
+/// Issue 13, finding 6: the record keys on the issuer and the `jti`, so two engines
+/// (two keys) that pick the same `jti` do not use up each other's tickets, while each
+/// ticket is still used once.
+#[tokio::test]
+async fn the_same_jti_from_two_keys_is_two_tickets_each_used_once() {
+    let other_dir = tempfile::tempdir().unwrap();
+    consolegate::keys::generate(other_dir.path(), "other").unwrap();
+    let other_key =
+        consolegate::keys::load_signing_key(&other_dir.path().join("other.key")).unwrap();
+    let other = consolegate::ticket::Signer::new(other_key);
+    let trust_other = other_dir.path().to_path_buf();
+    let p = TestProxy::start(move |a| {
+        single_use(a);
+        a.trust.push(trust_other);
+    })
+    .await;
+    let target = echo_target().await;
+    let claims = Claims {
+        jti: Some("ticket-1".into()),
+        ..p.claims(target)
+    };
+    let (first, second) = (p.signer.sign(&claims), other.sign(&claims));
+    for (who, ticket) in [("the first key's", &first), ("the other key's", &second)] {
+        let mut ws = ws_connect(&p.url(ticket), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{who} ticket-1: {e}"));
+        echo_once(&mut ws, b"hello").await.unwrap();
+        close_politely(&mut ws).await;
+    }
+    no_live_session(&p, "both sessions end").await;
+    for ticket in [&first, &second] {
+        let (status, body) = refused(&p.url(ticket)).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(preflight_check(p.addr, ticket).await["code"], "replayed");
+    }
+}

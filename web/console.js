@@ -507,6 +507,7 @@ const REFUSAL_SENTENCES = {
   wrong_audience: 'audience',
   lifetime_too_long: 'tooLong',
   target_not_allowed: 'targetNotAllowed',
+  target_is_proxy: 'targetNotAllowed',
   port_not_allowed: 'targetNotAllowed',
   port_not_allowed_for_kind: 'wrongKindPort',
   unknown_kind: 'unsupported',
@@ -528,10 +529,14 @@ function sentenceForCheck(check) {
 // ---------------------------------------------------------------- connection
 
 // Where a client connects, and with which WebSocket subprotocols: the one place that
-// says how the ticket travels (the last path segment of the URL).
+// says how the ticket travels. In a subprotocol, `ticket.<ticket>` next to `binary`
+// (the proxy answers `binary`), to a path without it: the ticket appears in no URL,
+// so no balancer's access log, proxy log or browser history keeps it (the contract's
+// "Where the ticket travels"). VNC and serial pass `protocols` to their WebSocket;
+// spice.js makes spice-html5's channels offer them too.
 function endpoint(ticket) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return { url: `${scheme}//${location.host}/${ticket}`, protocols: ['binary'] };
+  return { url: `${scheme}//${location.host}/console`, protocols: ['binary', `ticket.${ticket}`] };
 }
 
 function teardown() {

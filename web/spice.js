@@ -5,8 +5,11 @@
 // and any others the server lists), all to the same URL, so the same ticket is used
 // several times within a moment: the proxy admits that burst for `spice` tickets.
 // The password goes into the SPICE link (RSA-encrypted by the client), never a URL.
-// spice-html5 opens its WebSockets itself, with the `binary` subprotocol, to the
-// endpoint's URL.
+// spice-html5 opens its WebSockets itself, to the endpoint's URL with only the
+// `binary` subprotocol (`new WebSocket(uri, 'binary')` in its spiceconn.js), and has
+// no option for others; the ticket travels as a subprotocol (console.js's
+// `endpoint`), so while a SPICE session runs, a WebSocket opened to its URL with just
+// `binary` offers the session's protocols instead. Nothing else is touched.
 //
 // SPICE takes scancodes: keys the page sends itself (extra keys, typed text) are
 // pressed by KeyboardEvent.code, and text goes through the guest's keyboard layout.
@@ -35,6 +38,21 @@ const PASSWORD_ERRORS = /Permission denied|Bad password/;
 
 let screenCount = 0;
 
+// The protocols to offer, by URL, of the SPICE sessions running now (one at a time in
+// practice: the page ends a session before it opens the next).
+const spiceProtocols = new Map();
+const NativeWebSocket = globalThis.WebSocket;
+
+// spice-html5's `new WebSocket(uri, 'binary')`, answered with the session's protocols
+// (`binary` and `ticket.<ticket>`); every other WebSocket is left as it was asked for.
+class SpiceChannelSocket extends NativeWebSocket {
+  constructor(url, protocols) {
+    const session = protocols === 'binary' ? spiceProtocols.get(String(url)) : undefined;
+    super(url, session || protocols);
+  }
+}
+globalThis.WebSocket = SpiceChannelSocket;
+
 const MODIFIER_CODES = new Set(['ShiftLeft', 'ShiftRight', 'ControlLeft', 'ControlRight',
   'AltLeft', 'AltRight', 'MetaLeft', 'MetaRight']);
 
@@ -57,6 +75,7 @@ export function openSpice({ endpoint, password, screen, scale, events }) {
     setTimeout(() => events.ended(failure), 0);
   };
 
+  spiceProtocols.set(endpoint.url, endpoint.protocols);
   const sc = new SpiceMainConn({
     uri: endpoint.url,
     password: password || '',
@@ -163,6 +182,7 @@ export function openSpice({ endpoint, password, screen, scale, events }) {
   function stop() {
     if (stopped) return;
     stopped = true;
+    if (spiceProtocols.get(endpoint.url) === endpoint.protocols) spiceProtocols.delete(endpoint.url);
     clearInterval(watch);
     resize.disconnect();
     mutations.disconnect();

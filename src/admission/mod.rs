@@ -10,7 +10,9 @@
 //!    (`rec`, or `[recording] policy = "all"`) is refused when the proxy cannot record
 //!    it ([`Recorder::check`]), before any use of the ticket is taken;
 //! 3. rule 7: one use of a single-use ticket is taken ([`SingleUse`]);
-//! 4. rule 8: the port for the ticket's kind, then every address the host resolves to;
+//! 4. rule 8: the port for the ticket's kind, then every address the host resolves to,
+//!    none of which may be one of the proxy's own listeners (`own.rs`), whatever the
+//!    policy allows;
 //! 5. a session slot (the proxy's limit) and a slot in the client's count;
 //! 6. the TCP connection to the console server.
 //!
@@ -26,16 +28,18 @@
 //! pre-flight (`POST /consolegate/check`), and any caller that wants the verdict
 //! without side effects.
 
+mod own;
 mod record;
 mod resolve;
 mod run;
 mod single_use;
 
+pub use own::OwnListeners;
 pub use single_use::SingleUse;
 
 use crate::backend::{self, Backend};
 use crate::config::Config;
-use crate::denylist::{DenyList, DenyListError};
+use crate::denylist::{DenyList, DenyListError, Subject};
 use crate::keys::{self, KeyError, KeySet};
 use crate::legacy::{self, Legacy};
 use crate::limits::{ClientLimits, ClientSlot, TicketSessions};
@@ -43,7 +47,8 @@ use crate::ops::metrics::Metrics;
 use crate::policy::{OriginPolicy, ReplayCache, TargetPolicy};
 use crate::recording::{Recorder, RecordingError};
 use crate::refusal::{Code, Refusal, Refuse};
-use crate::relay::RelayConfig;
+use crate::relay::{RelayConfig, Stop};
+use crate::reload::{Outcome, Part};
 use crate::session::{Sessions, Slot};
 use crate::ticket::{self, Verified, VerifyOptions};
 use crate::util::time::unix_now;
@@ -52,7 +57,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tracing::debug;
+use tracing::{debug, info};
 
 /// How often recording retention runs (and once at start): it reads the directory.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -70,6 +75,22 @@ pub enum LoadError {
     DenyList(#[from] DenyListError),
     #[error(transparent)]
     Recording(#[from] RecordingError),
+}
+
+/// The key files a reload could not load (the others are in force).
+#[derive(Debug)]
+pub struct KeysNotLoaded(pub Vec<KeyError>);
+
+impl std::fmt::Display for KeysNotLoaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The settings admission applies, from the configuration.
@@ -104,6 +125,8 @@ pub struct Gate {
     ticket_sessions: Arc<TicketSessions>,
     /// All live sessions: the limit, the registry, drain.
     sessions: Sessions,
+    /// The addresses this process listens on, which no ticket may reach.
+    own: OwnListeners,
     /// Reaches console servers: TCP, and TLS with the console CA.
     backend: Backend,
     /// Session recording; records nothing without `[recording]`.
@@ -124,7 +147,7 @@ pub struct Request<'a> {
     pub host: Option<&'a str>,
     /// Whether the browser reached the proxy over TLS.
     pub tls: bool,
-    /// The ticket from the URL; `None` when there is none.
+    /// The ticket from the subprotocol or the URL; `None` when there is none.
     pub ticket: Option<&'a str>,
 }
 
@@ -202,6 +225,14 @@ impl Gate {
             recorder.stats().clone(),
         ));
         metrics.keys_loaded(&keys);
+        for part in loaded_parts(config) {
+            metrics.reloaded(part.as_str(), true);
+        }
+        let own = OwnListeners::default();
+        own.add(config.listen);
+        if let Some(admin) = config.admin.listen {
+            own.add(admin);
+        }
         Ok(Gate {
             rules: Rules {
                 verify: config.tickets.verify.clone(),
@@ -212,12 +243,13 @@ impl Gate {
                 trust: config.tickets.trust.clone(),
             },
             keys: RwLock::new(Arc::new(keys)),
-            legacy: Legacy::load(&config.legacy)?,
+            legacy: load_legacy(&config.legacy, &sessions)?,
             deny,
             replay: Arc::default(),
             client_limits: Arc::new(ClientLimits::new(config.limits.per_client.clone())),
             ticket_sessions: Arc::new(TicketSessions::new(config.tickets.max_sessions_per_ticket)),
             sessions,
+            own,
             backend: Backend::new(
                 config.backend_tls.clone(),
                 config.targets.connect_timeout,
@@ -229,22 +261,46 @@ impl Gate {
         })
     }
 
-    /// SIGHUP, first and on its own: the deny list, ending the live sessions it now
-    /// revokes. Its errors are logged, not returned: a broken key file must not delay
-    /// a revocation.
-    pub fn reload_deny_list(&self) {
-        self.deny.reload_and_enforce(&self.sessions);
+    /// SIGHUP: the deny list (ending the live sessions it now revokes), the keys, the
+    /// oVirt engine certificate, the token source and the console TLS files, each on
+    /// its own ([`crate::reload`]): one part's failure never holds back another, and a
+    /// key removed from the trust directory stops verifying whatever else fails.
+    /// Returns each part's outcome, counted in the metrics, for the caller to log.
+    pub fn reload(&self) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        if self.deny.path().is_some() {
+            let r = self.deny.reload_and_enforce(&self.sessions);
+            outcomes.push(Outcome::of(Part::DenyList, r));
+        }
+        if !self.rules.trust.is_empty() {
+            outcomes.push(Outcome::of(Part::Keys, self.reload_keys()));
+        }
+        if let Some(r) = self.legacy.reload_ovirt() {
+            outcomes.push(Outcome::of(Part::Ovirt, r));
+        }
+        if let Some(r) = self.legacy.reload_tokens() {
+            outcomes.push(Outcome::of(Part::Tokens, r));
+        }
+        outcomes.push(Outcome::of(Part::BackendTls, self.backend.reload()));
+        for o in &outcomes {
+            self.metrics.reloaded(o.part.as_str(), o.ok());
+        }
+        outcomes
     }
 
-    /// SIGHUP: the keys, the console TLS files and the legacy sources. On an error
-    /// the old keys stay in force.
-    pub fn reload(&self) -> Result<(), LoadError> {
-        let keys = load_keys(&self.rules.trust)?;
-        self.backend.reload()?;
-        self.legacy.reload()?;
+    /// The trusted keys become exactly those that load now, whatever failed: a removed
+    /// or broken key file stops verifying at once. The error lists what did not load.
+    fn reload_keys(&self) -> Result<(), KeysNotLoaded> {
+        let (keys, errors) = keys::load_trusted_available(&self.rules.trust);
         self.metrics.keys_loaded(&keys);
+        let ids: Vec<String> = keys.iter().map(|(k, _)| k.to_string()).collect();
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        Ok(())
+        info!(keys = ?ids, "trusted keys in force");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(KeysNotLoaded(errors))
+        }
     }
 
     /// A handshake token of the client's: the WebSocket upgrade and the pre-flight
@@ -263,7 +319,7 @@ impl Gate {
         let Some(raw) = req.ticket else {
             return Err(Refusal::new(
                 Code::NoTicket,
-                "no ticket in the URL (expected /<ticket> or ?token=<ticket>)",
+                "no ticket (expected a ticket.<ticket> subprotocol, /<ticket> or ?token=<ticket>)",
             )
             .into());
         };
@@ -330,7 +386,11 @@ impl Gate {
         };
         let claims = &verified.claims;
         self.deny
-            .check(claims.jti.as_deref(), claims.sub.as_deref())
+            .check(Subject {
+                issuer: &verified.kid,
+                jti: claims.jti.as_deref(),
+                sub: claims.sub.as_deref(),
+            })
             .map_err(|e| refused(&e))?;
         self.backend.supports(claims.tls).map_err(|e| refused(&e))?;
         // Never a silent fallback: until this proxy enforces view-only, such tickets
@@ -357,11 +417,12 @@ impl Gate {
         let single_use = match (self.rules.single_use, mode) {
             (false, _) => None,
             (true, Mode::CheckOnly) => {
-                SingleUse::look(&self.replay, claims, now).map_err(|e| refused(&e))?;
+                SingleUse::look(&self.replay, &verified.kid, claims, now)
+                    .map_err(|e| refused(&e))?;
                 None
             }
             (true, Mode::Admit) => Some(
-                SingleUse::take(&self.replay, claims, opts.leeway_secs, now)
+                SingleUse::take(&self.replay, &verified.kid, claims, opts.leeway_secs, now)
                     .map_err(|e| refused(&e))?,
             ),
         };
@@ -380,11 +441,23 @@ impl Gate {
             .targets
             .check_resolved(claims.kind, &claims.host, &addrs)
             .map_err(|e| refused(&e))?;
+        self.own.check(&addrs).map_err(|e| refused(&e))?;
         Ok(Checked {
             ticket: verified,
             addrs,
             single_use,
         })
+    }
+
+    /// Records an address the process listens on (a listener just bound): no ticket
+    /// may name it as its console server.
+    pub fn listening(&self, addr: SocketAddr) {
+        self.own.add(addr);
+    }
+
+    /// The listener addresses no ticket may reach.
+    pub fn own_listeners(&self) -> Vec<SocketAddr> {
+        self.own.list()
     }
 
     fn current_keys(&self) -> Arc<KeySet> {
@@ -456,6 +529,40 @@ impl Gate {
             tokio::task::spawn_blocking(move || recorder.prune());
         }
     }
+}
+
+/// The parts a reload will re-read in this configuration, all loaded at start.
+fn loaded_parts(config: &Config) -> Vec<Part> {
+    let mut parts = vec![Part::BackendTls];
+    if config.tickets.deny_list.is_some() {
+        parts.push(Part::DenyList);
+    }
+    if !config.tickets.trust.is_empty() {
+        parts.push(Part::Keys);
+    }
+    if config.legacy.ovirt_certificate.is_some() {
+        parts.push(Part::Ovirt);
+    }
+    if config.legacy.token_source.is_some() {
+        parts.push(Part::Tokens);
+    }
+    parts
+}
+
+/// The legacy sources, with a token source's withdrawn tokens ending their live
+/// sessions (1008, the reason), as the deny list does.
+fn load_legacy(config: &legacy::LegacyConfig, sessions: &Sessions) -> Result<Legacy, LoadError> {
+    let legacy = Legacy::load(config)?;
+    let sessions = sessions.clone();
+    legacy.on_tokens_withdrawn(Box::new(move |withdrawn| {
+        for w in withdrawn {
+            let ended = sessions.stop_where(Stop::Kill(w.reason.into()), |i| {
+                i.kid == legacy::TOKENFILE_KID && i.jti.as_deref() == Some(w.id.as_str())
+            });
+            info!(jti = %w.id, entry = %w.origin, reason = w.reason, sessions_ended = ended, "websockify token withdrawn");
+        }
+    }));
+    Ok(legacy)
 }
 
 /// Keyed by jti, or by the signature for a ticket without one (never logged).

@@ -60,6 +60,14 @@ impl Gate {
         };
         let (registration, stop) = self.sessions.register(session_slot, info);
         let id = registration.id();
+        // A token withdrawn between its check and the registration would have missed
+        // the withdrawal's stop: once registered, it is checked again.
+        if !self.legacy.still_listed(&ticket) {
+            return Err(Rejected {
+                refusal: Refusal::of(&crate::legacy::LegacyError::UnknownToken),
+                ticket: Some(Box::new(ticket)),
+            });
+        }
         // Before the 101: a session that must be recorded and cannot be is refused.
         let (observer, recording) = match self.start_recording(id, client, target, &ticket).await {
             Ok(Some((observer, recording))) => (Some(observer), Some(recording)),

@@ -18,24 +18,29 @@ use std::sync::Arc;
 #[must_use = "dropping a taken use gives it back at once"]
 pub struct SingleUse {
     replay: Arc<ReplayCache>,
+    /// The ticket's issuer (key id, oVirt engine, token source): with the `jti`, the
+    /// record's key.
+    issuer: String,
     jti: String,
     spent: bool,
 }
 
 impl SingleUse {
-    /// Takes one use of the ticket (a SPICE ticket has one per channel in a burst),
-    /// recorded until its `exp` plus `leeway`; refused when it has none left.
+    /// Takes one use of `issuer`'s ticket (a SPICE ticket has one per channel in a
+    /// burst), recorded until its `exp` plus `leeway`; refused when it has none left.
     pub fn take(
         replay: &Arc<ReplayCache>,
+        issuer: &str,
         claims: &Claims,
         leeway: i64,
         now: i64,
     ) -> Result<SingleUse, PolicyError> {
         let jti = claims.jti.as_deref();
         let until = claims.exp.saturating_add(leeway);
-        replay.use_ticket(jti, Uses::for_kind(claims.kind), until, now)?;
+        replay.use_ticket(issuer, jti, Uses::for_kind(claims.kind), until, now)?;
         Ok(SingleUse {
             replay: replay.clone(),
+            issuer: issuer.to_string(),
             // `use_ticket` refuses a ticket without a jti.
             jti: jti.unwrap_or_default().to_string(),
             spent: false,
@@ -43,8 +48,18 @@ impl SingleUse {
     }
 
     /// Whether the ticket has a use left, without taking it (the pre-flight check).
-    pub fn look(replay: &ReplayCache, claims: &Claims, now: i64) -> Result<(), PolicyError> {
-        replay.check_uses(claims.jti.as_deref(), Uses::for_kind(claims.kind), now)
+    pub fn look(
+        replay: &ReplayCache,
+        issuer: &str,
+        claims: &Claims,
+        now: i64,
+    ) -> Result<(), PolicyError> {
+        replay.check_uses(
+            issuer,
+            claims.jti.as_deref(),
+            Uses::for_kind(claims.kind),
+            now,
+        )
     }
 
     /// The session started: the use stays taken until the ticket expires.
@@ -56,7 +71,7 @@ impl SingleUse {
 impl Drop for SingleUse {
     fn drop(&mut self) {
         if !self.spent {
-            self.replay.forget(&self.jti);
+            self.replay.forget(&self.issuer, &self.jti);
         }
     }
 }
@@ -78,13 +93,16 @@ mod tests {
     fn a_use_is_given_back_unless_spent() {
         let replay = Arc::new(ReplayCache::default());
         let c = claims(Kind::Vnc);
-        let taken = SingleUse::take(&replay, &c, 30, 100).unwrap();
-        assert!(SingleUse::take(&replay, &c, 30, 100).is_err(), "taken once");
+        let taken = SingleUse::take(&replay, "k", &c, 30, 100).unwrap();
+        assert!(
+            SingleUse::take(&replay, "k", &c, 30, 100).is_err(),
+            "taken once"
+        );
         drop(taken);
-        assert!(SingleUse::look(&replay, &c, 101).is_ok(), "given back");
-        SingleUse::take(&replay, &c, 30, 102).unwrap().spend();
+        assert!(SingleUse::look(&replay, "k", &c, 101).is_ok(), "given back");
+        SingleUse::take(&replay, "k", &c, 30, 102).unwrap().spend();
         assert_eq!(
-            SingleUse::look(&replay, &c, 103),
+            SingleUse::look(&replay, "k", &c, 103),
             Err(PolicyError::Replayed("j1".into()))
         );
     }
@@ -93,14 +111,17 @@ mod tests {
     fn a_spice_channel_that_fails_gives_back_only_its_own_use() {
         let replay = Arc::new(ReplayCache::default());
         let c = claims(Kind::Spice);
-        let main = SingleUse::take(&replay, &c, 30, 100).unwrap();
-        let failed = SingleUse::take(&replay, &c, 30, 100).unwrap();
+        let main = SingleUse::take(&replay, "k", &c, 30, 100).unwrap();
+        let failed = SingleUse::take(&replay, "k", &c, 30, 100).unwrap();
         main.spend();
         drop(failed);
         let uses: Vec<_> = (0..15)
-            .map(|_| SingleUse::take(&replay, &c, 30, 101).unwrap())
+            .map(|_| SingleUse::take(&replay, "k", &c, 30, 101).unwrap())
             .collect();
-        assert!(SingleUse::take(&replay, &c, 30, 101).is_err(), "16 in all");
+        assert!(
+            SingleUse::take(&replay, "k", &c, 30, 101).is_err(),
+            "16 in all"
+        );
         uses.into_iter().for_each(SingleUse::spend);
     }
 
@@ -112,7 +133,7 @@ mod tests {
             ..claims(Kind::Vnc)
         };
         assert!(matches!(
-            SingleUse::take(&replay, &c, 30, 100),
+            SingleUse::take(&replay, "k", &c, 30, 100),
             Err(PolicyError::JtiRequired)
         ));
     }

@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// Trusted balancers send a PROXY protocol (v1 or v2) header first [clients.proxy_protocol].
     #[arg(long)]
     pub proxy_protocol: bool,
+    /// Sessions only through a trusted balancer: a WebSocket from any other peer is
+    /// refused, so a pool member reached directly cannot be shown a replayed ticket
+    /// [clients.balancer_only].
+    #[arg(long)]
+    pub balancer_only: bool,
     /// Refusal log lines per second per refusal code, the rest summarised; 0 = all
     /// [log.refusals_per_second; default 10].
     #[arg(long, value_name = "N")]

@@ -80,6 +80,8 @@ pub enum ConfigError {
     Rate { option: &'static str, value: f64 },
     #[error("clients.proxy_protocol needs clients.trusted_proxies (--trusted-proxy): PROXY headers are believed only from the balancers named there")]
     ProxyProtocolWithoutTrust,
+    #[error("clients.balancer_only needs clients.trusted_proxies (--trusted-proxy): sessions are taken only from the balancers named there")]
+    BalancerOnlyWithoutTrust,
     #[error("log format {0:?} is not text or json")]
     LogFormat(String),
     #[error("[backend_tls] needs both client_cert and client_key (--backend-client-cert/--backend-client-key)")]

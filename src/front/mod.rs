@@ -9,8 +9,8 @@
 //!
 //! The rooms: `listener.rs` (PROXY header, TLS, HTTP/1.1, all within the handshake
 //! deadline), `pending.rs` (the caps on connections that are not sessions yet),
-//! `handshake.rs` (RFC 6455),
-//! `uri.rs` (where the ticket is), `page.rs` (static files, CSP, the page's config),
+//! `handshake.rs` (RFC 6455, and the `ticket.<ticket>` subprotocol), `uri.rs` (where
+//! the ticket is), `page.rs` (static files, CSP, the page's config),
 //! `check.rs` (the pre-flight), `refusal.rs` (refusals as HTTP and log lines),
 //! `extension.rs` (routes a program embedding the proxy adds, such as the demo's).
 
@@ -43,6 +43,7 @@ use crate::ops::admin::Watched;
 use crate::ops::metrics::Metrics;
 use crate::recording::Recorder;
 use crate::refusal::{Code, Refusal};
+use crate::reload::{Outcome, Part, ReloadFailed};
 use crate::session::Sessions;
 use crate::util::accept::{Acceptor, TurnAway};
 use crate::util::http::{self, Body};
@@ -109,6 +110,9 @@ impl Proxy {
     pub fn new(config: Config) -> Result<Proxy, FrontError> {
         let gate = Gate::new(&config)?;
         let tls = load_listener_tls(&config)?;
+        if tls.is_some() {
+            gate.metrics().reloaded(Part::Tls.as_str(), true);
+        }
         Ok(Proxy {
             serving: Serving {
                 tls: RwLock::new(tls),
@@ -179,15 +183,23 @@ impl Proxy {
         self.gate.key_ids()
     }
 
-    /// SIGHUP: re-reads the deny list, keys, certificates and legacy sources. On any
-    /// error the old ones stay in force and live sessions are untouched.
-    pub fn reload(&self) -> Result<(), FrontError> {
-        self.gate.reload_deny_list();
-        let tls = load_listener_tls(&self.config)?;
-        self.gate.reload()?;
-        *self.serving.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
-        info!(keys = %self.key_ids().join(","), "reloaded trusted keys and TLS certificate");
-        Ok(())
+    /// SIGHUP: re-reads the deny list, keys, legacy sources, console TLS files and the
+    /// listener's certificate, each part on its own ([`crate::reload`]): a part that
+    /// fails is logged and counted, the others take effect, and live sessions are
+    /// untouched (but for those the deny list or a withdrawn token now revokes). The
+    /// error names the parts that failed.
+    pub fn reload(&self) -> Result<(), ReloadFailed> {
+        let mut outcomes = self.gate.reload();
+        if self.config.tls.is_some() {
+            let tls = load_listener_tls(&self.config).map(|tls| {
+                *self.serving.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+            });
+            let outcome = Outcome::of(Part::Tls, tls);
+            self.metrics().reloaded(Part::Tls.as_str(), outcome.ok());
+            outcomes.push(outcome);
+        }
+        outcomes.iter().for_each(Outcome::log);
+        ReloadFailed::check(&outcomes)
     }
 
     /// Accepts connections until `shutdown` resolves, then drains: no new sessions,
@@ -199,6 +211,9 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> bool {
         tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            self.gate.listening(addr);
+        }
         let mut listener = Acceptor::new(listener, "browsers");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,6 +276,14 @@ impl Proxy {
             return self.refused(client, r.into());
         }
         if handshake::is_websocket_upgrade(req.headers()) {
+            let clients = &self.config.clients;
+            if clients.balancer_only && !clients.trusts(hop.ip()) {
+                let r = Refusal::new(
+                    Code::NotThroughBalancer,
+                    "this proxy takes sessions only through its balancer",
+                );
+                return self.refused(client, r.into());
+            }
             return match self.clone().websocket(req, client, tls).await {
                 Ok(switching) => switching,
                 Err(rejected) => self.refused(client, rejected),
@@ -309,7 +332,7 @@ impl Proxy {
         self.gate.throttle(client.ip())?;
         // The ticket, the policy and the console server's TCP connection: one value
         // that gives back everything it took if the session does not start.
-        let ticket = uri::ticket_in(req.uri(), self.gate.legacy());
+        let ticket = uri::ticket_in(req.uri(), handshake.ticket(), self.gate.legacy())?;
         let headers = req.headers();
         let admission: Admission = self
             .gate
@@ -358,6 +381,10 @@ impl Watched for Proxy {
 
     fn admin_hosts(&self) -> &[String] {
         &self.config.admin.hosts
+    }
+
+    fn listening(&self, addr: SocketAddr) {
+        self.gate.listening(addr);
     }
 }
 

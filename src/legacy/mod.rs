@@ -48,8 +48,10 @@ pub enum LegacyError {
 #[derive(Debug, Default)]
 pub struct Legacy {
     config: LegacyConfig,
-    /// The engine certificate; replaced whole on SIGHUP.
-    ovirt: Option<RwLock<Arc<ovirt::Engine>>>,
+    /// `Some` when oVirt tickets are on: the engine certificate, replaced whole on
+    /// SIGHUP, and `None` inside while the last reload could not load it (every oVirt
+    /// ticket is refused then: a certificate the operator replaced is never kept).
+    ovirt: Option<RwLock<Option<Arc<ovirt::Engine>>>>,
     tokens: Option<tokenfile::TokenSource>,
 }
 
@@ -60,7 +62,7 @@ impl Legacy {
             Some(path) => {
                 let engine = ovirt::Engine::load(path, config.ovirt_allow_sha1)?;
                 announce_engine(&engine);
-                Some(RwLock::new(Arc::new(engine)))
+                Some(RwLock::new(Some(Arc::new(engine))))
             }
             None => None,
         };
@@ -96,25 +98,60 @@ impl Legacy {
     fn engine(&self) -> Option<Arc<ovirt::Engine>> {
         self.ovirt
             .as_ref()
-            .map(|e| e.read().unwrap_or_else(|p| p.into_inner()).clone())
+            .and_then(|e| e.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    /// SIGHUP: re-reads the engine certificate and the token source. On an error the
-    /// previous ones stay in force.
-    pub fn reload(&self) -> Result<(), LoadError> {
-        let engine = match (&self.ovirt, &self.config.ovirt_certificate) {
-            (Some(_), Some(path)) => Some(ovirt::Engine::load(path, self.config.ovirt_allow_sha1)?),
-            _ => None,
-        };
-        if let Some(t) = &self.tokens {
-            let n = t.reload()?;
+    /// SIGHUP: re-reads the engine certificate; `None` when oVirt tickets are off. On
+    /// an error no certificate is trusted until one loads (fail closed: the operator
+    /// may have replaced a compromised one).
+    pub fn reload_ovirt(&self) -> Option<Result<(), LoadError>> {
+        let (slot, path) = (
+            self.ovirt.as_ref()?,
+            self.config.ovirt_certificate.as_ref()?,
+        );
+        let loaded = ovirt::Engine::load(path, self.config.ovirt_allow_sha1);
+        let mut slot = slot.write().unwrap_or_else(|p| p.into_inner());
+        Some(match loaded {
+            Ok(engine) => {
+                announce_engine(&engine);
+                *slot = Some(Arc::new(engine));
+                Ok(())
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e.into())
+            }
+        })
+    }
+
+    /// SIGHUP: re-reads the token source; `None` when token files are off. On an error
+    /// the previous table stays in force; tokens a successful re-read no longer lists
+    /// are withdrawn (see [`Legacy::on_tokens_withdrawn`]).
+    pub fn reload_tokens(&self) -> Option<Result<(), LoadError>> {
+        let t = self.tokens.as_ref()?;
+        Some(t.reload().map(|n| {
             info!(source = %t.source().display(), tokens = n, "reloaded the websockify token source");
+        }).map_err(Into::into))
+    }
+
+    /// Sets what is told of tokens a re-read of the token source withdrew (no longer
+    /// listed, or listed for another console server); nothing without a token source.
+    pub fn on_tokens_withdrawn(&self, tell: tokenfile::OnWithdrawn) {
+        if let Some(t) = &self.tokens {
+            t.on_withdrawn(tell);
         }
-        if let (Some(slot), Some(engine)) = (&self.ovirt, engine) {
-            announce_engine(&engine);
-            *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
+    }
+
+    /// Whether `verified`, a token session's ticket, is still listed as it was when it
+    /// was admitted; `true` for every other kind of ticket.
+    pub fn still_listed(&self, verified: &Verified) -> bool {
+        if verified.kid != TOKENFILE_KID {
+            return true;
         }
-        Ok(())
+        let (Some(tokens), Some(id)) = (&self.tokens, verified.claims.jti.as_deref()) else {
+            return false;
+        };
+        tokens.lists(id, &verified.claims.host, verified.claims.port)
     }
 
     /// The whole path as an oVirt ticket, when oVirt tickets are on and the path is one
@@ -139,30 +176,51 @@ impl Legacy {
         if ticket.contains('.') {
             return None;
         }
-        match (self.engine(), &self.tokens) {
-            (Some(engine), None) => Some(engine.verify(ticket, opts, now).map_err(Into::into)),
-            (Some(engine), Some(_)) if ovirt::looks_like_ticket(ticket) => {
-                Some(engine.verify(ticket, opts, now).map_err(Into::into))
+        match (self.ovirt.is_some(), &self.tokens) {
+            (true, None) => Some(self.verify_ovirt(ticket, opts, now)),
+            (true, Some(_)) if ovirt::looks_like_ticket(ticket) => {
+                Some(self.verify_ovirt(ticket, opts, now))
             }
             (_, Some(_)) => Some(Err(LegacyError::UnknownToken)),
-            (None, None) => None,
+            (false, None) => None,
+        }
+    }
+
+    /// An oVirt ticket, against the engine certificate in force, if one is.
+    fn verify_ovirt(
+        &self,
+        ticket: &str,
+        opts: &VerifyOptions,
+        now: i64,
+    ) -> Result<Verified, LegacyError> {
+        match self.engine() {
+            Some(engine) => engine.verify(ticket, opts, now).map_err(Into::into),
+            None => Err(ovirt::OvirtError::EngineCertificate {
+                kid: "ovirt".into(),
+                problem: "it could not be loaded at the last reload".into(),
+            }
+            .into()),
         }
     }
 }
 
+/// The `kid` of every websockify token: the issuer is the token source.
+pub const TOKENFILE_KID: &str = "tokenfile";
+
 /// A listed token as the common shape. It has no expiry of its own: `exp` is set to
 /// the proxy's maximum lifetime from now only so the claims stay well formed;
-/// `jti` names the line that listed it (`file:line`), never the token.
+/// `jti` is the token's digest ([`tokenfile::token_id`]), never the token nor the
+/// line that lists it (a line rewritten with another token is another ticket).
 fn token_verified(entry: tokenfile::Entry, opts: &VerifyOptions, now: i64) -> Verified {
     let mut claims = Claims::new(
         entry.host,
         entry.port,
         now.saturating_add(opts.max_lifetime_secs),
     );
-    claims.jti = Some(entry.origin);
+    claims.jti = Some(entry.id);
     Verified {
         claims,
-        kid: "tokenfile".into(),
+        kid: TOKENFILE_KID.into(),
     }
 }
 
@@ -208,7 +266,10 @@ mod tests {
         let v = l.verify("tok7", &opts, 1000).unwrap().unwrap();
         assert_eq!((v.claims.host.as_str(), v.claims.port), ("127.0.0.1", 5907));
         assert_eq!(v.kid, "tokenfile");
-        assert_eq!(v.claims.jti.as_deref(), Some("one-7:1"));
+        assert_eq!(
+            v.claims.jti.as_deref(),
+            Some(tokenfile::token_id("tok7").as_str())
+        );
         let err = l.verify("tok8", &opts, 1000).unwrap().unwrap_err();
         assert_eq!(err, LegacyError::UnknownToken);
         // A JWS still goes to the Ed25519 rules.

@@ -231,6 +231,8 @@ pub trait Watched: Send + Sync + 'static {
     fn admin_hosts(&self) -> &[String] {
         &[]
     }
+    /// The admin listener is bound to `addr`: the proxy must refuse tickets naming it.
+    fn listening(&self, _addr: SocketAddr) {}
 }
 
 /// The admin listener's state.
@@ -269,36 +271,49 @@ impl Admin {
         }))
     }
 
-    /// SIGHUP: re-reads the token file (rotation); on error the old token stays.
-    pub fn reload(&self) -> Result<(), TokenError> {
-        if let Some(path) = &self.token_file {
-            let t = load_token(path)?;
-            *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
-        }
-        Ok(())
+    /// SIGHUP: re-reads the token file (rotation).
+    ///
+    /// A token file that cannot be read (removed, emptied, readable by others) turns
+    /// session control off until it loads: a rotated-out token never keeps working
+    /// because its replacement is broken. `None` when no token file is configured.
+    pub fn reload(&self) -> Option<Result<(), TokenError>> {
+        let path = self.token_file.as_ref()?;
+        let loaded = load_token(path);
+        let mut token = self.token.write().unwrap_or_else(|p| p.into_inner());
+        *token = loaded.as_ref().ok().copied();
+        Some(loaded.map(|_| ()))
     }
 
     /// Serves admin requests until the task is dropped (it outlives the drain, so
     /// `/readyz` can say "draining" while sessions finish).
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut listener = Acceptor::new(listener, "admin");
-        let mut next_id = 0u64;
-        loop {
-            let (stream, peer) = listener.accept().await;
-            let Some(permit) = self.slot().await else {
-                let busy = raw_text(StatusCode::SERVICE_UNAVAILABLE, Some(1), BUSY);
-                self.turn_away.send(stream, Some(busy));
-                continue;
-            };
-            next_id += 1;
-            let id = next_id;
-            let (evict, evicted) = oneshot::channel();
-            self.lock_waiting().push_back((id, evict));
-            let admin = self.clone();
-            tokio::spawn(async move {
-                admin.connection(stream, peer, id, evicted).await;
-                drop(permit);
-            });
+    /// The proxy learns the listener's address at once, before the first poll.
+    pub fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        if let Ok(addr) = listener.local_addr() {
+            self.proxy.listening(addr);
+        }
+        async move {
+            let mut listener = Acceptor::new(listener, "admin");
+            let mut next_id = 0u64;
+            loop {
+                let (stream, peer) = listener.accept().await;
+                let Some(permit) = self.slot().await else {
+                    let busy = raw_text(StatusCode::SERVICE_UNAVAILABLE, Some(1), BUSY);
+                    self.turn_away.send(stream, Some(busy));
+                    continue;
+                };
+                next_id += 1;
+                let id = next_id;
+                let (evict, evicted) = oneshot::channel();
+                self.lock_waiting().push_back((id, evict));
+                let admin = self.clone();
+                tokio::spawn(async move {
+                    admin.connection(stream, peer, id, evicted).await;
+                    drop(permit);
+                });
+            }
         }
     }
 
@@ -497,10 +512,12 @@ impl Admin {
         peer: SocketAddr,
     ) -> Result<(), Response<Full<Bytes>>> {
         let Some(expected) = *self.token.read().unwrap_or_else(|p| p.into_inner()) else {
-            return Err(text(
-                StatusCode::FORBIDDEN,
-                "session control is off: set [admin] token_file (--admin-token-file)",
-            ));
+            let why = if self.token_file.is_some() {
+                "session control is off: the admin token file did not load at the last reload"
+            } else {
+                "session control is off: set [admin] token_file (--admin-token-file)"
+            };
+            return Err(text(StatusCode::FORBIDDEN, why));
         };
         let presented = req
             .headers()

@@ -24,6 +24,8 @@
 //! | `consolegate_recordings_active` | gauge | recordings being written now |
 //! | `consolegate_recording_bytes_total` | counter | bytes written to recording files |
 //! | `consolegate_recordings_pruned_total` | counter | recordings removed by retention |
+//! | `consolegate_reload_success{part}` | gauge | 1 when the part loaded at start or its last SIGHUP reload, 0 when that failed ([`crate::reload`]) |
+//! | `consolegate_reload_timestamp_seconds{part}` | gauge | Unix time of that load |
 //! | `consolegate_build_info{version}` | info | the running version |
 
 use crate::denylist::DenyList;
@@ -33,10 +35,11 @@ use crate::session::Sessions;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -57,7 +60,13 @@ pub struct Metrics {
     connect: Histogram,
     /// Written on load and reload, read by the collector at scrape time.
     keys: Arc<Mutex<Vec<KeyAge>>>,
+    /// Per reload part: 1 loaded, 0 failed.
+    reload_success: Family<PartLabel, Gauge>,
+    /// Per reload part: when it was last loaded or tried.
+    reload_time: Family<PartLabel, Gauge<f64, AtomicU64>>,
 }
+
+type PartLabel = [(&'static str, &'static str); 1];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +106,19 @@ impl Metrics {
             "The running consolegate version",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let reload_success = Family::<PartLabel, Gauge>::default();
+        registry.register(
+            "consolegate_reload_success",
+            "1 when the part loaded at start or its last reload, 0 when that failed",
+            reload_success.clone(),
+        );
+        let reload_time = Family::<PartLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "consolegate_reload_timestamp",
+            "Unix time the part was last loaded or tried",
+            Unit::Seconds,
+            reload_time.clone(),
+        );
         let keys = Arc::new(Mutex::new(Vec::new()));
         registry.register_collector(Box::new(Live {
             sessions,
@@ -110,7 +132,19 @@ impl Metrics {
             handshake,
             connect,
             keys,
+            reload_success,
+            reload_time,
         }
+    }
+
+    /// A part of the configuration was loaded (`ok`) or failed to load, now.
+    pub fn reloaded(&self, part: &'static str, ok: bool) {
+        let label = [("part", part)];
+        self.reload_success.get_or_create(&label).set(i64::from(ok));
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.reload_time.get_or_create(&label).set(now);
     }
 
     /// A request was refused with this code (before the upgrade).

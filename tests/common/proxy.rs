@@ -40,6 +40,11 @@ pub struct TestProxy {
 impl TestProxy {
     /// A plain-ws proxy that may reach any loopback port; `tweak` adjusts the flags.
     pub async fn start(tweak: impl FnOnce(&mut ServeArgs)) -> TestProxy {
+        Self::start_on("127.0.0.1:0", tweak).await
+    }
+
+    /// The same on a listener bound to `bind` (port 0), e.g. `0.0.0.0:0`.
+    pub async fn start_on(bind: &str, tweak: impl FnOnce(&mut ServeArgs)) -> TestProxy {
         let key_dir = tempfile::tempdir().unwrap();
         keys::generate(key_dir.path(), "engine").unwrap();
         let key = keys::load_signing_key(&key_dir.path().join("engine.key")).unwrap();
@@ -55,7 +60,7 @@ impl TestProxy {
         tweak(&mut args);
         let config = Config::load(&args).unwrap();
         let proxy = Arc::new(Proxy::new(config).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy.clone().serve(listener, async move {

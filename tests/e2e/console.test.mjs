@@ -20,7 +20,7 @@ import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
 import { REPO, BIN, ARTIFACTS, NOVNC_DIR, WEB_DIR } from './lib/paths.mjs';
 import { httpGet, httpsGet } from './lib/http.mjs';
 import { makeSigningKey, sign as signTicket, startEngine as startEngineWith } from './lib/engine.mjs';
-import { launchBrowser, watchConsole, openConsole as openConsoleIn, waitState as waitStateFor, statusText, panelText, canvasStats, clickTool } from './lib/page.mjs';
+import { launchBrowser, watchConsole, openConsole as openConsoleIn, waitState as waitStateFor, statusText, panelText, canvasStats, clickTool, urlsWithTickets } from './lib/page.mjs';
 import { waitForKeys } from './lib/demo.mjs';
 import { testsNeeding } from './lib/tools.mjs';
 
@@ -200,6 +200,10 @@ test('a trusted engine opens the QEMU console through the proxy; a key and paste
   await popup.click('#paste-send');
   await waitFor('SeaBIOS booting after the pasted "1"', async () => (await canvasStats(popup, bootRows)).lit > 50, { timeoutMs: 10000 });
   assert.deepEqual(popup.cspViolations, [], 'the page runs under the proxy\'s CSP without violations');
+  // The ticket travelled in a subprotocol: the WebSocket's URL holds none.
+  const urls = urlsWithTickets(popup);
+  assert.equal(urls.count, 1, 'one WebSocket for the VNC session');
+  assert.deepEqual(urls.bad, [], 'the VNC WebSocket carried the ticket in no URL');
   await popup.close();
 });
 

@@ -22,7 +22,7 @@ import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
 import { REPO, BIN, ARTIFACTS, WEB_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
 import { makeSigningKey, sign as signTicket, startEngine as startEngineWith } from './lib/engine.mjs';
-import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, statusText, canvasStats as spiceCanvasStats } from './lib/page.mjs';
+import { launchBrowser, openConsole as openConsoleIn, waitState as waitStateFor, statusText, canvasStats as spiceCanvasStats, urlsWithTickets } from './lib/page.mjs';
 import { testsNeeding } from './lib/tools.mjs';
 
 const test = testsNeeding('kinds.test.mjs', ['chromium', 'qemu', 'socat', 'bc']);
@@ -195,9 +195,13 @@ test('SPICE: one single-use ticket opens every channel; the display shows and a 
   await popup.keyboard.press('ArrowDown');
   assert.deepEqual(await popup.evaluate(() => window.sentKeys), [0x50e0, 0xd0e0], 'Down: E0 50, then E0 D0');
 
-  // Every channel came through the proxy with the same single-use ticket.
+  // Every channel came through the proxy with the same single-use ticket, which
+  // travelled in a subprotocol: no channel's URL holds it.
   const opened = (env.proxy.output.match(/session opened/g) || []).length;
   assert.ok(opened >= 4, `main, display, inputs and cursor channels opened (${opened} sessions)`);
+  const urls = urlsWithTickets(popup);
+  assert.ok(urls.count >= 4, `every channel's WebSocket was seen (${urls.count})`);
+  assert.deepEqual(urls.bad, [], 'no SPICE channel carried the ticket in its URL');
   assert.deepEqual(popup.cspViolations, [], 'no CSP violations');
   assert.deepEqual(popup.errors, [], 'no page errors');
   await popup.click('#btn-disconnect');
@@ -278,6 +282,9 @@ test('serial: typed input reaches bc, its answer appears in the terminal, the te
     return now[0] < before[0] && now[1] < before[1] ? now : null;
   }, { timeoutMs: 15000 });
   assert.ok(after[0] >= 40 && after[1] >= 10, `terminal ${after} in a 640x420 window`);
+  const urls = urlsWithTickets(popup);
+  assert.equal(urls.count, 1, 'one WebSocket for the serial line');
+  assert.deepEqual(urls.bad, [], 'the serial WebSocket carried the ticket in no URL');
   assert.deepEqual(popup.cspViolations, [], 'no CSP violations');
   assert.deepEqual(popup.errors, [], 'no page errors');
 

@@ -30,6 +30,27 @@ export function watchConsole(page) {
   });
 }
 
+// Keeps the URL of every WebSocket the page opens (popup.webSocketUrls), as the
+// browser's network stack sees it: what a balancer's access log would get.
+export function watchWebSockets(page) {
+  page.webSocketUrls = [];
+  page.on('websocket', (ws) => page.webSocketUrls.push(ws.url()));
+}
+
+// A compact JWS (three base64url segments), as a ticket appears in a URL.
+const JWS = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/;
+
+// The WebSocket URLs the page opened that do not have the ticketless form (path
+// `/console`, no query, nothing that looks like a ticket): [] when the ticket
+// travelled in no URL. Also returns how many URLs there were.
+export function urlsWithTickets(page) {
+  const bad = page.webSocketUrls.filter((u) => {
+    const url = new URL(u);
+    return url.pathname !== '/console' || url.search !== '' || JWS.test(u);
+  });
+  return { bad, count: page.webSocketUrls.length };
+}
+
 // Opens the engine page, clicks "Open console" and returns both pages.
 export async function openConsole(context, engineUrl) {
   const page = await context.newPage();
@@ -38,6 +59,7 @@ export async function openConsole(context, engineUrl) {
   const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open-console')]);
   popup.setDefaultTimeout(15000);
   watchConsole(popup);
+  watchWebSockets(popup);
   await popup.waitForLoadState('domcontentloaded');
   return { page, popup };
 }
