@@ -448,7 +448,10 @@ async fn adding_a_user_to_the_deny_list_and_reloading_ends_their_live_session_wi
     // says which part failed.
     std::fs::remove_file(&o.deny_list).unwrap();
     let err = o.p.proxy.reload().unwrap_err();
-    assert!(err.to_string().starts_with("reload failed for deny_list"), "{err}");
+    assert!(
+        err.to_string().starts_with("reload failed for deny_list"),
+        "{err}"
+    );
     let target: SocketAddr = "127.0.0.1:5901".parse().unwrap();
     let again = Claims {
         sub: Some("alice".into()),
