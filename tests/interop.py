@@ -214,9 +214,9 @@ class Interop:
         expect(out["kid"] == signed["kid"], f"kid {out['kid']} vs {signed['kid']}")
 
     def keygen_keys_load_in_cryptography_and_pyjwt(self, tmp):
-        out = self.run("keygen", "--out-dir", tmp, "--name", "cg")
+        out = self.run("keygen", "--json", "--out-dir", tmp, "--name", "cg")
         expect(out.returncode == 0, out.stderr.strip())
-        kid = out.stdout.strip()
+        kid = json.loads(out.stdout)["kid"]
         with open(os.path.join(tmp, "cg.key"), "rb") as f:
             private = serialization.load_pem_private_key(f.read(), password=None)
         with open(os.path.join(tmp, "cg.pub"), "rb") as f:

@@ -13,7 +13,28 @@ use tracing::{info, warn};
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args).context("invalid configuration")?;
+    // Every missing path at once, before the first one stops the loading below.
+    let problems = config.path_problems();
+    if args.check_config && !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::bail!(
+            "the configuration{} names {} that {} not there:\n{}",
+            args.config
+                .as_ref()
+                .map(|c| format!(" ({})", c.display()))
+                .unwrap_or_default(),
+            match problems.len() {
+                1 => "a path".to_string(),
+                n => format!("{n} paths"),
+            },
+            if problems.len() == 1 { "is" } else { "are" },
+            list.join("\n")
+        );
+    }
     init_logging(config.log.format, &config.log.level)?;
+    for p in &problems {
+        warn!(option = p.option, path = %p.path.display(), problem = %p.what, "a path of the configuration is not there: {p}");
+    }
     let listen = config.listen;
     let plain = config.tls.is_none();
     let admin_listen = config.admin.listen;
@@ -24,12 +45,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     if args.check_config {
         println!(
-            "configuration OK: listen {listen} ({}), {} trusted key(s): {}; {}; admin {}",
+            "configuration OK: listen {listen} ({}), {} trusted key(s): {}; {}; admin {}; console page {}",
             if plain { "plain ws://" } else { "TLS" },
             proxy.key_ids().len(),
             proxy.key_ids().join(", "),
             proxy.backend().summary(),
             admin_listen.map_or("off".to_string(), |a| a.to_string()),
+            proxy.config().web.dir.display(),
         );
         return Ok(ExitCode::SUCCESS);
     }
