@@ -18,6 +18,9 @@ use anyhow::{Context, Result};
 use consolegate::admission::Gate;
 use consolegate::config::{Config, ServeArgs};
 use consolegate::legacy::Legacy;
+use consolegate::refusal::Refusal;
+use consolegate::ticket::Verified;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +55,11 @@ pub struct VerifyArgs {
     /// Revoked tickets and users [tickets.deny_list].
     #[arg(long, value_name = "FILE")]
     deny_list: Option<PathBuf>,
+    /// Check only the ticket itself against the trusted keys (signature, expiry,
+    /// lifetime, audience, its claims), not what this proxy's policy allows: whether
+    /// an engine signs well-formed tickets.
+    #[arg(long)]
+    ticket_only: bool,
     /// The ticket, or a URL holding it (as `consolegate sign --url` prints it), or -
     /// to read either from standard input.
     #[arg(value_name = "TICKET-OR-URL")]
@@ -89,29 +97,45 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         args.ticket
     };
     let ticket = ticket_of(&given, gate.legacy())?;
+    if args.ticket_only {
+        let keys = consolegate::keys::load_trusted(&config.tickets.trust)?;
+        let opts = &config.tickets.verify;
+        return Ok(
+            match consolegate::ticket::verify(&ticket, &keys, opts, consolegate::unix_now()) {
+                Ok(v) => accepted(&v, &[]),
+                Err(e) => refused(&Refusal::of(&e)),
+            },
+        );
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match rt.block_on(gate.check(&ticket)) {
-        Ok(checked) => {
-            let addrs: Vec<String> = checked.addrs.iter().map(|a| a.to_string()).collect();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "kid": checked.ticket.kid,
-                    "claims": checked.ticket.claims,
-                    "addresses": addrs,
-                })
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(rejected) => {
-            let r = rejected.refusal;
-            eprintln!("refused: {} ({})", r.reason, r.code.as_str());
-            Ok(ExitCode::from(1))
-        }
-    }
+    Ok(match rt.block_on(gate.check(&ticket)) {
+        Ok(checked) => accepted(&checked.ticket, &checked.addrs),
+        Err(rejected) => refused(&rejected.refusal),
+    })
+}
+
+/// The ticket's key id and claims as JSON on standard output, with the addresses its
+/// console server resolved to (none when only the ticket was checked).
+fn accepted(ticket: &Verified, addrs: &[SocketAddr]) -> ExitCode {
+    let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "kid": ticket.kid,
+            "claims": ticket.claims,
+            "addresses": addrs,
+        })
+    );
+    ExitCode::SUCCESS
+}
+
+/// The refusal's reason and code, as the proxy logs it: exit status 1.
+fn refused(r: &Refusal) -> ExitCode {
+    eprintln!("refused: {} ({})", r.reason, r.code.as_str());
+    ExitCode::from(1)
 }
 
 /// A ticket or URL from standard input; bounded: a ticket is at most 4 KiB, and
