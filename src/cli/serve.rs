@@ -1,6 +1,6 @@
 //! `consolegate serve`: the proxy.
 
-use super::{init_logging, runtime, termination};
+use super::{init_logging, runtime, serve_until_signalled};
 use anyhow::{Context, Result};
 use consolegate::config::{Config, ServeArgs};
 use consolegate::front::Proxy;
@@ -83,7 +83,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             max_pending_per_client = limits.max_pending_per_client,
             "consolegate listening"
         );
-        proxy.serve(listener, termination()).await;
+        serve_until_signalled(proxy, listener).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
