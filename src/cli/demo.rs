@@ -23,8 +23,8 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:6100")]
     listen: String,
     /// Address of the admin listener (`consolegate sessions` and `kill` reach the
-    /// demo there), or "off" [default: the next port after --listen's, or any free
-    /// port when --listen's is 0].
+    /// demo there), or "off" [default: on loopback, the next port after --listen's,
+    /// or any free port when --listen's is 0].
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
     /// Directory of the console page.
@@ -79,8 +79,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             a.parse()
                 .with_context(|| format!("--admin-listen {a:?} is not an address or \"off\""))?,
         ),
+        // On loopback whatever --listen says: it has no TLS.
         None => AdminAt::Default(SocketAddr::new(
-            listen.ip(),
+            if listen.ip().is_loopback() {
+                listen.ip()
+            } else {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            },
             match listen.port() {
                 0 => 0,
                 p => p.wrapping_add(1),
