@@ -54,7 +54,14 @@ pub enum ProxyHeaderError {
     #[error("invalid PROXY protocol header: {0}")]
     Invalid(&'static str),
     #[error("reading the PROXY protocol header failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+// Not `#[from]`: the message carries the cause, so it is not also `source()`.
+impl From<std::io::Error> for ProxyHeaderError {
+    fn from(e: std::io::Error) -> Self {
+        ProxyHeaderError::Io(e)
+    }
 }
 
 /// The v2 signature.

@@ -41,6 +41,11 @@ pub enum KeyError {
         path.display()
     )]
     Permissions { path: PathBuf, mode: u32 },
+    #[error(
+        "{} is a public key; signing needs the private key (the .key file of the pair, which stays on the engine)",
+        path.display()
+    )]
+    PublicNotPrivate { path: PathBuf },
     #[error("{} is not a PKCS#8 PEM Ed25519 private key: {cause}", path.display())]
     PrivateKey {
         path: PathBuf,
@@ -145,13 +150,20 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     };
     let file = File::open(path).map_err(read_err)?;
     let mode = file.metadata().map_err(read_err)?.permissions().mode();
+    let pem = read_bounded(file).map_err(read_err)?;
+    // Before the mode: a public key is readable by design, and "chmod it" would be
+    // the wrong advice.
+    if pem.contains("-----BEGIN PUBLIC KEY-----") && !pem.contains("PRIVATE KEY-----") {
+        return Err(KeyError::PublicNotPrivate {
+            path: path.to_owned(),
+        });
+    }
     if mode & 0o077 != 0 {
         return Err(KeyError::Permissions {
             path: path.to_owned(),
             mode: mode & 0o7777,
         });
     }
-    let pem = read_bounded(file).map_err(read_err)?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|cause| KeyError::PrivateKey {
         path: path.to_owned(),
         cause,
@@ -454,6 +466,21 @@ mod tests {
     }
 
     #[test]
+    fn a_public_key_given_as_the_signing_key_is_named_as_such_whatever_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), "k").unwrap();
+        let path = dir.path().join("k.pub");
+        for mode in [0o644, 0o600] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_signing_key(&path).unwrap_err();
+            assert!(matches!(err, KeyError::PublicNotPrivate { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("is a public key"), "{msg}");
+            assert!(!msg.contains("chmod"), "{msg}");
+        }
+    }
+
+    #[test]
     fn a_key_readable_by_group_or_others_is_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         generate(dir.path(), "k").unwrap();
@@ -487,9 +514,14 @@ mod tests {
     fn a_file_that_is_not_a_private_key_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.key");
-        write_mode(&path, &pem_of(&random_signing_key().verifying_key()), 0o600);
+        // (A public key is refused with its own message: the test above.)
+        write_mode(
+            &path,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            0o600,
+        );
         let err = load_signing_key(&path).unwrap_err();
-        assert!(matches!(err, KeyError::PrivateKey { .. }));
+        assert!(matches!(err, KeyError::PrivateKey { .. }), "{err}");
         assert!(err.to_string().contains("k.key"));
     }
 

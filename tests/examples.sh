@@ -36,7 +36,8 @@ check_language() {
     local name=$1 dir=$2
     shift 2
     local kid out ticket
-    kid=$("$bin" keygen --out-dir "$dir" --name engine 2>/dev/null | tail -1)
+    kid=$("$bin" keygen --json --out-dir "$dir" --name engine 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["kid"])')
     "$bin" keygen --out-dir "$dir" --name other >/dev/null 2>&1
     if ! ticket=$("$@" "$dir/engine.key" 127.0.0.1 5901 alice 2>&1); then
         fail "$name: the example signs a ticket" "$ticket"

@@ -45,7 +45,7 @@ use crate::legacy::{self, Legacy};
 use crate::limits::{ClientLimits, ClientSlot, TicketSessions};
 use crate::ops::metrics::Metrics;
 use crate::policy::{OriginPolicy, ReplayCache, TargetPolicy};
-use crate::recording::{Recorder, RecordingError};
+use crate::recording::{Recorder, RecordingConfig, RecordingError};
 use crate::refusal::{Code, Refusal, Refuse};
 use crate::relay::{RelayConfig, Stop};
 use crate::reload::{Outcome, Part};
@@ -215,10 +215,25 @@ impl Gate {
     /// named by `config`, prepares the recording directory, and sets up the session
     /// registry and the metrics that read it.
     pub fn new(config: &Config) -> Result<Gate, LoadError> {
+        Gate::load(config, Recorder::new)
+    }
+
+    /// A gate that only checks tickets (`consolegate verify`): loaded from `config`
+    /// as [`Gate::new`] loads it, so it applies the same rules, but it changes nothing
+    /// on disk (the recording directory is not created). Only [`Gate::check`] is for
+    /// it, which takes no single-use record, no slot, and dials no console server.
+    pub fn for_checking(config: &Config) -> Result<Gate, LoadError> {
+        Gate::load(config, |c| Ok(Recorder::for_checking(c)))
+    }
+
+    fn load(
+        config: &Config,
+        recorder: impl FnOnce(Option<RecordingConfig>) -> Result<Recorder, RecordingError>,
+    ) -> Result<Gate, LoadError> {
         let keys = load_keys(&config.tickets.trust)?;
         let sessions = Sessions::new(config.limits.max_sessions);
         let deny = Arc::new(DenyList::load(config.tickets.deny_list.as_deref())?);
-        let recorder = Arc::new(Recorder::new(config.recording.clone())?);
+        let recorder = Arc::new(recorder(config.recording.clone())?);
         let metrics = Arc::new(Metrics::new(
             sessions.clone(),
             deny.clone(),

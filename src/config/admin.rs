@@ -2,10 +2,11 @@
 //! that turns session control on, and the host names it answers to besides its
 //! address and loopback names.
 
+use super::value::rebase;
 use super::{ConfigError, ServeArgs};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:6101";
 
@@ -31,6 +32,13 @@ pub struct AdminConfig {
 }
 
 /// `public` is the browsers' listener, which the admin listener must not share.
+impl AdminFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.token_file);
+    }
+}
+
 pub(super) fn merge(
     f: AdminFile,
     a: &ServeArgs,

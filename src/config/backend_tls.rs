@@ -1,10 +1,11 @@
 //! `[backend_tls]`: TLS and VeNCrypt to console servers (tickets with `tls` "tls" or
 //! "vencrypt"): the console CA and the proxy's client certificate.
 
+use super::value::rebase;
 use super::{ConfigError, ServeArgs};
 use crate::backend::BackendTlsFiles;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `[backend_tls]` as written in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +17,15 @@ pub(super) struct BackendTlsFile {
 }
 
 /// All off by default: only `tls: none` tickets are served.
+impl BackendTlsFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.ca);
+        rebase(base, &mut self.client_cert);
+        rebase(base, &mut self.client_key);
+    }
+}
+
 pub(super) fn merge(f: BackendTlsFile, a: &ServeArgs) -> Result<BackendTlsFiles, ConfigError> {
     let files = BackendTlsFiles {
         ca: a.backend_ca.clone().or(f.ca),

@@ -48,6 +48,18 @@ impl FileConfig {
         })
     }
 
+    /// Makes the file's relative paths relative to `base`, the file's directory
+    /// (see [`super::value::rebase_path`]).
+    pub fn rebase(&mut self, base: &Path) {
+        self.tls.rebase(base);
+        self.tickets.rebase(base);
+        self.web.rebase(base);
+        self.backend_tls.rebase(base);
+        self.admin.rebase(base);
+        self.legacy.rebase(base);
+        self.recording.rebase(base);
+    }
+
     /// Every key the file accepts, as `section.key` (top-level keys bare), read from
     /// serde's own list of fields so it cannot drift from the structs above.
     #[cfg(test)]

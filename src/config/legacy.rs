@@ -1,10 +1,11 @@
 //! `[legacy]`: the credentials of the proxies consolegate replaces (oVirt engine
 //! tickets, websockify token files); all off by default.
 
+use super::value::rebase;
 use super::{ConfigError, ServeArgs};
 use crate::legacy::LegacyConfig;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `[legacy]` as written in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -13,6 +14,14 @@ pub(super) struct LegacyFile {
     ovirt_certificate: Option<PathBuf>,
     ovirt_allow_sha1: Option<bool>,
     token_source: Option<PathBuf>,
+}
+
+impl LegacyFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.ovirt_certificate);
+        rebase(base, &mut self.token_source);
+    }
 }
 
 pub(super) fn merge(f: LegacyFile, a: &ServeArgs) -> Result<LegacyConfig, ConfigError> {

@@ -1,9 +1,10 @@
 //! Where browsers connect: the top-level `listen` and `allow_plain`, and `[tls]`.
 
+use super::value::rebase;
 use super::{ConfigError, ServeArgs};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:6100";
 
@@ -23,6 +24,14 @@ pub struct TlsFiles {
 }
 
 /// The listener address and its TLS files (`None`: plain ws://, opted into).
+impl TlsFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.cert);
+        rebase(base, &mut self.key);
+    }
+}
+
 pub(super) fn merge(
     listen: Option<String>,
     allow_plain: Option<bool>,

@@ -20,6 +20,7 @@ mod limits;
 mod listener;
 mod log;
 mod origins;
+mod paths;
 mod recording;
 mod targets;
 mod tickets;
@@ -31,6 +32,7 @@ pub use args::ServeArgs;
 pub use limits::{open_file_limit, pending_defaults, LimitsConfig};
 pub use listener::TlsFiles;
 pub use log::{LogConfig, LogFormat};
+pub use paths::{Expect, NamedPath, PathProblem};
 pub use targets::TargetsConfig;
 pub use tickets::TicketsConfig;
 pub use value::parse_duration;
@@ -48,19 +50,19 @@ use std::path::{Path, PathBuf};
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{option}: {value:?} is not a duration (expected e.g. 30s, 5m, 2h, 500ms or seconds)")]
     Duration { option: &'static str, value: String },
-    #[error("{option}: {source}")]
+    #[error("{option}: {cause}")]
     Policy {
         option: &'static str,
-        source: PolicySyntaxError,
+        cause: PolicySyntaxError,
     },
     #[error("listen: {0:?} is not an address (expected e.g. 0.0.0.0:6100 or [::]:6100)")]
     Listen(String),
@@ -128,11 +130,14 @@ impl Config {
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.clone(),
-                    source,
+                    cause,
                 })?;
-                FileConfig::parse(&text, path)?
+                let mut file = FileConfig::parse(&text, path)?;
+                // `dir/x.toml` names paths relative to `dir`; `x.toml` to `.`.
+                file.rebase(path.parent().unwrap_or(Path::new("")));
+                file
             }
             None => FileConfig::default(),
         };

@@ -3,14 +3,14 @@
 //! recording is off and a ticket with `rec: true` is refused (503
 //! `recording_unavailable`): nothing requested goes unrecorded.
 
-use super::value::{pick_duration, DurationValue};
+use super::value::{pick_duration, rebase, DurationValue};
 use super::{ConfigError, ServeArgs};
 use crate::recording::store::Retention;
 use crate::recording::{
     parse_size, Policy, RecordingConfig, DEFAULT_MIN_FREE_BYTES, DEFAULT_QUEUE_BYTES,
 };
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_POLICY: &str = "ticket";
 const DEFAULT_MAX_AGE: &str = "off";
@@ -60,6 +60,13 @@ fn pick_size(
 }
 
 /// The section, merged with its flags; `None` when recording is off.
+impl RecordingFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.dir);
+    }
+}
+
 pub(super) fn merge(
     f: RecordingFile,
     a: &ServeArgs,

@@ -1,11 +1,13 @@
 //! `[tickets]`: which keys are trusted, the verification rules' settings (rules 4–6),
 //! single use (rule 7), the deny list, and how many sessions one ticket may hold.
 
-use super::value::{pick_duration, pick_list, pick_required_duration, DurationValue};
+use super::value::{
+    pick_duration, pick_list, pick_required_duration, rebase, rebase_path, DurationValue,
+};
 use super::{ConfigError, ServeArgs};
 use crate::ticket::VerifyOptions;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_LEEWAY: &str = "30s";
 const DEFAULT_MAX_LIFETIME: &str = "600s";
@@ -37,6 +39,16 @@ pub struct TicketsConfig {
     pub deny_list: Option<PathBuf>,
     /// Concurrent sessions of one ticket; a newer one replaces the oldest; 0: no limit.
     pub max_sessions_per_ticket: usize,
+}
+
+impl TicketsFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.deny_list);
+        for p in self.trust.iter_mut().flatten() {
+            rebase_path(base, p);
+        }
+    }
 }
 
 pub(super) fn merge(f: TicketsFile, a: &ServeArgs) -> Result<TicketsConfig, ConfigError> {

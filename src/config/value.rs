@@ -4,6 +4,7 @@
 
 use super::ConfigError;
 use serde::Deserialize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A duration as written in the file: seconds, or a string such as "30s".
@@ -74,6 +75,23 @@ pub(super) fn pick_required_duration(
     pick_duration(option, flag, file, default)?.ok_or(ConfigError::Zero { option })
 }
 
+/// A relative path written in the config file is relative to the file's directory
+/// `base` (as in systemd units and most daemons' files), not to wherever the proxy
+/// was started from; an absolute path stays as it is. Flags are not rebased: a
+/// relative path on the command line is relative to the working directory.
+pub(super) fn rebase_path(base: &Path, path: &mut PathBuf) {
+    if path.is_relative() {
+        *path = base.join(&*path);
+    }
+}
+
+/// [`rebase_path`] for an optional key.
+pub(super) fn rebase(base: &Path, path: &mut Option<PathBuf>) {
+    if let Some(p) = path {
+        rebase_path(base, p);
+    }
+}
+
 /// A repeatable flag's values replace the file's list; `None` when neither is set.
 pub(super) fn pick_list<T: Clone>(flag: &[T], file: Option<Vec<T>>) -> Option<Vec<T>> {
     if flag.is_empty() {
@@ -91,7 +109,7 @@ pub(super) fn parse_list<T: std::str::FromStr<Err = crate::policy::PolicySyntaxE
     list.iter()
         .map(|s| s.parse::<T>())
         .collect::<Result<_, _>>()
-        .map_err(|source| ConfigError::Policy { option, source })
+        .map_err(|cause| ConfigError::Policy { option, cause })
 }
 
 #[cfg(test)]

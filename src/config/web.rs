@@ -1,11 +1,11 @@
 //! `[web]`: the console page, the browser clients it loads (noVNC, spice-html5,
 //! xterm.js; asciinema-player for the recording player), and the engine pages trusted to hand it tickets.
 
-use super::value::{parse_list, pick_list};
+use super::value::{parse_list, pick_list, rebase};
 use super::{ConfigError, ServeArgs};
 use crate::policy::Origin;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_DIR: &str = "web";
 // The clients' defaults are where `npm ci --prefix web` puts them, under the page.
@@ -42,6 +42,17 @@ pub struct WebConfig {
     pub asciinema_dir: PathBuf,
     /// Engine pages that may hand tickets to the console page and frame it.
     pub engine_origins: Vec<Origin>,
+}
+
+impl WebFile {
+    /// Relative paths of the file become relative to `base`, the file's directory.
+    pub(super) fn rebase(&mut self, base: &Path) {
+        rebase(base, &mut self.dir);
+        rebase(base, &mut self.novnc_dir);
+        rebase(base, &mut self.spice_dir);
+        rebase(base, &mut self.xterm_dir);
+        rebase(base, &mut self.asciinema_dir);
+    }
 }
 
 pub(super) fn merge(f: WebFile, a: &ServeArgs) -> Result<WebConfig, ConfigError> {

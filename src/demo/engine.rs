@@ -17,7 +17,16 @@ use std::path::PathBuf;
 const PAGE_TICKET_SECS: i64 = 120;
 
 /// The engine page's files, served from the web directory.
-const PAGES: [&str; 3] = ["engine-demo.html", "engine-demo.js", "engine-demo.css"];
+const PAGES: [&str; 4] = [
+    "engine-demo.html",
+    "engine-demo.js",
+    "engine-demo.css",
+    INDEX,
+];
+
+/// The demo's start page (`/`), linking to the engine page; a production proxy's
+/// `/` is `index.html`, which says what the proxy is and links to no demo.
+const INDEX: &str = "engine-demo-index.html";
 
 /// Signs tickets for one console server and serves the engine page.
 pub struct DemoEngine {
@@ -62,6 +71,9 @@ impl Extension for DemoEngine {
                 "kind": "vnc",
             }))),
             Method::GET | Method::HEAD => {
+                if path == "/" || path == "/index.html" {
+                    return Some(Answer::File(self.web_dir.join(INDEX)));
+                }
                 let page = PAGES.iter().find(|p| path.strip_prefix('/') == Some(**p))?;
                 Some(Answer::File(self.web_dir.join(page)))
             }
@@ -92,6 +104,14 @@ mod tests {
         match engine.answer(&Method::GET, "/engine-demo.js") {
             Some(Answer::File(p)) => assert_eq!(p, PathBuf::from("/srv/web/engine-demo.js")),
             _ => panic!("the engine page is served"),
+        }
+        for start in ["/", "/index.html"] {
+            match engine.answer(&Method::GET, start) {
+                Some(Answer::File(p)) => {
+                    assert_eq!(p, PathBuf::from("/srv/web/engine-demo-index.html"))
+                }
+                _ => panic!("the demo's start page is its own"),
+            }
         }
         for (m, p) in [
             (Method::GET, "/demo/ticket"),

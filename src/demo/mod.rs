@@ -73,9 +73,16 @@ enum ProtocolError {
     #[error("unknown client message type {0}")]
     UnknownMessage(u8),
     #[error("unsupported pixel format: {0}")]
-    PixelFormat(#[from] PixelFormatError),
+    PixelFormat(PixelFormatError),
     #[error("client cut text of {0} bytes exceeds the 1 MiB limit")]
     CutTextTooLong(u32),
+}
+
+// Not `#[from]`: the message carries the cause, so it is not also `source()`.
+impl From<PixelFormatError> for ProtocolError {
+    fn from(e: PixelFormatError) -> Self {
+        ProtocolError::PixelFormat(e)
+    }
 }
 
 impl From<ProtocolError> for io::Error {

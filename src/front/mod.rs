@@ -31,7 +31,7 @@ pub use extension::{Answer, Extension};
 pub use listener::TlsError;
 pub use page::resolve_static;
 pub use pending::{Over, Pending};
-pub use uri::ticket_from_uri;
+pub use uri::{ticket_from_uri, ticket_in};
 
 use crate::admission::{self, Admission, Gate, Rejected};
 use crate::backend::Backend;

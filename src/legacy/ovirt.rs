@@ -63,10 +63,10 @@ const STD: GeneralPurpose = GeneralPurpose::new(
 /// Why the engine certificate cannot be used; start-up and reload errors.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read the oVirt engine certificate {path}: {source}")]
+    #[error("cannot read the oVirt engine certificate {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("oVirt engine certificate {path} is not an X.509 certificate (PEM or DER): {reason}")]
     Parse { path: PathBuf, reason: String },
@@ -151,9 +151,9 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Reads the engine certificate (PEM, possibly with text around it, or DER).
     pub fn load(path: &Path, allow_sha1: bool) -> Result<Engine, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|cause| LoadError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Engine::from_bytes(&bytes, path, allow_sha1)
     }

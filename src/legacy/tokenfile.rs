@@ -32,10 +32,10 @@ const MAX_TOKEN_LEN: usize = 4096;
 /// Why the token source cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read websockify token source {path}: {source}")]
+    #[error("cannot read websockify token source {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -197,9 +197,9 @@ fn read_table(
     source: &Path,
     previous: Option<&HashMap<String, Entry>>,
 ) -> Result<(HashMap<String, Entry>, Vec<LoadError>), LoadError> {
-    let read_err = |path: &Path, source| LoadError::Read {
+    let read_err = |path: &Path, cause| LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut table = HashMap::new();
     let mut errors = Vec::new();

@@ -19,11 +19,25 @@ pub enum ClientError {
     #[error("cannot connect to the admin listener at {addr}: {cause} (is the proxy running with [admin] listen?)")]
     Connect { addr: String, cause: std::io::Error },
     #[error("admin request failed: {0}")]
-    Http(#[from] hyper::Error),
+    Http(hyper::Error),
     #[error("admin request: {0}")]
-    Request(#[from] hyper::http::Error),
+    Request(hyper::http::Error),
     #[error("the admin listener at {0} did not answer within 10 s")]
     Timeout(String),
+}
+
+// By hand rather than `#[from]`, which would also make the cause the error's
+// `source()`: the message already carries it, and a printed chain would repeat it.
+impl From<hyper::Error> for ClientError {
+    fn from(e: hyper::Error) -> Self {
+        ClientError::Http(e)
+    }
+}
+
+impl From<hyper::http::Error> for ClientError {
+    fn from(e: hyper::http::Error) -> Self {
+        ClientError::Request(e)
+    }
 }
 
 /// An answer: status and body text.

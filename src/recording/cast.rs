@@ -166,7 +166,7 @@ impl Utf8Decoder {
 /// Why a file cannot be read as a consolegate asciicast.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("not an asciicast v2 file")]
     NotRecording,

@@ -295,6 +295,16 @@ impl Recorder {
         })
     }
 
+    /// A recorder for `config` that touches nothing on disk, for checking tickets
+    /// against it ([`Recorder::wanted`], [`Recorder::check`]), never for recording.
+    pub fn for_checking(config: Option<RecordingConfig>) -> Recorder {
+        Recorder {
+            config,
+            stats: Arc::default(),
+            active: Arc::default(),
+        }
+    }
+
     /// A recorder that records nothing.
     pub fn disabled() -> Recorder {
         Recorder {

@@ -69,15 +69,15 @@ pub enum VerifyError {
     Io { path: PathBuf, cause: String },
     #[error("{}: not a consolegate recording (neither its VNC format nor an asciicast)", path.display())]
     UnknownFormat { path: PathBuf },
-    #[error("{}: damaged or altered: {source}", path.display())]
+    #[error("{}: damaged or altered: {cause}", path.display())]
     Vnc {
         path: PathBuf,
-        source: vnc::FormatError,
+        cause: vnc::FormatError,
     },
-    #[error("{}: damaged or altered: {source}", path.display())]
+    #[error("{}: damaged or altered: {cause}", path.display())]
     Cast {
         path: PathBuf,
-        source: cast::FormatError,
+        cause: cast::FormatError,
     },
 }
 
@@ -92,18 +92,18 @@ pub fn verify_file(path: &Path) -> Result<Report, VerifyError> {
     let mut r = BufReader::with_capacity(256 << 10, file);
     let first = r.fill_buf().map_err(io)?;
     if first.starts_with(vnc::MAGIC) {
-        verify_vnc(r, size).map_err(|source| VerifyError::Vnc {
+        verify_vnc(r, size).map_err(|cause| VerifyError::Vnc {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     } else if first.first() == Some(&b'{') {
         match verify_cast(r, size) {
             Err(cast::FormatError::NotRecording) => Err(VerifyError::UnknownFormat {
                 path: path.to_path_buf(),
             }),
-            other => other.map_err(|source| VerifyError::Cast {
+            other => other.map_err(|cause| VerifyError::Cast {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }),
         }
     } else {

@@ -129,7 +129,7 @@ pub fn trailer_head(at_us: u64) -> [u8; RECORD_HEADER_LEN] {
 /// Why a file cannot be read as a VNC recording.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("not a consolegate VNC recording (the file does not start with its header)")]
     NotRecording,

@@ -274,14 +274,20 @@ pub struct DemoProcess {
     pub addr: SocketAddr,
     /// The VNC password of its console server.
     pub password: String,
+    /// Its `TMPDIR`, where it keeps its keys and config: the demo removes them when
+    /// it stops, but a test ends it with SIGKILL.
+    _tmp: tempfile::TempDir,
 }
 
 impl DemoProcess {
     /// Starts the demo with `args` added and waits until it has printed its URL and
     /// password.
     pub async fn start(args: &[OsString]) -> DemoProcess {
+        let tmp = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(consolegate_bin());
-        cmd.args(["demo", "--listen", "127.0.0.1:0"]).args(args);
+        cmd.args(["demo", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("TMPDIR", tmp.path());
         let process = Process::spawn("consolegate demo", &mut cmd);
         let printed = |prefix: &str| {
             process
@@ -309,6 +315,7 @@ impl DemoProcess {
             url,
             addr,
             password: password.expect("printed"),
+            _tmp: tmp,
         }
     }
 }
