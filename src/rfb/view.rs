@@ -64,7 +64,7 @@ const MAX_FENCE_PAYLOAD: u8 = 64;
 /// Why the session must end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
-    #[error("view only: the browser sent RFB message type {0}, which the proxy does not know, so the session is ended rather than forward it")]
+    #[error("view only: the browser sent RFB message type {0}, unknown to the proxy, so the session is ended rather than forward it")]
     UnknownMessage(u8),
     #[error("view only: the browser sent QEMU message subtype {0}, which the proxy does not know")]
     UnknownQemuMessage(u8),
@@ -582,6 +582,22 @@ mod tests {
                 assert_eq!(result, Err(err.clone()), "{bytes:?} step {step}");
                 assert!(out.is_empty());
             }
+        }
+    }
+
+    #[test]
+    fn every_reason_fits_a_close_frame_whole() {
+        for e in [
+            ViewError::UnknownMessage(u8::MAX),
+            ViewError::UnknownQemuMessage(u8::MAX),
+            ViewError::UnknownAudioOperation(u16::MAX),
+            ViewError::TooManyEncodings(u16::MAX),
+            ViewError::CutTextTooLong(u32::MAX),
+            ViewError::FenceTooLong(u8::MAX),
+        ] {
+            let reason = e.to_string();
+            assert!(reason.len() <= 123, "{} bytes: {reason}", reason.len());
+            assert!(reason.starts_with("view only: "), "{reason}");
         }
     }
 
