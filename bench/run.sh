@@ -14,6 +14,7 @@
 #   --only a,b,...          restrict to targets: consolegate-ws consolegate-wss
 #                           websockify-ws websockify-wss nginx-tls haproxy-tls
 #                           bare-relay direct consolegate-ws-vencrypt
+#                           consolegate-ws-view consolegate-ws-rec
 #   --no-idle               skip the idle-memory phase
 #   --no-busy               skip the busy-host phase
 #   --no-first-frame        skip the browser's first-frame step
@@ -29,7 +30,7 @@ IDLE=1
 BUSY=1
 FIRST_FRAME=1
 BUSY_N=1000
-ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,nginx-tls,haproxy-tls,bare-relay,direct,consolegate-ws-vencrypt"
+ONLY="consolegate-ws,consolegate-wss,websockify-ws,websockify-wss,nginx-tls,haproxy-tls,bare-relay,direct,consolegate-ws-vencrypt,consolegate-ws-view,consolegate-ws-rec"
 ALL_TARGETS=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
         --no-first-frame) FIRST_FRAME=0; ALL_TARGETS=0 ;;
         --busy-sessions) BUSY_N="$2"; ALL_TARGETS=0; shift ;;
         --only) ONLY="$2"; ALL_TARGETS=0; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -243,6 +244,21 @@ if want consolegate-ws-vencrypt; then
     wait_port "$VENC_PORT" "$PID" backend-vencrypt
 fi
 
+# The VNC console server for the view-only and recorded targets: the same backend
+# behind a plain RFB 3.8 greeting (security None), its commands as RFB messages.
+if want consolegate-ws-view || want consolegate-ws-rec; then
+    RFB_PORT="$(free_port)"
+    start backend-rfb "$B" backend --listen "127.0.0.1:$RFB_PORT" --rfb
+    wait_port "$RFB_PORT" "$PID" backend-rfb
+fi
+# Recordings of the recorded target go to the machine's disk (the run's temporary
+# directory), the oldest pruned beyond 4 GiB. Its queue (what a session may have
+# waiting for the writer) is 2 GiB instead of 16 MiB: at loopback rates the writer
+# (SHA-256 and the file) falls behind, and with the default a 1 GiB transfer would be
+# ended ("could not keep up"), as it must be; so the figures show what recording costs
+# the relay while every byte is copied, hashed and written, not a sustained rate.
+RECORDINGS="$WORK/recordings"
+
 # start_target NAME: starts that proxy on a free port; sets PORT and PID.
 start_target() {
     PORT="$(free_port)"
@@ -270,6 +286,14 @@ start_target() {
         consolegate-ws-vencrypt)
             start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
                 --backend-ca "$TLS/ca.pem" --allow-port "$VENC_PORT" --max-sessions 30000 --log-level warn ;;
+        consolegate-ws-view)
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
+                --allow-port "$RFB_PORT" --max-sessions 30000 --log-level warn ;;
+        consolegate-ws-rec)
+            start "$1" "$CG" serve --listen "127.0.0.1:$PORT" --admin-listen off $CG_NO_ABUSE_LIMITS --allow-plain --trust "$KEYS" \
+                --allow-port "$RFB_PORT" --max-sessions 30000 --log-level warn \
+                --recording-dir "$RECORDINGS" --recording-policy all --recording-max-size 4G \
+                --recording-queue-size 2G ;;
         bare-relay)
             RELAY_PROBE_PORT="$(free_port)"
             start "$1" "$B" relay --listen "127.0.0.1:$PORT" --to "127.0.0.1:$BACKEND_PORT" \
@@ -287,6 +311,10 @@ spec() {
         nginx-tls|haproxy-tls) echo "$1,$PID,tls://127.0.0.1:$PORT" ;;
         # ws, then the browser's half of RFB (security type None) the proxy bridges to.
         consolegate-ws-vencrypt) echo "$1,$PID,rfb+ws://127.0.0.1:$PORT/?token=$VTICKET" ;;
+        # ws, the browser's half of RFB with ClientInit, commands as RFB messages; the
+        # view-only target's uploads are RFB input the proxy filters.
+        consolegate-ws-view) echo "$1,$PID,vncview+ws://127.0.0.1:$PORT/?token=$VIEWTICKET" ;;
+        consolegate-ws-rec) echo "$1,$PID,vnc+ws://127.0.0.1:$PORT/?token=$RECTICKET" ;;
         bare-relay|direct) echo "$1,$PID,tcp://127.0.0.1:$PORT" ;;
     esac
 }
@@ -302,7 +330,7 @@ probe_url() {
 }
 
 TARGETS=()
-for t in consolegate-ws websockify-ws consolegate-wss websockify-wss nginx-tls haproxy-tls bare-relay direct consolegate-ws-vencrypt; do
+for t in consolegate-ws websockify-ws consolegate-wss websockify-wss nginx-tls haproxy-tls bare-relay direct consolegate-ws-vencrypt consolegate-ws-view consolegate-ws-rec; do
     want "$t" || continue
     if [[ "$t" == websockify-* ]] && [ "$WEBSOCKIFY" = 0 ]; then
         log "skipping $t (no $VENV in smoke mode)"; continue
@@ -322,6 +350,14 @@ done
 TICKET="$(ticket)"
 VTICKET=""
 want consolegate-ws-vencrypt && VTICKET="$(ticket "$VENC_PORT" vencrypt)"
+VIEWTICKET=""
+RECTICKET=""
+if want consolegate-ws-view; then
+    VIEWTICKET="$("$CG" sign --key "$KEYS/bench.key" --host 127.0.0.1 --port "$RFB_PORT" --view --ttl 600s)"
+fi
+if want consolegate-ws-rec; then
+    RECTICKET="$("$CG" sign --key "$KEYS/bench.key" --host 127.0.0.1 --port "$RFB_PORT" --ttl 600s)"
+fi
 SPECS=()
 declare -A TPID
 for t in "${TARGETS[@]}"; do
@@ -391,6 +427,10 @@ fi
 
 VENC_NOTE=()
 want consolegate-ws-vencrypt && VENC_NOTE=(--note "cg ws + VeNCrypt: consolegate over ws:// to a second backend that is a TLS-enabled console server (RFB VeNCrypt X509None, TLS 1.3, as QEMU with tls-creds); the generator does noVNC's RFB security-None steps first; the backend's TLS runs on its one thread, on the same 2 cores; VeNCrypt ÷ ws compares it with plain consolegate ws")
+VIEW_NOTE=()
+if want consolegate-ws-view || want consolegate-ws-rec; then
+    VIEW_NOTE=(--note "cg ws VNC view-only / recorded: consolegate over ws:// to a third backend that is a VNC server first (RFB 3.8, security None, ClientInit; commands as RFB SetEncodings); view-only: a view ticket, uploads in 32-byte units of an update request (forwarded) and a key press, pointer move and key release (dropped), the figure counting what the browser sent and the backend checking count and CRC of what must pass; recorded: every session recorded (policy all) to $RECORDINGS on the machine's disk, pruned beyond 4 GiB, with a 2 GiB queue (with the default 16 MiB, bulk transfers are ended as the writer falls behind); both compared with plain consolegate ws")
+fi
 WSFY_NOTE="no websockify"
 [ "$WEBSOCKIFY" = 1 ] && WSFY_NOTE="websockify 0.13.0 (Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo '?'), numpy $("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '-')), JWTTokenApi with the Ed25519 SPKI PEM"
 "$B" report --dir "$OUT" \
@@ -400,6 +440,7 @@ WSFY_NOTE="no websockify"
     --note "TLS relays: nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') stream (2 workers) and HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{print $3}') (nbthread 2), both on OpenSSL, TLS 1.3 suites in the generator's (a browser's) order, relaying straight to the backend" \
     --note "open-file limit $NOFILE per process (the proxy needs 2 per session): idle checkpoints ${AT:-}, ramp capped at ${MAX:-0}" \
     "${VENC_NOTE[@]}" \
+    "${VIEW_NOTE[@]}" \
     --note "whole run $((SECONDS - T0)) s" || STATUS=1
 
 cp "$OUT/report.md" "$BENCH/results/$DATE.md" 2>/dev/null || true

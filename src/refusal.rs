@@ -26,6 +26,7 @@ use crate::legacy::LegacyError;
 use crate::limits::LimitError;
 use crate::policy::PolicyError;
 use crate::recording::RecordingError;
+use crate::tap::ViewUnsupported;
 use crate::ticket::TicketError;
 use std::fmt;
 
@@ -181,8 +182,8 @@ codes! {
     /// no policy allows.
     TargetIsProxy = "target_is_proxy", 403, POLICY;
     // What the ticket asks of the session (`view`, `rec`), before rule 7 takes a use.
-    /// A `view` ticket, which this proxy cannot enforce yet (never a silent fallback
-    /// to a session with input).
+    /// A `view` ticket for a console whose input the proxy does not filter (SPICE):
+    /// never a silent fallback to a session with input.
     ViewUnsupported = "view_unsupported", 501, POLICY;
     /// The session must be recorded and the proxy cannot record it: no `[recording]`,
     /// an unusable directory, too little free space. After the upgrade: the
@@ -352,6 +353,12 @@ impl Refuse for LimitError {
             LimitError::TooManySessions { .. } => Code::TooManyClientSessions,
             LimitError::TooManyHandshakes => Code::TooManyHandshakes,
         }
+    }
+}
+
+impl Refuse for ViewUnsupported {
+    fn refusal_code(&self) -> Code {
+        Code::ViewUnsupported
     }
 }
 

@@ -81,6 +81,27 @@ impl TapError {
     }
 }
 
+/// A `view` ticket for a kind of console whose input the tap cannot filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a {} console cannot be watched view-only: this proxy does not filter its input \
+     (keyboard, mouse, clipboard), so it refuses the view ticket rather than let input through",
+    .0.as_str().to_uppercase()
+)]
+pub struct ViewUnsupported(pub Kind);
+
+/// Whether the tap can enforce a `view` ticket for `kind`: VNC (the view-only filter)
+/// and serial (every browser byte dropped) yes; SPICE no, since its input travels on
+/// channels of its own (inputs, the agent's clipboard on the main channel) that the
+/// proxy does not parse. Checked at admission, before the 101 and before a single-use
+/// ticket's use is taken, so a view ticket never becomes a session with input.
+pub fn check_view(kind: Kind, view: bool) -> Result<(), ViewUnsupported> {
+    match (view, kind) {
+        (true, Kind::Spice) => Err(ViewUnsupported(kind)),
+        _ => Ok(()),
+    }
+}
+
 /// What the tap does for one session.
 pub struct TapOptions {
     pub kind: Kind,
@@ -104,6 +125,8 @@ pub struct Tap<S> {
     rfb: Option<Handshake>,
     /// Filters client messages (VNC view-only sessions).
     filter: Option<ViewOnlyFilter>,
+    /// Browser bytes dropped without a filter (serial view-only sessions).
+    dropped_bytes: u64,
     observer: Option<Box<dyn Observer>>,
     /// Browser bytes accepted from the relay and not yet written to the console
     /// server: at most one `poll_write`'s worth, since it is written out before the
@@ -122,6 +145,7 @@ impl<S> Tap<S> {
             view: options.view,
             rfb: vnc.then(Handshake::new),
             filter: (vnc && options.view).then(ViewOnlyFilter::new),
+            dropped_bytes: 0,
             observer: options.observer,
             pending: Vec::new(),
             written: 0,
@@ -129,10 +153,13 @@ impl<S> Tap<S> {
         }
     }
 
-    /// Input messages dropped so far by the view-only filter (keys, pointer,
-    /// clipboard, control), for the session's end log line.
+    /// Input dropped so far, for the session's end log line: for VNC the messages the
+    /// view-only filter dropped (keys, pointer, clipboard, control), for a serial
+    /// console the bytes.
     pub fn dropped(&self) -> u64 {
-        self.filter.as_ref().map_or(0, |f| f.dropped().total())
+        self.filter
+            .as_ref()
+            .map_or(self.dropped_bytes, |f| f.dropped().total())
     }
 
     fn fail(&mut self, e: TapError) -> io::Error {
@@ -156,6 +183,7 @@ impl<S> Tap<S> {
             view,
             rfb,
             filter,
+            dropped_bytes,
             observer,
             pending,
             ..
@@ -174,10 +202,11 @@ impl<S> Tap<S> {
                 // user it watches off the console.
                 UpKind::ClientInit if *view => pending.push(1),
                 UpKind::Messages if *view => {
-                    if let Some(f) = filter.as_mut() {
-                        f.push(seg, pending)?;
+                    match filter.as_mut() {
+                        Some(f) => f.push(seg, pending)?,
+                        // A serial console has no filter: every byte is input.
+                        None => *dropped_bytes += seg.len() as u64,
                     }
-                    // A serial console has no filter: every byte is input.
                 }
                 _ => pending.extend_from_slice(seg),
             }

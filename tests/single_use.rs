@@ -82,9 +82,16 @@ async fn a_resolved_address_refusal_does_not_use_up_the_ticket() {
 
 #[tokio::test]
 async fn a_view_ticket_this_proxy_cannot_enforce_is_refused_before_a_use_is_taken() {
-    let p = TestProxy::start(single_use).await;
+    // SPICE: its input is not filtered, so a view ticket for it is refused.
+    let p = TestProxy::start(|a| {
+        single_use(a);
+        a.allow_spice_port = vec!["1-65535".into()];
+    })
+    .await;
     let target = echo_target().await;
-    let ticket = p.signer.sign(&p.claims(target).with_view(true));
+    let mut claims = p.claims(target).with_view(true);
+    claims.kind = consolegate::ticket::Kind::Spice;
+    let ticket = p.signer.sign(&claims);
     refused_twice_for(&p, &ticket, 501, "view_unsupported").await;
 }
 

@@ -51,6 +51,7 @@ const ui = {
   title: $('title'),
   status: $('status'),
   held: $('held-keys'),
+  viewOnly: $('view-only'),
   timer: $('session-timer'),
   screen: $('screen'),
   osk: $('btn-osk'),
@@ -134,6 +135,8 @@ window.consolegate = {
   // The running client: {kind, ...}; its `sc` (SPICE) or `term` (serial) for tests.
   get client() { return app.attempt ? app.attempt.client : null; },
   get kind() { return app.attempt ? app.attempt.kind : null; },
+  // The ticket says `view`: the proxy forwards none of this page's input.
+  get viewOnly() { return Boolean(app.attempt && app.attempt.view); },
   get ignored() { return app.ignored; },
   // The ticket id (not the ticket): tells one ticket from the next, as the logs do.
   get jti() { return app.attempt ? app.attempt.jti : null; },
@@ -203,11 +206,15 @@ function render() {
   }
 
   // Buttons that act on a console are there while one is open (the failure panel then
-  // has the toolbar's room for the status).
+  // has the toolbar's room for the status). A view-only ticket's session takes no
+  // input: the proxy drops it whatever the page does; the page says so and offers none.
+  const view = Boolean(app.attempt && app.attempt.view);
+  const input = live && c && !view;
+  ui.viewOnly.hidden = !view;
   for (const b of [ui.cad, ui.keys, ui.paste, ui.screenshot]) b.hidden = !c;
-  ui.cad.disabled = !(live && c && c.keys && c.keys.combos);
-  ui.keys.disabled = !(live && c && c.keys);
-  ui.paste.disabled = !(live && c && c.typeText);
+  ui.cad.disabled = !(input && c.keys && c.keys.combos);
+  ui.keys.disabled = !(input && c.keys);
+  ui.paste.disabled = !(input && c.typeText);
   ui.screenshot.disabled = !(live && c && c.screenshot);
   ui.screenshot.title = t(c && c.kind === 'serial' ? 'screenshotTextTitle' : 'screenshotTitle');
   ui.scale.disabled = Boolean(c && !c.setScale);
@@ -218,7 +225,7 @@ function render() {
   // One of the two, to keep the toolbar short.
   ui.disconnect.hidden = !(live || state === 'connecting');
   ui.reconnect.hidden = !ui.disconnect.hidden;
-  ui.osk.disabled = !live;
+  ui.osk.disabled = !input;
 
   // Full screen in a cross-origin iframe needs the portal's allow="fullscreen".
   ui.fullscreen.disabled = !document.fullscreenEnabled;
@@ -577,6 +584,8 @@ async function connect({ ticket, password, title }) {
   const attempt = {
     ticket,
     kind,
+    // For the toolbar only: the proxy enforces `view` itself.
+    view: claims.view === true,
     client: null,
     jti: typeof claims.jti === 'string' ? claims.jti : null,
     password: typeof password === 'string' ? password : null,
@@ -674,6 +683,7 @@ async function openVncConsole(attempt) {
     screen: ui.screen,
     scale: app.scale,
     password: attempt.password,
+    viewOnly: attempt.view,
     events: clientEvents(attempt),
   });
   startGuard(attempt);
@@ -708,6 +718,7 @@ async function openSerialConsole(attempt) {
   const opened = await mod.openSerial({
     endpoint: endpoint(attempt.ticket),
     screen: ui.screen,
+    viewOnly: attempt.view,
     events: clientEvents(attempt),
   });
   if (attempt.superseded) { opened.disconnect(); return; }

@@ -38,7 +38,9 @@ function loadCss(href) {
 
 // Opens a serial session. `endpoint`: {url, protocols}. `events`: opened(),
 // connected(), closed({code, reason}), ended(failure|null) once, keyUp(isModifier).
-export async function openSerial({ endpoint, screen, events }) {
+// `viewOnly`: the ticket is a view ticket; the terminal then takes no typing (the
+// proxy drops any anyway).
+export async function openSerial({ endpoint, screen, viewOnly = false, events }) {
   await loadCss('/xterm/xterm/css/xterm.css');
   const area = document.createElement('div');
   area.className = 'serial-screen';
@@ -51,6 +53,7 @@ export async function openSerial({ endpoint, screen, events }) {
     fontFamily: 'monospace',
     fontSize: 15,
     theme: { background: '#1e1e1e' },
+    disableStdin: Boolean(viewOnly),
   });
   const fitAddon = new FitAddon();
   term.loadAddon(fitAddon);

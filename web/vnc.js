@@ -14,7 +14,9 @@ import { isModifierKeysym, typeText } from './keys.js';
 // closed({code, reason}), connected(), ended(failure|null) once, askPassword(kind) →
 // Promise<string|null>, passwordCancelled(), desktopName(name), clipboard(text),
 // keyUp(isModifier). A failure is {key, params, detail}: a catalogue sentence.
-export function openVnc({ endpoint, screen, scale, password, events }) {
+// `viewOnly`: the ticket is a view ticket; noVNC then sends no input (the proxy drops
+// any anyway).
+export function openVnc({ endpoint, screen, scale, password, viewOnly = false, events }) {
   const ws = new WebSocket(endpoint.url, endpoint.protocols);
   // Registered before noVNC attaches its own handlers, so the close code is known by
   // the time noVNC reports the disconnect.
@@ -23,6 +25,7 @@ export function openVnc({ endpoint, screen, scale, password, events }) {
 
   const rfb = new RFB(screen, ws, { shared: true });
   rfb.scaleViewport = scale;
+  rfb.viewOnly = Boolean(viewOnly);
   rfb.background = '#1e1e1e';
   let sentCredentials = false;
   let failure = null;

@@ -8,6 +8,11 @@
 //! VeNCrypt 0.2 with subtype X509None (260), the TLS handshake, the SecurityResult
 //! inside TLS, and then the same banner and commands inside TLS. That is what the
 //! proxy's `tls: "vencrypt"` tickets reach (src/backend/vencrypt.rs).
+//!
+//! With `--rfb` it is a plain VNC server first: RFB 3.8 with security type None and
+//! ClientInit, then the banner, and every command wrapped as an RFB SetEncodings
+//! (`proto::RFB_COMMAND_HEADER`), so that a proxy that follows RFB (view-only
+//! filtering, session recording) can be measured.
 
 use crate::proto::{self, BusyPlan, Pattern, MSG_LEN, OP_BUSY, OP_DOWN, OP_ECHO, OP_UP};
 use anyhow::{Context, Result};
@@ -47,8 +52,13 @@ pub fn vencrypt_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConf
 }
 
 /// Accepts connections forever (the run script kills it); `vencrypt` switches every
-/// connection to the VeNCrypt X509None greeting and TLS.
-pub async fn serve(listen: &str, vencrypt: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
+/// connection to the VeNCrypt X509None greeting and TLS, `rfb` to a plain RFB greeting
+/// and wrapped commands.
+pub async fn serve(
+    listen: &str,
+    vencrypt: Option<Arc<rustls::ServerConfig>>,
+    rfb: bool,
+) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("backend: bind {listen}"))?;
@@ -70,8 +80,9 @@ pub async fn serve(listen: &str, vencrypt: Option<Arc<rustls::ServerConfig>>) ->
             let r = async {
                 sock.set_nodelay(true)?;
                 match vencrypt {
-                    None => session(sock, &pattern).await,
-                    Some(acceptor) => session(greet(sock, &acceptor).await?, &pattern).await,
+                    None if rfb => session(greet_rfb(sock).await?, &pattern, true).await,
+                    None => session(sock, &pattern, false).await,
+                    Some(acceptor) => session(greet(sock, &acceptor).await?, &pattern, false).await,
                 }
             }
             .await;
@@ -130,9 +141,30 @@ async fn greet(
     Ok(tls)
 }
 
+/// The server side of plain RFB 3.8 with security type None, up to ClientInit (the
+/// bench needs no ServerInit: the banner follows).
+async fn greet_rfb(mut sock: TcpStream) -> std::io::Result<TcpStream> {
+    let bad = |what: &str| std::io::Error::new(ErrorKind::InvalidData, format!("rfb: {what}"));
+    sock.write_all(RFB_38).await?;
+    let mut version = [0u8; 12];
+    sock.read_exact(&mut version).await?;
+    if &version != RFB_38 {
+        return Err(bad("client version is not RFB 003.008"));
+    }
+    sock.write_all(&[1, 1]).await?;
+    if sock.read_u8().await? != 1 {
+        return Err(bad("client did not choose security type None"));
+    }
+    sock.write_all(&0u32.to_be_bytes()).await?;
+    // ClientInit (the shared flag).
+    sock.read_u8().await?;
+    Ok(sock)
+}
+
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     mut sock: S,
     pattern: &Pattern,
+    wrapped: bool,
 ) -> std::io::Result<()> {
     // Over TLS, written records may stay buffered until a flush; each flush below marks
     // the end of a reply the client waits for (a no-op on plain TCP).
@@ -141,6 +173,20 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     // Allocated on the first command: 20,000 idle sessions should not cost 5 GiB here.
     let mut buf: Vec<u8> = Vec::new();
     loop {
+        if wrapped {
+            let mut header = [0u8; 4];
+            match sock.read_exact(&mut header).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if header != proto::RFB_COMMAND_HEADER {
+                return Err(std::io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("rfb: a command's header is {header:?}"),
+                ));
+            }
+        }
         let mut cmd = [0u8; MSG_LEN];
         match sock.read_exact(&mut cmd).await {
             Ok(_) => {}

@@ -20,6 +20,16 @@ use tokio_rustls::TlsConnector;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// RFB mode of a target (`proto::RFB_COMMAND_HEADER`): none, a VNC session
+/// (`vnc+ws://`), or a VNC session whose uploads are input a view-only proxy filters
+/// (`vncview+ws://`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vnc {
+    No,
+    Plain,
+    View,
+}
+
 /// How to reach one target, parsed once from its URL.
 #[derive(Clone)]
 pub struct Target {
@@ -31,6 +41,8 @@ pub struct Target {
     /// After the upgrade, the browser's side of RFB 3.8 with security type None, as
     /// noVNC does it with the proxy's VeNCrypt bridge (`rfb+ws://`).
     pub rfb: bool,
+    /// A VNC session to a `backend --rfb` (implies `rfb` and ClientInit).
+    pub vnc: Vnc,
     /// `Some` for `wss://`.
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
     /// Request target for the upgrade, e.g. `/?token=…`.
@@ -55,10 +67,15 @@ impl Target {
         let addr: SocketAddr = hostport
             .parse()
             .with_context(|| format!("{url}: need IP:PORT"))?;
-        let rfb = scheme == "rfb+ws";
+        let vnc = match scheme {
+            "vnc+ws" => Vnc::Plain,
+            "vncview+ws" => Vnc::View,
+            _ => Vnc::No,
+        };
+        let rfb = scheme == "rfb+ws" || vnc != Vnc::No;
         let (ws, tls) = match scheme {
             "tcp" => (false, None),
-            "ws" | "rfb+ws" => (true, None),
+            "ws" | "rfb+ws" | "vnc+ws" | "vncview+ws" => (true, None),
             "wss" | "tls" => {
                 let ca = ca.ok_or_else(|| anyhow!("{url}: {scheme}:// needs --ca"))?;
                 (
@@ -73,6 +90,7 @@ impl Target {
             addr,
             ws,
             rfb,
+            vnc,
             tls,
             path,
             host: hostport.to_string(),
@@ -119,6 +137,8 @@ const WBUF_FLUSH: usize = 256 << 10;
 pub struct Conn {
     io: Box<dyn Io>,
     ws: bool,
+    /// The target's RFB mode: how commands and uploads are sent.
+    pub vnc: Vnc,
     rbuf: Vec<u8>,
     /// Unconsumed bytes are `rbuf[rpos..rend]`.
     rpos: usize,
@@ -170,6 +190,7 @@ impl Conn {
         let mut c = Conn {
             io,
             ws: t.ws,
+            vnc: t.vnc,
             rbuf: vec![0u8; rbuf.max(4096)],
             rpos: 0,
             rend: 0,
@@ -184,6 +205,10 @@ impl Conn {
         }
         if t.rfb {
             c.rfb_none().await.context("RFB greeting")?;
+        }
+        if t.vnc != Vnc::No {
+            // ClientInit, shared.
+            c.send(&[1], 64).await?;
         }
         Ok(c)
     }
@@ -344,6 +369,17 @@ impl Conn {
         self.rpos -= n;
         if self.ws {
             self.frame_left += n as u64;
+        }
+    }
+
+    /// Sends a command, as an RFB message in RFB mode, in one frame.
+    pub async fn command(&mut self, cmd: &[u8; crate::proto::MSG_LEN]) -> Result<()> {
+        match self.vnc {
+            Vnc::No => self.send(cmd, cmd.len()).await,
+            Vnc::Plain | Vnc::View => {
+                let m = crate::proto::rfb_command(cmd);
+                self.send(&m, m.len()).await
+            }
         }
     }
 

@@ -48,6 +48,10 @@ enum Cmd {
         /// The private key (PEM) for --vencrypt-cert.
         #[arg(long, requires = "vencrypt_cert")]
         vencrypt_key: Option<PathBuf>,
+        /// Be a plain VNC server first (RFB 3.8, security None, ClientInit), commands
+        /// wrapped as RFB messages: for `vnc+ws://` and `vncview+ws://` targets.
+        #[arg(long, conflicts_with = "vencrypt_cert")]
+        rfb: bool,
         /// Also serve plain sessions here on a thread of their own: the busy host's
         /// input round trips go to this console, so that they time the proxy rather
         /// than this backend's one thread, busy with a thousand consoles.
@@ -67,9 +71,12 @@ enum Cmd {
     },
     /// Throughput, latency and connect rate against each target; writes JSON.
     Throughput {
-        /// NAME,PID,URL: URL is tcp://IP:PORT, ws://IP:PORT/?token=…, wss://… or
-        /// rfb+ws://… (ws, then the browser's side of RFB security None); PID is
-        /// the proxy's process (0 for none) for CPU accounting. Repeatable.
+        /// NAME,PID,URL: URL is tcp://IP:PORT, ws://IP:PORT/?token=…, wss://…,
+        /// rfb+ws://… (ws, then the browser's side of RFB security None), vnc+ws://…
+        /// (the same with ClientInit, to a `backend --rfb`: commands as RFB messages)
+        /// or vncview+ws://… (vnc+ws with uploads as RFB input a view-only proxy
+        /// filters); PID is the proxy's process (0 for none) for CPU accounting.
+        /// Repeatable.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
         /// CA certificate (PEM) for wss:// targets.
@@ -285,6 +292,7 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
             listen,
             vencrypt_cert,
             vencrypt_key,
+            rfb,
             probe_listen,
         } => {
             let vencrypt = match (vencrypt_cert, vencrypt_key) {
@@ -293,13 +301,14 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
             };
             if let Some(addr) = probe_listen {
                 std::thread::spawn(move || {
-                    let served = runtime().and_then(|rt| rt.block_on(backend::serve(&addr, None)));
+                    let served =
+                        runtime().and_then(|rt| rt.block_on(backend::serve(&addr, None, false)));
                     if let Err(e) = served {
                         eprintln!("backend: probe listener: {e:#}");
                     }
                 });
             }
-            runtime()?.block_on(backend::serve(&listen, vencrypt))?
+            runtime()?.block_on(backend::serve(&listen, vencrypt, rfb))?
         }
         Cmd::Relay { listen, to, probe } => {
             // The relay gets the runtime a proxy would use: one worker per core.

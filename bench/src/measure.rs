@@ -2,7 +2,7 @@
 //! arrived intact before it reports a figure: a proxy that drops, duplicates or garbles
 //! data gets an error, not a number.
 
-use crate::client::{Conn, Target};
+use crate::client::{Conn, Target, Vnc};
 use crate::procstat;
 use crate::proto::{self, BusyPlan, Pattern, BANNER, MAX_SLICE, MSG_LEN, OP_DOWN, OP_ECHO, OP_UP};
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -86,10 +86,25 @@ fn cpu(pid: Option<u32>) -> Option<f64> {
     pid.map(procstat::cpu_secs)
 }
 
-/// Lets a forking proxy's finished children be reaped, so their CPU time is counted.
+/// Lets a forking proxy's finished children be reaped, so their CPU time is counted,
+/// and a proxy with work left after the transfer (a recording's writer catching up)
+/// finish it, so that its CPU counts in this measurement and does not spill into the
+/// next one: waits until the proxy's tree uses at most one clock tick in 200 ms (at
+/// most 60 s). A proxy that is done costs one more 200 ms look.
 async fn settle(pid: Option<u32>) {
-    if pid.is_some() {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    let Some(pid) = pid else {
+        return;
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = procstat::cpu_secs(pid);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = procstat::cpu_secs(pid);
+        if now - last <= 0.011 {
+            break;
+        }
+        last = now;
     }
 }
 
@@ -141,7 +156,7 @@ async fn down_stream(
         while to_send > 0 {
             to_send -= 1;
             if requested < budget && (requested == 0 || Instant::now() < deadline) {
-                c.send(&proto::command(OP_DOWN, seg), MSG_LEN).await?;
+                c.command(&proto::command(OP_DOWN, seg)).await?;
                 requested += seg;
                 outstanding += 1;
             }
@@ -180,6 +195,9 @@ async fn down_stream(
 }
 
 /// Client → server throughput on one session, in WebSocket frames of `frame` bytes.
+/// For a `vncview+ws://` target the bytes are RFB input a view-only proxy filters
+/// ([`proto::ViewUpload`]): the figure counts what the browser sent, and the backend's
+/// count and CRC must be those of the part the filter forwards.
 pub async fn up(
     t: &Target,
     pid: Option<u32>,
@@ -190,26 +208,50 @@ pub async fn up(
     let cpu0 = cpu(pid);
     let mut c = open(t, BULK_BUF).await?;
     let seg = lim.segment;
-    let want_crc = pat.crc(seg);
+    let view = (c.vnc == Vnc::View).then(proto::ViewUpload::new);
+    // What the backend must receive per segment, and its CRC.
+    let (arrives, want_crc) = match &view {
+        None => (seg, pat.crc(seg)),
+        Some(v) => {
+            ensure!(
+                seg % proto::VIEW_UNIT as u64 == 0,
+                "a view-only upload segment is whole units"
+            );
+            let mut h = crc32fast::Hasher::new();
+            let mut off = 0u64;
+            while off < seg {
+                let len = (seg - off).min(MAX_SLICE as u64) as usize;
+                h.update(v.kept_of(len));
+                off += len as u64;
+            }
+            (
+                seg / proto::VIEW_UNIT as u64 * proto::VIEW_KEPT as u64,
+                h.finalize(),
+            )
+        }
+    };
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(lim.secs);
     let (mut sent, mut acked) = (0u64, 0u64);
     while sent * seg < lim.bytes.max(seg) && (sent == 0 || Instant::now() < deadline) {
-        c.send(&proto::command(OP_UP, seg), frame).await?;
+        c.command(&proto::command(OP_UP, arrives)).await?;
         let mut off = 0u64;
         while off < seg {
             let len = (seg - off).min(MAX_SLICE as u64) as usize;
-            c.send(pat.slice(off, len), frame).await?;
+            match &view {
+                None => c.send(pat.slice(off, len), frame).await?,
+                Some(v) => c.send(&v.mixed[..len], frame).await?,
+            }
             off += len as u64;
         }
         sent += 1;
         while sent - acked >= UP_WINDOW {
-            check_reply(&mut c, seg, want_crc).await?;
+            check_reply(&mut c, arrives, want_crc).await?;
             acked += 1;
         }
     }
     while acked < sent {
-        check_reply(&mut c, seg, want_crc).await?;
+        check_reply(&mut c, arrives, want_crc).await?;
         acked += 1;
     }
     let secs = start.elapsed().as_secs_f64();
@@ -240,15 +282,21 @@ pub async fn latency(t: &Target, pat: &Pattern, rounds: usize) -> Result<Latency
     const MSG: usize = 64;
     let warmup = (rounds / 50).max(10);
     let mut c = open(t, SMALL_BUF).await?;
-    c.send(
-        &proto::command(OP_ECHO, ((rounds + warmup) * MSG) as u64),
-        MSG_LEN,
-    )
-    .await?;
+    c.command(&proto::command(OP_ECHO, ((rounds + warmup) * MSG) as u64))
+        .await?;
     let mut samples = Vec::with_capacity(rounds);
     let mut buf = [0u8; MSG];
+    // Through a view-only proxy the message must be one it forwards: a SetEncodings
+    // of 15 encodings is 64 bytes.
+    let view = c.vnc == Vnc::View;
+    let mut framed = [0u8; MSG];
     for i in 0..rounds + warmup {
-        let msg = pat.slice((i * MSG) as u64, MSG);
+        let mut msg = pat.slice((i * MSG) as u64, MSG);
+        if view {
+            framed[..4].copy_from_slice(&[2, 0, 0, 15]);
+            framed[4..].copy_from_slice(&msg[4..]);
+            msg = &framed;
+        }
         let t0 = Instant::now();
         c.send(msg, MSG).await?;
         c.recv_exact(&mut buf).await?;
@@ -477,10 +525,10 @@ async fn open_many(
 async fn open_idle(t: &Target, pat: &Pattern, kind: IdleKind, rbuf: usize) -> Result<Conn> {
     let mut c = open(t, rbuf).await?;
     if kind == IdleKind::Burst {
-        c.send(&proto::command(OP_UP, BURST), MSG_LEN).await?;
+        c.command(&proto::command(OP_UP, BURST)).await?;
         c.send(pat.slice(0, BURST as usize), 64 << 10).await?;
         check_reply(&mut c, BURST, pat.crc(BURST)).await?;
-        c.send(&proto::command(OP_DOWN, BURST), MSG_LEN).await?;
+        c.command(&proto::command(OP_DOWN, BURST)).await?;
         let mut got = 0u64;
         while got < BURST {
             let d = c
@@ -724,7 +772,7 @@ pub async fn busy(
 /// Returns (bytes down, bytes up, input messages).
 async fn busy_session(c: &mut Conn, pat: &Pattern, seed: u32, ms: u64) -> Result<(u64, u64, u64)> {
     let plan = BusyPlan::new(seed, ms);
-    c.send(&proto::busy_command(seed, ms), MSG_LEN).await?;
+    c.command(&proto::busy_command(seed, ms)).await?;
     let start = tokio::time::Instant::now();
     let (mut got, mut next, mut up_off) = (0u64, 0usize, 0u64);
     let mut crc = crc32fast::Hasher::new();
@@ -782,8 +830,7 @@ async fn input_rtt(
     let size = |i: usize| 6 + (i * 7) % 15;
     let total: usize = (0..MAX_MSGS).map(size).sum();
     let mut c = open(t, SMALL_BUF).await?;
-    c.send(&proto::command(OP_ECHO, total as u64), MSG_LEN)
-        .await?;
+    c.command(&proto::command(OP_ECHO, total as u64)).await?;
     let (mut samples, mut off) = (Vec::new(), 0u64);
     let mut buf = [0u8; 32];
     let mut i = 0;

@@ -22,6 +22,72 @@
 
 use anyhow::{bail, Result};
 
+/// RFB mode (`cgbench backend --rfb`, `vnc+ws://` and `vncview+ws://` targets): the
+/// backend is a VNC server first (RFB 3.8, security None, ClientInit), so that a proxy
+/// that follows RFB (consolegate's view-only filter, its session recording) sees a real
+/// VNC session; then the banner and the commands as usual. Every command travels as
+/// an RFB message a view-only filter forwards: a SetEncodings listing four encodings,
+/// which are the command's 16 bytes. This is its 4-byte header.
+pub const RFB_COMMAND_HEADER: [u8; 4] = [2, 0, 0, 4];
+
+/// A command as RFB mode sends it.
+pub fn rfb_command(cmd: &[u8; MSG_LEN]) -> [u8; 4 + MSG_LEN] {
+    let mut m = [0u8; 4 + MSG_LEN];
+    m[..4].copy_from_slice(&RFB_COMMAND_HEADER);
+    m[4..].copy_from_slice(cmd);
+    m
+}
+
+/// Bytes of one unit of a view-only upload.
+pub const VIEW_UNIT: usize = 32;
+/// Bytes of a unit a view-only filter forwards (the update request).
+pub const VIEW_KEPT: usize = 10;
+
+/// What a browser with a view ticket sends up, as RFB messages: 32-byte units of a
+/// FramebufferUpdateRequest (10 bytes, forwarded) and a key press, a pointer move
+/// and a key release (22 bytes, dropped). [`ViewUpload::kept`] is what a view-only
+/// proxy must deliver, so the backend's count and CRC check the filter: nothing
+/// dropped that should pass, nothing passed that should be dropped.
+pub struct ViewUpload {
+    /// `MAX_SLICE` bytes of units.
+    pub mixed: Vec<u8>,
+    /// The update requests of `mixed`, in order.
+    pub kept: Vec<u8>,
+}
+
+impl Default for ViewUpload {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ViewUpload {
+    pub fn new() -> ViewUpload {
+        let units = MAX_SLICE / VIEW_UNIT;
+        let mut mixed = Vec::with_capacity(MAX_SLICE);
+        let mut kept = Vec::with_capacity(units * VIEW_KEPT);
+        for i in 0..units {
+            let x = (i as u16).to_be_bytes();
+            let y = ((i >> 16) as u16).to_be_bytes();
+            let fbur = [3, (i & 1) as u8, x[0], x[1], y[0], y[1], 0, 64, 0, 48];
+            mixed.extend_from_slice(&fbur);
+            kept.extend_from_slice(&fbur);
+            let keysym = (0x61 + (i % 26) as u32).to_be_bytes();
+            mixed.extend_from_slice(&[4, 1, 0, 0]);
+            mixed.extend_from_slice(&keysym);
+            mixed.extend_from_slice(&[5, 0, x[0], x[1], y[0], y[1]]);
+            mixed.extend_from_slice(&[4, 0, 0, 0]);
+            mixed.extend_from_slice(&keysym);
+        }
+        ViewUpload { mixed, kept }
+    }
+
+    /// The forwarded part of the first `len` bytes of `mixed` (`len` whole units).
+    pub fn kept_of(&self, len: usize) -> &[u8] {
+        &self.kept[..len / VIEW_UNIT * VIEW_KEPT]
+    }
+}
+
 /// Sent by the backend on every new connection.
 pub const BANNER: &[u8; 12] = b"CGBENCH 001\n";
 /// Size of a command and of an upload reply.
@@ -260,6 +326,15 @@ mod tests {
             (parse_command(&m).unwrap(), busy_seed(&m)),
             ((OP_BUSY, 20_000), 7)
         );
+    }
+
+    #[test]
+    fn a_view_upload_keeps_ten_bytes_of_every_thirty_two() {
+        let v = ViewUpload::new();
+        assert_eq!(v.mixed.len(), MAX_SLICE);
+        assert_eq!(v.kept.len(), MAX_SLICE / VIEW_UNIT * VIEW_KEPT);
+        assert_eq!(v.kept_of(64), [&v.mixed[..10], &v.mixed[32..42]].concat());
+        assert_eq!(rfb_command(&command(OP_UP, 3))[..4], RFB_COMMAND_HEADER);
     }
 
     #[test]

@@ -23,6 +23,11 @@ const DIRECT: &str = "direct";
 const CG_VENC: &str = "consolegate-ws-vencrypt";
 /// TLS relays as anchors for `CG_WSS`: nginx `stream` and HAProxy terminating TLS with
 /// the same certificate and proxying the bytes to the backend.
+/// consolegate over ws:// to a VNC server (`backend --rfb`) with a `view` ticket: the
+/// browser's uploads are RFB input the view-only filter parses and drops (issue 14).
+const CG_VIEW: &str = "consolegate-ws-view";
+/// consolegate over ws:// to the same VNC server with every session recorded to disk.
+const CG_REC: &str = "consolegate-ws-rec";
 const NGINX: &str = "nginx-tls";
 const HAPROXY: &str = "haproxy-tls";
 
@@ -336,7 +341,7 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
     }
     // Same order as the table's columns, banner before burst.
     let order = [
-        CG_WS, CG_WSS, WF_WS, WF_WSS, NGINX, HAPROXY, BARE, DIRECT, CG_VENC,
+        CG_WS, CG_WSS, WF_WS, WF_WSS, NGINX, HAPROXY, BARE, DIRECT, CG_VENC, CG_VIEW, CG_REC,
     ];
     idles.sort_by_key(|f| {
         (
@@ -393,6 +398,10 @@ pub fn write(dir: &Path, notes: &[String]) -> Result<()> {
         Col::Target(DIRECT, "backend direct"),
         Col::Target(CG_VENC, "cg ws + VeNCrypt"),
         Col::Ratio(CG_VENC, CG_WS, "VeNCrypt ÷ ws"),
+        Col::Target(CG_VIEW, "cg ws VNC view-only"),
+        Col::Ratio(CG_VIEW, CG_WS, "view-only ÷ ws"),
+        Col::Target(CG_REC, "cg ws VNC recorded"),
+        Col::Ratio(CG_REC, CG_WS, "recorded ÷ ws"),
     ];
     let cols: Vec<&Col> = layout
         .iter()
@@ -700,14 +709,14 @@ fn first_frame_table(ff: &FirstFrame) -> String {
     md
 }
 
-/// Issue 15's targets, each checked against this run's figures: met, missed, or not
-/// measured in this run.
+/// Issue 15's targets, and issue 14's (view-only and recording costs), each checked
+/// against this run's figures: met, missed, or not measured in this run.
 fn targets<'a>(
     data: &dyn Fn(&str) -> Data<'a>,
     busies: &[BusyFile],
     ff: Option<&FirstFrame>,
 ) -> String {
-    let mut out = String::from("\n### Targets (issue 15)\n\n");
+    let mut out = String::from("\n### Targets (issues 15 and 14)\n\n");
     let mut line = |what: &str, ok: Option<bool>, detail: String| {
         let mark = match ok {
             Some(true) => "met",
@@ -827,6 +836,37 @@ fn targets<'a>(
             None,
             "no figures".into(),
         ),
+    }
+    // Issue 14: what view-only filtering and recording cost, against consolegate ws.
+    let up_small = |n: &str| runs_med(n, &|r| median(&r.up_small, |t| Some(t.mib_s())));
+    let up_large = |n: &str| runs_med(n, &|r| median(&r.up_large, |t| Some(t.mib_s())));
+    match (down1(CG_REC), down1(CG_WS)) {
+        (Some(r), Some(w)) => line(
+            "issue 14: recording costs ≤ 30% of the unrecorded down throughput (1 stream)",
+            Some(r >= 0.7 * w),
+            format!("{r:.0} vs {w:.0} MiB/s: {:.2}×", r / w),
+        ),
+        _ => line("issue 14: recorded down throughput", None, "not run".into()),
+    }
+    for (what, f) in [
+        (
+            "32-byte messages",
+            &up_small as &dyn Fn(&str) -> Option<f64>,
+        ),
+        ("64 KiB messages", &up_large),
+    ] {
+        match (f(CG_VIEW), f(CG_WS)) {
+            (Some(v), Some(w)) => line(
+                &format!("issue 14: view-only up ≥ 0.9× the unfiltered up ({what})"),
+                Some(v >= 0.9 * w),
+                format!("{v:.1} vs {w:.1} MiB/s: {:.2}×", v / w),
+            ),
+            _ => line(
+                &format!("issue 14: view-only up ({what})"),
+                None,
+                "not run".into(),
+            ),
+        }
     }
     // TLS against the TLS relays.
     let pick = |f: &dyn Fn(&str) -> Option<f64>, higher: bool| -> Option<(f64, f64)> {

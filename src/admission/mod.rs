@@ -6,7 +6,8 @@
 //! 1. origin (cross-site WebSocket hijacking);
 //! 2. the ticket: present, rules 1–6 (or a legacy credential), not revoked, a console
 //!    TLS mode this proxy can serve, and what it asks of the session: `view` is
-//!    refused until this proxy enforces it, and a session that must be recorded
+//!    refused for SPICE, whose input the proxy does not filter
+//!    ([`check_view`](crate::tap::check_view)), and a session that must be recorded
 //!    (`rec`, or `[recording] policy = "all"`) is refused when the proxy cannot record
 //!    it ([`Recorder::check`]), before any use of the ticket is taken;
 //! 3. rule 7: one use of a single-use ticket is taken ([`SingleUse`]);
@@ -22,7 +23,8 @@
 //! its recording when it must be recorded (`record.rs`: a proxy that cannot create it
 //! refuses the session before the 101), and once the browser's upgrade and the console
 //! server's TLS or VeNCrypt are through, spends the use and relays, through a
-//! [`Tap`](crate::tap::Tap) for a recorded session, until the session ends (`run.rs`).
+//! [`Tap`](crate::tap::Tap) for a view-only or recorded session, until the session ends
+//! (`run.rs`).
 //!
 //! [`Gate::check`] runs steps 2–4 without taking anything: the console page's
 //! pre-flight (`POST /consolegate/check`), and any caller that wants the verdict
@@ -408,17 +410,9 @@ impl Gate {
             })
             .map_err(|e| refused(&e))?;
         self.backend.supports(claims.tls).map_err(|e| refused(&e))?;
-        // Never a silent fallback: until this proxy enforces view-only, such tickets
-        // are refused (the contract's "a view or rec it cannot enforce").
-        if claims.view {
-            return Err(Rejected {
-                refusal: Refusal::new(
-                    Code::ViewUnsupported,
-                    "this proxy cannot enforce view-only tickets yet",
-                ),
-                ticket: Some(Box::new(verified.clone())),
-            });
-        }
+        // Never a silent fallback: a view ticket for a console whose input the proxy
+        // cannot filter (SPICE) is refused, like any claim it cannot enforce.
+        crate::tap::check_view(claims.kind, claims.view).map_err(|e| refused(&e))?;
         // Before rule 7 takes a use: a session that must be recorded and cannot be is
         // refused, and its ticket stays good for a proxy that can record it.
         if self.recorder.wanted(claims.rec) {

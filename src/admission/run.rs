@@ -1,8 +1,9 @@
 //! From the 101 answer to the session's end: register the admitted session, create its
 //! recording when it must be recorded, wait for the browser's upgrade and the console
 //! server's TLS or VeNCrypt, spend rule 7's use the moment the relay starts, relay
-//! (through a [`Tap`] carrying the recording's observer when there is one), and log
-//! the end with the recording's digest.
+//! (through a [`Tap`] when the session is view-only or recorded: the view-only filter
+//! and the recording's observer), and log the end with the recording's digest and
+//! what the view-only filter dropped.
 
 use super::{log_fields, Admission, Gate, Rejected};
 use crate::policy::Uses;
@@ -10,7 +11,7 @@ use crate::recording::{Finished, RecordingError};
 use crate::refusal::{Refusal, Refuse};
 use crate::relay::{self, CloseReason, SessionStats, Stop};
 use crate::session::SessionInfo;
-use crate::tap::{Tap, TapOptions};
+use crate::tap::{Observer, Tap, TapOptions};
 use crate::ticket::Verified;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -102,6 +103,8 @@ impl Gate {
             // ticket's counts. Dropped (given back) when this task ends, however.
             let _held = (registration, client_slot, ticket_slot);
             let opened = Instant::now();
+            // Input messages the view-only filter dropped, for the end log line.
+            let mut dropped = 0;
             let (upgraded, secured) = tokio::join!(upgrade, console.finish());
             let (up, down, reason) = match (upgraded, secured) {
                 (Ok(upgraded), Ok(console)) => {
@@ -110,25 +113,33 @@ impl Gate {
                         used.spend();
                     }
                     let client_io = TokioIo::new(upgraded);
-                    // The observer lives in the tap, which the relay owns: once the
-                    // relay returns it is gone, and the writer can write its trailer.
-                    let out = match observer {
-                        Some(observer) => {
-                            let options = TapOptions {
-                                kind,
-                                view,
-                                observer: Some(Box::new(observer)),
-                            };
-                            let tapped = Tap::new(console, options);
-                            relay::relay_counted(client_io, tapped, &relay_cfg, stop, Some(stats))
-                                .await
-                        }
-                        None => {
-                            relay::relay_counted(client_io, console, &relay_cfg, stop, Some(stats))
-                                .await
-                        }
+                    let options = TapOptions {
+                        kind,
+                        view,
+                        observer: observer.map(|o| Box::new(o) as Box<dyn Observer>),
                     };
-                    (out.bytes_up, out.bytes_down, out.reason)
+                    if options.needed() {
+                        // The observer lives in the tap: once the tap is dropped the
+                        // writer can write its trailer, so it goes before the
+                        // recording is finished below.
+                        let mut tapped = Tap::new(console, options);
+                        let out = relay::relay_counted(
+                            client_io,
+                            &mut tapped,
+                            &relay_cfg,
+                            stop,
+                            Some(stats),
+                        )
+                        .await;
+                        dropped = tapped.dropped();
+                        drop(tapped);
+                        (out.bytes_up, out.bytes_down, out.reason)
+                    } else {
+                        let out =
+                            relay::relay_counted(client_io, console, &relay_cfg, stop, Some(stats))
+                                .await;
+                        (out.bytes_up, out.bytes_down, out.reason)
+                    }
                 }
                 (Ok(upgraded), Err(e)) => {
                     drop(observer);
@@ -160,7 +171,7 @@ impl Gate {
                 client,
                 target,
                 &ticket,
-                (up, down),
+                (up, down, dropped),
                 opened.elapsed(),
                 &reason,
                 recorded.as_ref(),
@@ -171,36 +182,39 @@ impl Gate {
 }
 
 /// The session's end: one line, with the recording's name and SHA-256 (the one in
-/// its trailer) when it was recorded, or why its recording failed.
+/// its trailer) when it was recorded, or why its recording failed, and for a view-only
+/// session what its tap dropped ([`Tap::dropped`]).
 #[allow(clippy::too_many_arguments)]
 fn log_session_end(
     id: u64,
     client: SocketAddr,
     target: SocketAddr,
     ticket: &Verified,
-    (up, down): (u64, u64),
+    (up, down, input_dropped): (u64, u64, u64),
     duration: Duration,
     reason: &CloseReason,
     recorded: Option<&Result<Finished, RecordingError>>,
 ) {
     let (sub, jti, kid) = log_fields(Some(ticket));
     let duration_ms = duration.as_millis() as u64;
+    // A view-only session says so, with the input messages its filter dropped.
+    let view = ticket.claims.view;
     match recorded {
         None => info!(
             session = id, client = %client, target = %target, sub, jti, kid = %kid,
-            bytes_up = up, bytes_down = down, duration_ms,
+            bytes_up = up, bytes_down = down, duration_ms, view, input_dropped,
             close_code = reason.code(), reason = %reason, "session ended"
         ),
         Some(Ok(f)) => info!(
             session = id, client = %client, target = %target, sub, jti, kid = %kid,
-            bytes_up = up, bytes_down = down, duration_ms,
+            bytes_up = up, bytes_down = down, duration_ms, view, input_dropped,
             close_code = reason.code(), reason = %reason,
             recording = %f.name, recording_sha256 = %f.sha256, recording_bytes = f.bytes,
             "session ended"
         ),
         Some(Err(e)) => warn!(
             session = id, client = %client, target = %target, sub, jti, kid = %kid,
-            bytes_up = up, bytes_down = down, duration_ms,
+            bytes_up = up, bytes_down = down, duration_ms, view, input_dropped,
             close_code = reason.code(), reason = %reason, recording_error = %e,
             "session ended"
         ),

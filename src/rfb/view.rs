@@ -5,9 +5,18 @@
 //! SetPixelFormat, SetEncodings, FramebufferUpdateRequest, EnableContinuousUpdates,
 //! Fence, and QEMU's audio control (enable, disable, set format).
 //!
-//! Dropped, because each reaches the guest: KeyEvent, PointerEvent, ClientCutText
-//! (also in its extended-clipboard form), QEMU's extended key event, SetDesktopSize
-//! (it resizes the guest) and XVP (shutdown, reboot, reset).
+//! Dropped, because each reaches the guest: KeyEvent, PointerEvent (also in its
+//! ExtendedMouseButtons form), ClientCutText (also in its extended-clipboard form),
+//! QEMU's extended key event, SetDesktopSize (it resizes the guest) and XVP
+//! (shutdown, reboot, reset).
+//!
+//! One length depends on what was negotiated: a PointerEvent with the marker bit
+//! (0x80) of its button mask set is 7 bytes instead of 6 once the browser has asked
+//! for the ExtendedMouseButtons pseudo-encoding (-316) in its SetEncodings, as noVNC
+//! does from 1.6 on. The filter follows the browser's latest SetEncodings for that.
+//! Whatever the filter's view of a dropped message's length, what it writes out is
+//! only ever whole allowed messages, which the console server frames as the filter
+//! does: a browser that lies about a length can at worst confuse its own session.
 //!
 //! Anything else, or a message whose lengths make no sense, is an error: the session
 //! ends rather than forward bytes the proxy does not understand (fail closed). The
@@ -35,6 +44,10 @@ mod msg {
     /// QEMU client message subtypes.
     pub const QEMU_EXTENDED_KEY: u8 = 0;
     pub const QEMU_AUDIO: u8 = 1;
+    /// The ExtendedMouseButtons pseudo-encoding (RFB community registry).
+    pub const ENCODING_EXTENDED_MOUSE_BUTTONS: i32 = -316;
+    /// The PointerEvent button-mask bit that marks the extended form.
+    pub const POINTER_MARKER: u8 = 0x80;
 }
 
 /// Most encodings a SetEncodings may list. The protocol allows 65,535; real viewers
@@ -51,7 +64,7 @@ const MAX_FENCE_PAYLOAD: u8 = 64;
 /// Why the session must end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
-    #[error("view only: the browser sent RFB message type {0}, which the proxy does not know, so the session is ended rather than forward it")]
+    #[error("view only: the browser sent RFB message type {0}, unknown to the proxy, so the session is ended rather than forward it")]
     UnknownMessage(u8),
     #[error("view only: the browser sent QEMU message subtype {0}, which the proxy does not know")]
     UnknownQemuMessage(u8),
@@ -100,6 +113,9 @@ pub struct ViewOnlyFilter {
     /// Bytes still to skip of a dropped message.
     skip: u64,
     dropped: Dropped,
+    /// The browser's latest SetEncodings asked for ExtendedMouseButtons: a
+    /// PointerEvent with the marker bit is then 7 bytes.
+    extended_pointer: bool,
 }
 
 impl ViewOnlyFilter {
@@ -134,6 +150,7 @@ impl ViewOnlyFilter {
                 self.held.extend_from_slice(&input[..n]);
                 input = &input[n..];
                 if self.held.len() == len {
+                    self.note_forwarded_held();
                     out.extend_from_slice(&self.held);
                     self.held.clear();
                     self.forward_len = None;
@@ -144,17 +161,23 @@ impl ViewOnlyFilter {
             // header says enough, taking one byte at a time only while it does not
             // (headers are at most 9 bytes, so this is cheap).
             if self.held.is_empty() {
-                // Fast path for whole messages at the start of `input`.
-                if let Some(verdict) = verdict(input)? {
+                // Fast path: the run of whole fixed-size messages at the start of
+                // `input`, then one message of any type when it is whole.
+                input = &input[self.scan(input, out)..];
+                if input.is_empty() {
+                    break;
+                }
+                if let Some(verdict) = verdict(input, self.extended_pointer)? {
                     input = self.apply(verdict, input, out);
                     continue;
                 }
             }
             self.held.push(input[0]);
             input = &input[1..];
-            match verdict(&self.held)? {
+            match verdict(&self.held, self.extended_pointer)? {
                 None => {}
                 Some(Verdict::Forward(len)) if self.held.len() == len => {
+                    self.note_forwarded_held();
                     out.extend_from_slice(&self.held);
                     self.held.clear();
                 }
@@ -169,10 +192,66 @@ impl ViewOnlyFilter {
         Ok(())
     }
 
+    /// Takes the whole messages of the common fixed-size types (update requests, keys,
+    /// pointer, pixel format…) at the start of `input`, forwarding runs of allowed ones
+    /// with one copy each, and returns how many bytes it took. Stops at the first
+    /// message of another type or that is not whole, which the general path then
+    /// takes: this is the same decision as [`verdict`], without its generality, for the
+    /// messages a busy browser sends many of.
+    #[inline]
+    fn scan(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        use msg::*;
+        let n = input.len();
+        let mut i = 0;
+        // Start of the run of forwarded messages not yet copied out.
+        let mut run = 0;
+        // What is forwarded is at most what came in: one allocation at most.
+        out.reserve(n);
+        let (mut keys, mut pointer, mut control) = (0, 0, 0);
+        while let Some(&t) = input.get(i) {
+            // (length, forwarded)
+            let (len, forward) = match t {
+                FRAMEBUFFER_UPDATE_REQUEST | ENABLE_CONTINUOUS_UPDATES => (10, true),
+                KEY_EVENT => (8, false),
+                POINTER_EVENT => match input.get(i + 1) {
+                    Some(mask) if self.extended_pointer && mask & POINTER_MARKER != 0 => (7, false),
+                    Some(_) => (6, false),
+                    None => break,
+                },
+                SET_PIXEL_FORMAT => (20, true),
+                XVP => (4, false),
+                _ => break,
+            };
+            if i + len > n {
+                break;
+            }
+            if !forward {
+                if run < i {
+                    out.extend_from_slice(&input[run..i]);
+                }
+                match t {
+                    KEY_EVENT => keys += 1,
+                    POINTER_EVENT => pointer += 1,
+                    _ => control += 1,
+                }
+                run = i + len;
+            }
+            i += len;
+        }
+        if run < i {
+            out.extend_from_slice(&input[run..i]);
+        }
+        self.dropped.keys += keys;
+        self.dropped.pointer += pointer;
+        self.dropped.control += control;
+        i
+    }
+
     /// Applies a verdict to a message that starts at `input[0]`, with nothing held.
     fn apply<'a>(&mut self, verdict: Verdict, input: &'a [u8], out: &mut Vec<u8>) -> &'a [u8] {
         match verdict {
             Verdict::Forward(len) if len <= input.len() => {
+                self.note_forwarded(&input[..len]);
                 out.extend_from_slice(&input[..len]);
                 &input[len..]
             }
@@ -191,13 +270,35 @@ impl ViewOnlyFilter {
     }
 }
 
+impl ViewOnlyFilter {
+    /// Follows what a whole forwarded message negotiates: a SetEncodings replaces the
+    /// browser's encodings, and with them whether it uses ExtendedMouseButtons.
+    fn note_forwarded(&mut self, m: &[u8]) {
+        if m.first() == Some(&msg::SET_ENCODINGS) {
+            self.extended_pointer = m.get(4..).is_some_and(|list| {
+                list.chunks_exact(4).any(|e| {
+                    i32::from_be_bytes([e[0], e[1], e[2], e[3]])
+                        == msg::ENCODING_EXTENDED_MOUSE_BUTTONS
+                })
+            });
+        }
+    }
+
+    fn note_forwarded_held(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.note_forwarded(&held);
+        self.held = held;
+    }
+}
+
 fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
 /// The verdict on the message starting at `h[0]`, or `None` while `h` is too short
 /// to tell. Only reads the header; `h` may hold more than one message.
-fn verdict(h: &[u8]) -> Result<Option<Verdict>, ViewError> {
+/// `extended_pointer`: the browser asked for ExtendedMouseButtons.
+fn verdict(h: &[u8], extended_pointer: bool) -> Result<Option<Verdict>, ViewError> {
     use msg::*;
     let Some(&t) = h.first() else {
         return Ok(None);
@@ -229,7 +330,15 @@ fn verdict(h: &[u8]) -> Result<Option<Verdict>, ViewError> {
             Verdict::Forward(9 + usize::from(h[8]))
         }
         KEY_EVENT => Verdict::Drop(8, keys),
-        POINTER_EVENT => Verdict::Drop(6, pointer),
+        POINTER_EVENT if !extended_pointer => Verdict::Drop(6, pointer),
+        POINTER_EVENT => {
+            if h.len() < 2 {
+                return Ok(None);
+            }
+            // The extended form carries one more byte of buttons.
+            let len = if h[1] & POINTER_MARKER != 0 { 7 } else { 6 };
+            Verdict::Drop(len, pointer)
+        }
         CLIENT_CUT_TEXT => {
             if h.len() < 8 {
                 return Ok(None);
@@ -477,6 +586,22 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_fits_a_close_frame_whole() {
+        for e in [
+            ViewError::UnknownMessage(u8::MAX),
+            ViewError::UnknownQemuMessage(u8::MAX),
+            ViewError::UnknownAudioOperation(u16::MAX),
+            ViewError::TooManyEncodings(u16::MAX),
+            ViewError::CutTextTooLong(u32::MAX),
+            ViewError::FenceTooLong(u8::MAX),
+        ] {
+            let reason = e.to_string();
+            assert!(reason.len() <= 123, "{} bytes: {reason}", reason.len());
+            assert!(reason.starts_with("view only: "), "{reason}");
+        }
+    }
+
+    #[test]
     fn what_was_forwarded_before_a_bad_message_stays_forwarded() {
         let mut input = fbur();
         input.push(99);
@@ -497,6 +622,162 @@ mod tests {
         }
         assert!(out.is_empty());
         assert!(f.at_boundary());
+    }
+
+    fn set_encodings_list(list: &[i32]) -> Vec<u8> {
+        let mut m = vec![2, 0];
+        m.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        for e in list {
+            m.extend_from_slice(&e.to_be_bytes());
+        }
+        m
+    }
+    /// noVNC's extended PointerEvent: marker bit set, one more byte of buttons.
+    fn extended_pointer(high: u8) -> Vec<u8> {
+        vec![5, 0x80 | 1, 0, 10, 0, 20, high]
+    }
+
+    /// Every allowed message type, each on its own, at its size limits too.
+    fn every_allowed_message() -> Vec<Vec<u8>> {
+        vec![
+            set_pixel_format(),
+            set_encodings(0),
+            set_encodings(1),
+            set_encodings(MAX_ENCODINGS),
+            fbur(),
+            continuous_updates(),
+            fence(b""),
+            fence(&[0xEE; 64]),
+            qemu_audio(0),
+            qemu_audio(1),
+            qemu_audio(2),
+        ]
+    }
+
+    /// Every input message type, each on its own, at its size limits too.
+    fn every_input_message() -> Vec<Vec<u8>> {
+        vec![
+            key(1),
+            pointer(),
+            cut_text(b""),
+            cut_text(b"x"),
+            cut_text(&vec![b'z'; MAX_CUT_TEXT as usize]),
+            extended_clipboard(b""),
+            extended_clipboard(b"x"),
+            xvp(2),
+            xvp(3),
+            xvp(4),
+            set_desktop_size(0),
+            set_desktop_size(1),
+            set_desktop_size(255),
+            qemu_key(),
+        ]
+    }
+
+    #[test]
+    fn every_allowed_message_alone_passes_whole_however_it_is_split() {
+        for m in every_allowed_message() {
+            for step in [1, 2, 3, 4, 8, 9, m.len()] {
+                let (out, f) = run(&m, step);
+                assert_eq!(out, m, "type {} step {step}", m[0]);
+                assert_eq!(f.dropped().total(), 0);
+                assert!(f.at_boundary());
+            }
+        }
+    }
+
+    #[test]
+    fn every_input_message_at_its_limits_is_dropped_and_the_next_message_still_passes() {
+        for m in every_input_message() {
+            let mut input = m.clone();
+            input.extend_from_slice(&fbur());
+            for step in [1, 7, 4096, input.len()] {
+                if step == 1 && input.len() > 100_000 {
+                    continue;
+                }
+                let (out, f) = run(&input, step);
+                assert_eq!(out, fbur(), "type {} step {step}", m[0]);
+                assert_eq!(f.dropped().total(), 1);
+                assert!(f.at_boundary());
+            }
+        }
+    }
+
+    /// A small session (no long clipboard), cut into two reads at every byte, and into
+    /// many reads of varying sizes.
+    #[test]
+    fn the_answer_does_not_depend_on_where_reads_split_or_coalesce() {
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        for (a, d) in every_allowed_message()
+            .into_iter()
+            .filter(|m| m.len() < 100)
+            .zip(
+                every_input_message()
+                    .into_iter()
+                    .filter(|m| m.len() < 100)
+                    .cycle(),
+            )
+        {
+            input.extend_from_slice(&d);
+            input.extend_from_slice(&a);
+            expected.extend_from_slice(&a);
+        }
+        for cut in 0..=input.len() {
+            let mut f = ViewOnlyFilter::new();
+            let mut out = Vec::new();
+            f.push(&input[..cut], &mut out).unwrap();
+            f.push(&input[cut..], &mut out).unwrap();
+            assert_eq!(out, expected, "cut at {cut}");
+            assert!(f.at_boundary());
+        }
+        // Reads of 1 to 17 bytes, in a fixed pseudo-random order.
+        let mut seed = 0x2545_F491u32;
+        let mut f = ViewOnlyFilter::new();
+        let mut out = Vec::new();
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let n = (1 + seed as usize % 17).min(rest.len());
+            f.push(&rest[..n], &mut out).unwrap();
+            rest = &rest[n..];
+        }
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn extended_pointer_events_are_seven_bytes_once_the_browser_asks_for_them() {
+        let with = set_encodings_list(&[7, -223, -316, -258]);
+        let without = set_encodings_list(&[7, -223]);
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        // Before any SetEncodings: the classic 6-byte form, marker bit or not.
+        input.extend_from_slice(&pointer());
+        input.extend_from_slice(&fbur());
+        expected.extend_from_slice(&fbur());
+        // Asked for: extended events (7 bytes, the last byte not a message of its
+        // own, even when it looks like SetPixelFormat) and plain ones (6 bytes).
+        input.extend_from_slice(&with);
+        expected.extend_from_slice(&with);
+        input.extend_from_slice(&extended_pointer(0));
+        input.extend_from_slice(&extended_pointer(3));
+        input.extend_from_slice(&pointer());
+        input.extend_from_slice(&fbur());
+        expected.extend_from_slice(&fbur());
+        // A later SetEncodings without it: back to 6 bytes.
+        input.extend_from_slice(&without);
+        expected.extend_from_slice(&without);
+        input.extend_from_slice(&[5, 0x80, 0, 1, 0, 1]);
+        input.extend_from_slice(&fbur());
+        expected.extend_from_slice(&fbur());
+        for step in [1, 2, 5, 6, 7, 11, input.len()] {
+            let (out, f) = run(&input, step);
+            assert_eq!(out, expected, "step {step}");
+            assert_eq!(f.dropped().pointer, 5, "step {step}");
+            assert!(f.at_boundary());
+        }
     }
 
     #[test]

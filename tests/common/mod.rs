@@ -7,7 +7,8 @@
 //! - [`process`]: child processes with their output collected;
 //! - [`tools`]: external programs, and visible skips (failures under CI) without them;
 //! - [`pki`]: certificates made with openssl; [`qemu`]: a real VNC and SPICE server;
-//! - [`recordings`]: a recorder in a test's directory and a made-up session's metadata.
+//! - [`recordings`]: a recorder in a test's directory and a made-up session's metadata;
+//! - [`rfb`]: a recording RFB server, the browser's side of RFB, client messages.
 #![allow(dead_code)]
 
 pub mod pki;
@@ -15,6 +16,7 @@ pub mod process;
 pub mod proxy;
 pub mod qemu;
 pub mod recordings;
+pub mod rfb;
 pub mod targets;
 pub mod tickets;
 pub mod tools;

@@ -17,12 +17,14 @@ export async function makeSigningKey(dir) {
   return { keyDir, signingKey: path.join(keyDir, 'engine.key') };
 }
 
-// `consolegate sign` for a console on 127.0.0.1:port; kind and tls as the CLI takes them.
-export async function sign({ key, port, ttl = '60s', kind, tls, sub }) {
+// `consolegate sign` for a console on 127.0.0.1:port; kind and tls as the CLI takes them;
+// view: a view-only ticket (`--view`).
+export async function sign({ key, port, ttl = '60s', kind, tls, sub, view = false }) {
   const args = ['sign', '--key', key, '--host', '127.0.0.1', '--port', String(port), '--ttl', ttl];
   if (sub) args.push('--sub', sub);
   if (kind) args.push('--kind', kind);
   if (tls) args.push('--tls', tls);
+  if (view) args.push('--view');
   return (await run(BIN, args)).trim();
 }
 
