@@ -56,11 +56,11 @@ pub struct ObserverError(pub String);
 /// Why the tap ends a session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TapError {
-    #[error("{0}")]
+    #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    #[error("{0}")]
+    #[error(transparent)]
     View(#[from] ViewError),
-    #[error("{0}")]
+    #[error(transparent)]
     Observer(#[from] ObserverError),
 }
 
