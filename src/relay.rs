@@ -56,8 +56,11 @@ const PROBE: usize = 2048;
 /// Smallest buffer accepted: it must hold a client frame header (14 bytes) and more.
 const MIN_BUFFER: usize = 1024;
 /// Rounds of I/O per poll before yielding, so one busy session cannot hog a worker
-/// even on streams that do not take part in tokio's cooperative budget.
-const MAX_ROUNDS: usize = 32;
+/// even on streams that do not take part in tokio's cooperative budget. Few rounds
+/// keep a keystroke's wait short on a host full of busy consoles: with 32 (up to 2 MiB
+/// moved per poll) the busy host's input round trip was 3–25 ms at p50, with 4 it was
+/// 0.6–3.8 ms, at the same CPU per GiB and single-stream speed (bench/README.md).
+const MAX_ROUNDS: usize = 4;
 
 /// Limits and timers of one session.
 #[derive(Debug, Clone)]
