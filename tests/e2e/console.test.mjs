@@ -16,6 +16,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { start, stop, stopAll, run, freePort, freePortIn, waitFor, tcpOpen } from './lib/procs.mjs';
+import { startSeaBiosQemu } from './lib/consoles.mjs';
 import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
 import { REPO, BIN, ARTIFACTS, NOVNC_DIR, WEB_DIR } from './lib/paths.mjs';
 import { httpGet, httpsGet } from './lib/http.mjs';
@@ -54,23 +55,7 @@ async function makeTls(dir) {
   return { cert: f('server.crt'), key: f('server.key'), ca: f('ca.crt'), spki: der.trim() };
 }
 
-async function startQemu(dir) {
-  const port = await freePortIn(5900, 6923);
-  const qmpPath = path.join(dir, 'qmp.sock');
-  const qemu = start('qemu', 'qemu-system-x86_64', [
-    '-machine', 'accel=tcg', '-display', 'none', '-nodefaults', '-vga', 'std', '-m', '64',
-    '-vnc', `127.0.0.1:${port - 5900},password=on`,
-    '-qmp', `unix:${qmpPath},server,nowait`,
-    // SeaBIOS waits 60 s at "Press ESC for boot menu": a key typed in the browser
-    // then visibly changes the screen, which proves input reaches the VM.
-    '-boot', 'menu=on,splash-time=60000',
-  ]);
-  await waitFor('QEMU QMP socket', () => fs.existsSync(qmpPath), { child: qemu });
-  await waitFor('QEMU VNC port', () => tcpOpen(port), { child: qemu });
-  const qmp = await qmpConnect(qmpPath);
-  await qmp.execute('change-vnc-password', { password: VNC_PASSWORD });
-  return { qemu, qmp, port };
-}
+const startQemu = (dir) => startSeaBiosQemu(dir, 'qemu', VNC_PASSWORD);
 
 const sign = (opts) => signTicket({ key: env.signingKey, ...opts });
 

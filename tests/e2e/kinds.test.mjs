@@ -18,6 +18,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { start, stopAll, freePort, freePortIn, waitFor, tcpOpen } from './lib/procs.mjs';
+import { startBcSerial } from './lib/consoles.mjs';
 import { qmpConnect, qemuScreenSize } from './lib/qmp.mjs';
 import { REPO, BIN, ARTIFACTS, WEB_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
@@ -59,16 +60,7 @@ async function startSpiceQemu(dir) {
   return { qemu, qmp, port };
 }
 
-// `bc` on a pty behind a TCP listener: an interactive program on a serial line.
-async function startSerial() {
-  const port = await freePort();
-  const socat = start('socat bc', 'socat', [
-    // fork: each connection gets its own bc (the readiness probe is one).
-    `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:bc -q,pty,stderr,setsid,sane',
-  ]);
-  await waitFor('socat listening', () => tcpOpen(port), { child: socat });
-  return { socat, port };
-}
+const startSerial = () => startBcSerial('socat bc');
 
 const sign = (opts) => signTicket({ key: env.signingKey, ...opts });
 

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { start, stopAll, run, freePort, freePortIn, waitFor, sleep, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect } from './lib/qmp.mjs';
+import { startSeaBiosQemu, startBcSerial } from './lib/consoles.mjs';
 import { REPO, BIN, ARTIFACTS, NOVNC_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
 import { makeSigningKey, sign as signTicket, startEngine } from './lib/engine.mjs';
@@ -33,30 +34,9 @@ const MAX_DIFFERING = 0.005;
 
 const env = {};
 
-async function startQemu(dir) {
-  const port = await freePortIn(5900, 6923);
-  const qmpPath = path.join(dir, 'qmp.sock');
-  const qemu = start('qemu (recording)', 'qemu-system-x86_64', [
-    '-machine', 'accel=tcg', '-display', 'none', '-nodefaults', '-vga', 'std', '-m', '64',
-    '-vnc', `127.0.0.1:${port - 5900},password=on`,
-    '-qmp', `unix:${qmpPath},server,nowait`,
-    '-boot', 'menu=on,splash-time=60000',
-  ]);
-  await waitFor('QEMU QMP socket', () => fs.existsSync(qmpPath), { child: qemu });
-  await waitFor('QEMU VNC port', () => tcpOpen(port), { child: qemu });
-  const qmp = await qmpConnect(qmpPath);
-  await qmp.execute('change-vnc-password', { password: VNC_PASSWORD });
-  return { qemu, qmp, port };
-}
+const startQemu = (dir) => startSeaBiosQemu(dir, 'qemu (recording)', VNC_PASSWORD);
 
-async function startSerial() {
-  const port = await freePort();
-  const socat = start('socat bc (recording)', 'socat', [
-    `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:bc -q,pty,stderr,setsid,sane',
-  ]);
-  await waitFor('socat listening', () => tcpOpen(port), { child: socat });
-  return { socat, port };
-}
+const startSerial = () => startBcSerial('socat bc (recording)');
 
 // The recordings in the directory, by name.
 const recordings = async () => (await fsp.readdir(env.recDir)).filter((n) => /\.(vncrec|cast)$/.test(n)).sort();

@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { start, stopAll, freePort, freePortIn, waitFor, sleep, tcpOpen } from './lib/procs.mjs';
 import { qmpConnect } from './lib/qmp.mjs';
+import { startSeaBiosQemu, startBcSerial } from './lib/consoles.mjs';
 import { REPO, BIN, ARTIFACTS, NOVNC_DIR, WEB_DIR } from './lib/paths.mjs';
 import { httpGet } from './lib/http.mjs';
 import { makeSigningKey, sign as signTicket, startEngine } from './lib/engine.mjs';
@@ -42,33 +43,9 @@ const QUIET_MS = 3000;
 
 const env = {};
 
-async function startQemu(dir) {
-  const port = await freePortIn(5900, 6923);
-  const qmpPath = path.join(dir, 'qmp.sock');
-  const qemu = start('qemu (watch)', 'qemu-system-x86_64', [
-    '-machine', 'accel=tcg', '-display', 'none', '-nodefaults', '-vga', 'std', '-m', '64',
-    '-vnc', `127.0.0.1:${port - 5900},password=on`,
-    '-qmp', `unix:${qmpPath},server,nowait`,
-    // SeaBIOS waits 60 s at "Press ESC for boot menu": Escape visibly changes the
-    // screen, so a key that reaches the VM shows.
-    '-boot', 'menu=on,splash-time=60000',
-  ]);
-  await waitFor('QEMU QMP socket', () => fs.existsSync(qmpPath), { child: qemu });
-  await waitFor('QEMU VNC port', () => tcpOpen(port), { child: qemu });
-  const qmp = await qmpConnect(qmpPath);
-  await qmp.execute('change-vnc-password', { password: VNC_PASSWORD });
-  return { qemu, qmp, port };
-}
+const startQemu = (dir) => startSeaBiosQemu(dir, 'qemu (watch)', VNC_PASSWORD);
 
-// `bc` on a pty behind a TCP listener, one bc per connection.
-async function startSerial() {
-  const port = await freePort();
-  const socat = start('socat bc (watch)', 'socat', [
-    `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:bc -q,pty,stderr,setsid,sane',
-  ]);
-  await waitFor('socat listening', () => tcpOpen(port), { child: socat });
-  return { socat, port };
-}
+const startSerial = () => startBcSerial('socat bc (watch)');
 
 // What the toolbar offers: the badge and the input buttons.
 function toolbar(popup) {
