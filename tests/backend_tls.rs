@@ -11,10 +11,9 @@ mod common;
 
 use common::pki::{self, Key, Pki};
 use common::qemu::{Display, Qemu};
+use common::rfb::vnc_response;
 use common::*;
 use consolegate::ticket::TargetTls;
-use des::cipher::generic_array::GenericArray;
-use des::cipher::{BlockEncrypt, KeyInit};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -181,20 +180,6 @@ impl Client {
             }
         }
     }
-}
-
-/// VNC authentication: the challenge encrypted with DES under the bit-reversed password.
-fn vnc_response(challenge: &[u8], password: &str) -> Vec<u8> {
-    let mut key = [0u8; 8];
-    for (k, b) in key.iter_mut().zip(password.bytes()) {
-        *k = b.reverse_bits();
-    }
-    let cipher = des::Des::new(GenericArray::from_slice(&key));
-    let mut out = challenge.to_vec();
-    for block in out.chunks_mut(8) {
-        cipher.encrypt_block(GenericArray::from_mut_slice(block));
-    }
-    out
 }
 
 /// ClientInit and QEMU's ServerInit: the framebuffer size and the desktop name.
